@@ -1,0 +1,116 @@
+"""MixtureParams: the parameters of a Gaussian mixture as one immutable value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamgmm.core.gaussian import (
+    check_covariance_type,
+    covariance_shape,
+    covariances_from_precision_cholesky,
+    precision_cholesky,
+    precisions_from_cholesky,
+)
+
+
+@dataclass(frozen=True, eq=False)
+class MixtureParams:
+    """Weights, means and covariances of a mixture, with the precision Cholesky factors.
+
+    Parameters
+    ----------
+    weights : ndarray of shape (n_components,)
+        Mixing proportions, summing to one.
+    means : ndarray of shape (n_components, n_features)
+    covariances : ndarray
+        Shape per ``covariance_type``: (K, d, d) full, (d, d) tied, (K, d) diag, (K,) spherical.
+    precisions_cholesky : ndarray
+        Upper Cholesky factors ``U`` of the precisions (``precision = U U^T``), same shape.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    """
+
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+    precisions_cholesky: np.ndarray
+    covariance_type: str
+
+    @classmethod
+    def from_covariances(
+        cls, weights, means, covariances, covariance_type: str
+    ) -> MixtureParams:
+        """Build parameters from covariances, computing the Cholesky factors.
+
+        Raises
+        ------
+        ValueError
+            If shapes disagree or a covariance is not positive definite.
+        """
+        check_covariance_type(covariance_type)
+        weights = np.asarray(weights, dtype=np.float64)
+        means = np.asarray(means, dtype=np.float64)
+        covariances = np.asarray(covariances, dtype=np.float64)
+        n_components, n_features = means.shape
+        expected = covariance_shape(covariance_type, n_components, n_features)
+        if weights.shape != (n_components,) or covariances.shape != expected:
+            raise ValueError(
+                f"inconsistent mixture shapes: weights {weights.shape}, means {means.shape}, "
+                f"covariances {covariances.shape} (expected {expected} for {covariance_type!r})"
+            )
+        return cls(
+            weights, means, covariances, precision_cholesky(covariances, covariance_type),
+            covariance_type,
+        )
+
+    @classmethod
+    def from_precisions_cholesky(
+        cls, weights, means, precisions_cholesky, covariance_type: str
+    ) -> MixtureParams:
+        """Build parameters from precision Cholesky factors, computing the covariances."""
+        check_covariance_type(covariance_type)
+        precisions_cholesky = np.asarray(precisions_cholesky, dtype=np.float64)
+        return cls(
+            np.asarray(weights, dtype=np.float64),
+            np.asarray(means, dtype=np.float64),
+            covariances_from_precision_cholesky(precisions_cholesky, covariance_type),
+            precisions_cholesky,
+            covariance_type,
+        )
+
+    @property
+    def n_components(self) -> int:
+        return self.means.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.means.shape[1]
+
+    @property
+    def precisions(self) -> np.ndarray:
+        """Precision matrices (full, tied) or precision values (diag, spherical)."""
+        return precisions_from_cholesky(self.precisions_cholesky, self.covariance_type)
+
+    def n_parameters(self) -> int:
+        """Number of free parameters, as used by BIC and AIC."""
+        k, d = self.n_components, self.n_features
+        cov = {
+            "full": k * d * (d + 1) // 2,
+            "tied": d * (d + 1) // 2,
+            "diag": k * d,
+            "spherical": k,
+        }[self.covariance_type]
+        return int(cov + k * d + k - 1)
+
+    def full_covariances(self) -> np.ndarray:
+        """Covariances expanded to shape (K, d, d), whatever the covariance type."""
+        k, d = self.n_components, self.n_features
+        c = self.covariances
+        if self.covariance_type == "full":
+            return c
+        if self.covariance_type == "tied":
+            return np.broadcast_to(c, (k, d, d)).copy()
+        if self.covariance_type == "diag":
+            return np.einsum("ki,ij->kij", c, np.eye(d))
+        return c[:, None, None] * np.eye(d)

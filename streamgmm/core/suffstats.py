@@ -1,0 +1,279 @@
+"""SufficientStats: the mergeable state of a Gaussian mixture.
+
+Per component ``k`` we keep the weighted count ``w_k``, the mean ``mu_k`` and the scatter
+``C_k`` (the weighted second *central* moment per unit weight, i.e. the biased covariance
+before ``reg_covar``). Raw second moments ``sum r x x'`` would cancel badly for data far from
+the origin; the central form merges exactly with the Chan-Golub-LeVeque rule::
+
+    w = w_a + w_b
+    mu = mu_a + (w_b / w) (mu_b - mu_a)
+    C = (w_a C_a + w_b C_b) / w + (w_a w_b / w^2) (mu_b - mu_a)(mu_b - mu_a)'
+
+so statistics from two batches, two sensors or two machines combine into the statistics of
+their union, and the stepwise EM update ``S = (1 - eta) S + eta S_batch`` is one
+``scale`` and one ``merge``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamgmm.core.gaussian import (
+    check_covariance_type,
+    covariance_shape,
+    design_matrix,
+    precision_cholesky,
+)
+from streamgmm.core.params import MixtureParams
+
+# scikit-learn adds 10 * eps to every count so an empty component never divides by zero.
+COUNT_EPS = 10 * np.finfo(np.float64).eps
+
+
+def _scatter_shape(covariance_type: str, n_components: int, n_features: int) -> tuple:
+    # Tied mixtures keep one full scatter per component: the shared covariance is their
+    # count-weighted average, which keeps the statistics mergeable.
+    if covariance_type == "tied":
+        return (n_components, n_features, n_features)
+    return covariance_shape(covariance_type, n_components, n_features)
+
+
+def _outer(delta: np.ndarray, covariance_type: str) -> np.ndarray:
+    """The between-means term of a merge for each covariance type."""
+    if covariance_type in ("full", "tied"):
+        return delta[:, :, None] * delta[:, None, :]
+    if covariance_type == "diag":
+        return delta**2
+    return np.mean(delta**2, axis=1)
+
+
+def _per_component(x: np.ndarray, scatter: np.ndarray) -> np.ndarray:
+    """Reshape a (K,) vector to broadcast against a scatter array."""
+    return x.reshape(x.shape + (1,) * (scatter.ndim - 1))
+
+
+@dataclass(frozen=True, eq=False)
+class SufficientStats:
+    """Counts, means and scatters of a mixture's components: accumulate, scale, merge.
+
+    Parameters
+    ----------
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    counts : ndarray of shape (n_components,)
+        Weighted number of points per component (any non-negative scale).
+    means : ndarray of shape (n_components, n_features)
+    scatter : ndarray
+        Biased covariance per component: (K, d, d) for full and tied, (K, d) for diag and
+        (K,) for spherical (the mean variance over the dimensions).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0, 0.0], [2.0, 0.0], [10.0, 1.0]])
+    >>> resp = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    >>> a = SufficientStats.from_responsibilities(X[:2], resp[:2], "diag")
+    >>> b = SufficientStats.from_responsibilities(X[2:], resp[2:], "diag")
+    >>> whole = SufficientStats.from_responsibilities(X, resp, "diag")
+    >>> bool(np.allclose(a.merge(b).means, whole.means))
+    True
+    """
+
+    covariance_type: str
+    counts: np.ndarray
+    means: np.ndarray
+    scatter: np.ndarray
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def zeros(cls, n_components: int, n_features: int, covariance_type: str) -> SufficientStats:
+        """Statistics of no data at all: the identity of :meth:`merge`."""
+        check_covariance_type(covariance_type)
+        return cls(
+            covariance_type,
+            np.zeros(n_components),
+            np.zeros((n_components, n_features)),
+            np.zeros(_scatter_shape(covariance_type, n_components, n_features)),
+        )
+
+    @classmethod
+    def from_moments(
+        cls, moments: np.ndarray, shift: np.ndarray, covariance_type: str
+    ) -> SufficientStats:
+        """Statistics from raw weighted moments ``R^T F`` of shifted data.
+
+        Parameters
+        ----------
+        moments : ndarray of shape (n_components, 1 + d + n_quadratic)
+            ``resp.T @ design_matrix(X, shift, covariance_type)``: per component the summed
+            responsibility, the summed ``z = x - shift`` and the summed ``q(z)``.
+        shift : ndarray of shape (n_features,)
+        covariance_type : str
+        """
+        d = shift.shape[0]
+        counts = moments[:, 0] + COUNT_EPS
+        offset = moments[:, 1 : 1 + d] / counts[:, None]
+        second = moments[:, 1 + d :] / counts[:, None]
+        if covariance_type in ("full", "tied"):
+            k = moments.shape[0]
+            rows, cols = np.triu_indices(d)
+            m2 = np.empty((k, d, d))
+            m2[:, rows, cols] = second
+            m2[:, cols, rows] = second
+            # Var = E[z z'] - E[z] E[z]'; the shift keeps both terms small.
+            scatter = m2 - offset[:, :, None] * offset[:, None, :]
+        elif covariance_type == "diag":
+            scatter = second - offset**2
+        else:
+            scatter = (second[:, 0] - np.einsum("ki,ki->k", offset, offset)) / d
+        return cls(covariance_type, counts, offset + shift, scatter)
+
+    @classmethod
+    def from_responsibilities(
+        cls,
+        X: np.ndarray,
+        resp: np.ndarray,
+        covariance_type: str,
+        sample_weight: np.ndarray | None = None,
+    ) -> SufficientStats:
+        """Statistics of a batch ``X`` (n, d) with responsibilities ``resp`` (n, K)."""
+        check_covariance_type(covariance_type)
+        X = np.asarray(X, dtype=np.float64)
+        resp = np.asarray(resp, dtype=np.float64)
+        if sample_weight is not None:
+            resp = resp * np.asarray(sample_weight, dtype=np.float64)[:, None]
+        shift = X.mean(axis=0) if len(X) else np.zeros(X.shape[1])
+        moments = resp.T @ design_matrix(X, shift, covariance_type)
+        return cls.from_moments(moments, shift, covariance_type)
+
+    @classmethod
+    def from_params(cls, params: MixtureParams, total: float = 1.0) -> SufficientStats:
+        """Statistics that reproduce ``params`` (``reg_covar`` is kept in the scatter)."""
+        k, d = params.n_components, params.n_features
+        if params.covariance_type == "tied":
+            scatter = np.broadcast_to(params.covariances, (k, d, d)).copy()
+        else:
+            scatter = np.array(params.covariances, dtype=np.float64)
+        return cls(
+            params.covariance_type,
+            np.asarray(params.weights, dtype=np.float64) * total,
+            np.array(params.means, dtype=np.float64),
+            scatter,
+        )
+
+    # ------------------------------------------------------------------ algebra
+
+    @property
+    def n_components(self) -> int:
+        return self.means.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.means.shape[1]
+
+    @property
+    def total(self) -> float:
+        """Sum of the counts."""
+        return float(self.counts.sum())
+
+    def scale(self, factor: float) -> SufficientStats:
+        """The same moments carried by ``factor`` times the weight."""
+        return SufficientStats(self.covariance_type, self.counts * factor, self.means, self.scatter)
+
+    def normalized(self) -> SufficientStats:
+        """Rescaled so that the counts sum to one."""
+        total = self.total
+        return self.scale(1.0 / total) if total > 0 else self
+
+    def merge(self, other: SufficientStats) -> SufficientStats:
+        """Statistics of the union of the data behind ``self`` and ``other``."""
+        if other.covariance_type != self.covariance_type or other.means.shape != self.means.shape:
+            raise ValueError(
+                "cannot merge statistics of different mixtures: "
+                f"{self.covariance_type} {self.means.shape} vs "
+                f"{other.covariance_type} {other.means.shape}"
+            )
+        wa, wb = self.counts, other.counts
+        w = wa + wb
+        with np.errstate(invalid="ignore", divide="ignore"):
+            fb = np.where(w > 0, wb / w, 0.0)
+        fa = 1.0 - fb
+        delta = other.means - self.means
+        means = self.means + fb[:, None] * delta
+        scatter = (
+            _per_component(fa, self.scatter) * self.scatter
+            + _per_component(fb, other.scatter) * other.scatter
+            + _per_component(fa * fb, self.scatter) * _outer(delta, self.covariance_type)
+        )
+        return SufficientStats(self.covariance_type, w, means, scatter)
+
+    def __add__(self, other: SufficientStats) -> SufficientStats:
+        return self.merge(other)
+
+    def interpolate(self, batch: SufficientStats, step: float) -> SufficientStats:
+        """Stepwise EM move ``(1 - step) * self + step * batch``, both read as normalised.
+
+        Each side is normalised first so that ``step`` is the share of the new statistics
+        whatever the batch size (Cappe & Moulines 2009, eq. 5).
+        """
+        return self.normalized().scale(1.0 - step).merge(batch.normalized().scale(step))
+
+    # ------------------------------------------------------------------ M-step
+
+    def covariances(self, reg_covar: float) -> np.ndarray:
+        """Covariances with ``reg_covar`` added to the diagonal (the M-step's covariances)."""
+        ctype, s = self.covariance_type, self.scatter
+        if ctype == "tied":
+            w = self.counts / self.counts.sum()
+            s = np.einsum("k,kij->ij", w, s)
+        if ctype in ("full", "tied"):
+            d = s.shape[-1]
+            # Rounding leaves tiny asymmetries; the covariance is symmetric by definition.
+            s = 0.5 * (s + np.swapaxes(s, -1, -2))
+            return s + reg_covar * np.eye(d)
+        return s + reg_covar
+
+    def to_params(self, reg_covar: float) -> MixtureParams:
+        """M-step: weights, means and regularised covariances.
+
+        Raises
+        ------
+        ValueError
+            If a covariance is not positive definite even after ``reg_covar``.
+        """
+        covariances = self.covariances(reg_covar)
+        return MixtureParams(
+            self.counts / self.counts.sum(),
+            self.means,
+            covariances,
+            precision_cholesky(covariances, self.covariance_type),
+            self.covariance_type,
+        )
+
+    # ------------------------------------------------------------------ persistence
+
+    def to_state(self) -> dict:
+        """Plain dict of arrays; :meth:`from_state` restores it exactly."""
+        return {
+            "covariance_type": self.covariance_type,
+            "counts": self.counts.copy(),
+            "means": self.means.copy(),
+            "scatter": self.scatter.copy(),
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping) -> SufficientStats:
+        """Rebuild statistics saved by :meth:`to_state`, checking their shapes."""
+        ctype = state["covariance_type"]
+        check_covariance_type(ctype)
+        counts = np.array(state["counts"], dtype=np.float64)
+        means = np.array(state["means"], dtype=np.float64)
+        scatter = np.array(state["scatter"], dtype=np.float64)
+        if counts.ndim != 1 or means.ndim != 2 or means.shape[0] != counts.shape[0]:
+            raise ValueError("sufficient statistics have inconsistent shapes")
+        if scatter.shape != _scatter_shape(ctype, *means.shape):
+            raise ValueError("sufficient statistics have inconsistent shapes")
+        return cls(ctype, counts, means, scatter)

@@ -1,0 +1,635 @@
+"""GaussianMixture: a scikit-learn compatible estimator with batch and online EM.
+
+``fit`` is batch EM and reproduces :class:`sklearn.mixture.GaussianMixture` iteration for
+iteration from the same start; ``partial_fit`` is stepwise online EM built for streams that
+arrive in sensor order (see :mod:`streamgmm.core.online`). The class coordinates the pure
+functions of :mod:`streamgmm.core`; it holds no math of its own.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from streamgmm.core.em import estimate_log_prob_resp, run_em
+from streamgmm.core.gaussian import (
+    COVARIANCE_TYPES,
+    covariance_shape,
+    precision_cholesky_from_precisions,
+)
+from streamgmm.core.initialize import INIT_PARAMS, initial_responsibilities
+from streamgmm.core.online import OnlineEM, OnlineSettings
+from streamgmm.core.params import MixtureParams
+from streamgmm.core.retain import RETAIN_KINDS
+from streamgmm.core.suffstats import SufficientStats
+
+
+class NotFittedError(ValueError, AttributeError):
+    """Raised when a fitted attribute is needed before ``fit`` or ``partial_fit``."""
+
+
+class ConvergenceWarning(UserWarning):
+    """Batch EM stopped at ``max_iter`` before the lower bound settled."""
+
+
+try:  # Use scikit-learn's classes when it is installed so its tooling recognises ours.
+    from sklearn.exceptions import ConvergenceWarning  # type: ignore[no-redef]  # noqa: F811
+    from sklearn.exceptions import NotFittedError as _SkNotFitted
+
+    class NotFittedError(_SkNotFitted):  # type: ignore[no-redef]  # noqa: F811
+        """Raised when a fitted attribute is needed before ``fit`` or ``partial_fit``."""
+
+except ImportError:  # pragma: no cover - scikit-learn is optional at run time
+    pass
+
+
+def _check_random_state(seed) -> np.random.RandomState:
+    if seed is None or seed is np.random:
+        return np.random.mtrand._rand
+    if isinstance(seed, numbers.Integral):
+        return np.random.RandomState(int(seed))
+    if isinstance(seed, np.random.RandomState):
+        return seed
+    raise ValueError(f"random_state must be None, an int or a RandomState, got {seed!r}")
+
+
+class _ParamsMixin:
+    """``get_params`` / ``set_params`` / ``repr`` as scikit-learn's BaseEstimator defines them,
+    without importing scikit-learn at run time."""
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return sorted(p.name for p in sig.parameters.values() if p.name != "self")
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor parameters of this estimator."""
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params: Any):
+        """Set constructor parameters; returns ``self``."""
+        valid = self._get_param_names()
+        for key, value in params.items():
+            if key not in valid:
+                raise ValueError(
+                    f"Invalid parameter {key!r} for estimator {type(self).__name__}. "
+                    f"Valid parameters are: {valid!r}."
+                )
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {
+            p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()
+        }
+        changed = []
+        for name in self._get_param_names():
+            value = getattr(self, name)
+            default = defaults.get(name)
+            same = value is default
+            if not same:
+                try:
+                    same = bool(value == default)
+                except Exception:
+                    same = False
+            if not same:
+                changed.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    def __sklearn_tags__(self):
+        from sklearn.utils import Tags, TargetTags
+
+        tags = Tags(estimator_type="density_estimator", target_tags=TargetTags(required=False))
+        tags.input_tags.two_d_array = True
+        return tags
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "means_")
+
+
+class GaussianMixture(_ParamsMixin):
+    """Gaussian mixture fitted by batch EM (``fit``) or stepwise online EM (``partial_fit``).
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Number of mixture components.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+    tol : float, default=1e-3
+        Batch EM stops when the mean log-likelihood gains less than this.
+    reg_covar : float, default=1e-6
+        Added to the diagonal of every covariance (scikit-learn's semantics).
+    max_iter : int, default=100
+        Batch EM iterations per initialisation.
+    n_init : int, default=1
+        Batch EM initialisations; the best lower bound is kept.
+    init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
+    weights_init, means_init, precisions_init : array-like, optional
+        Starting parameters, as in scikit-learn; also used by the first ``partial_fit``.
+    random_state : int, RandomState or None
+    warm_start : bool, default=False
+        ``fit`` starts from the previous solution.
+    verbose : int, default=0
+    verbose_interval : int, default=10
+    step_decay : float, default=0.6
+        ``alpha`` of the online step ``(t + t0) ** -alpha``, in (0.5, 1].
+    step_offset : float, default=2.0
+        ``t0`` of the online step.
+    step_constant : float or None, default=None
+        A constant online step in (0, 1] instead of the decaying one: an exponential memory
+        of about ``1 / step_constant`` batches for drifting streams.
+    averaging : bool, default=False
+        Polyak-Ruppert averaging of the online statistics.
+    retain : {"reservoir", "window"}, default="reservoir"
+        Sample of the stream kept by ``partial_fit``: uniform over the whole stream, or the
+        latest points (use with ``step_constant`` for drifting streams).
+    retain_size : int, default=20000
+        Points kept; memory is bounded by it, not by the stream length.
+    replay : bool, default=True
+        Score a replay sample of the retained points at every online update, so the update
+        aims at the EM map of the whole history and not of the newest batch alone.
+    relocate : bool, default=True
+        Refit on the retained sample when the stream keeps arriving where the model has no
+        components (sensor-ordered data). ``replay=False, relocate=False`` gives textbook
+        stepwise EM.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+    means_ : ndarray of shape (n_components, n_features)
+    covariances_ : ndarray
+    precisions_ : ndarray
+    precisions_cholesky_ : ndarray
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+    lower_bounds_ : list of float
+    n_features_in_ : int
+    n_seen_ : int
+        Points absorbed by ``fit`` and ``partial_fit`` together.
+    n_reseeded_ : int
+        Components re-seeded online after losing their weight.
+    n_relocations_ : int
+        Online refits on the retained sample.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from streamgmm import GaussianMixture
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.vstack([rng.normal(0, 1, (500, 2)), rng.normal(6, 1, (500, 2))])
+    >>> gm = GaussianMixture(n_components=2, random_state=0).fit(X)
+    >>> np.round(np.sort(gm.means_[:, 0]))
+    array([0., 6.])
+    >>> online = GaussianMixture(n_components=2, random_state=0)
+    >>> for batch in np.array_split(rng.permutation(X), 10):
+    ...     _ = online.partial_fit(batch)
+    >>> online.n_seen_
+    1000
+    """
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        covariance_type: str = "full",
+        tol: float = 1e-3,
+        reg_covar: float = 1e-6,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: str = "kmeans",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start: bool = False,
+        verbose: int = 0,
+        verbose_interval: int = 10,
+        step_decay: float = 0.6,
+        step_offset: float = 2.0,
+        step_constant: float | None = None,
+        averaging: bool = False,
+        retain: str = "reservoir",
+        retain_size: int = 20_000,
+        replay: bool = True,
+        relocate: bool = True,
+    ) -> None:
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.step_decay = step_decay
+        self.step_offset = step_offset
+        self.step_constant = step_constant
+        self.averaging = averaging
+        self.retain = retain
+        self.retain_size = retain_size
+        self.replay = replay
+        self.relocate = relocate
+
+    # ------------------------------------------------------------------ validation
+
+    def _check_hyperparameters(self) -> None:
+        def integer(name: str, low: int) -> None:
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+        def number(name: str, low: float, strict: bool) -> None:
+            value = getattr(self, name)
+            ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+            ok = ok and math.isfinite(value) and (value > low if strict else value >= low)
+            if not ok:
+                op = ">" if strict else ">="
+                raise ValueError(f"{name} must be a number {op} {low}, got {value!r}")
+
+        integer("n_components", 1)
+        integer("max_iter", 0)
+        integer("n_init", 1)
+        integer("verbose_interval", 1)
+        integer("retain_size", 1)
+        number("tol", 0.0, strict=False)
+        number("reg_covar", 0.0, strict=False)
+        if self.covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(
+                f"covariance_type must be one of {COVARIANCE_TYPES}, got {self.covariance_type!r}"
+            )
+        if self.init_params not in INIT_PARAMS:
+            raise ValueError(f"init_params must be one of {INIT_PARAMS}, got {self.init_params!r}")
+        if self.retain not in RETAIN_KINDS:
+            raise ValueError(f"retain must be one of {RETAIN_KINDS}, got {self.retain!r}")
+        self._online_settings().check()
+
+    def _online_settings(self) -> OnlineSettings:
+        return OnlineSettings(
+            n_components=int(self.n_components),
+            covariance_type=self.covariance_type,
+            reg_covar=float(self.reg_covar),
+            step_decay=float(self.step_decay),
+            step_offset=float(self.step_offset),
+            step_constant=None if self.step_constant is None else float(self.step_constant),
+            averaging=bool(self.averaging),
+            retain=self.retain,
+            retain_size=max(int(self.retain_size), int(self.n_components)),
+            replay=bool(self.replay),
+            relocate=bool(self.relocate),
+            tol=float(self.tol) if self.tol > 0 else 1e-3,
+        )
+
+    def _validate_data(self, X, *, reset: bool, min_samples: int = 1) -> np.ndarray:
+        """Array of shape (n, d) in float64 or float32, finite, with the fitted dimension."""
+        if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
+            raise TypeError(
+                "sparse input is not supported: a Gaussian mixture needs dense points; "
+                "call X.toarray() first"
+            )
+        X = np.asarray(X)
+        if X.dtype.kind == "c":
+            raise ValueError("Complex data not supported; pass real-valued points.")
+        if X.dtype.kind not in "fiub":
+            try:
+                X = X.astype(np.float64)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(
+                    f"points must be numeric, got an array of dtype {X.dtype}: {exc}"
+                ) from None
+        if X.ndim == 1 or X.ndim == 0:
+            raise ValueError(
+                f"Expected 2D array, got {X.ndim}D array instead: reshape your data with "
+                "X.reshape(-1, 1) if it has a single feature or X.reshape(1, -1) if it is a "
+                "single point."
+            )
+        if X.ndim != 2:
+            raise ValueError(f"Expected a 2D array of points, got shape {X.shape}")
+        if X.dtype not in (np.float32, np.float64):
+            X = X.astype(np.float64)
+        n, d = X.shape
+        if d == 0:
+            raise ValueError(
+                f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is "
+                "required."
+            )
+        if n < min_samples:
+            raise ValueError(
+                f"Found array with {n} sample(s) (shape={X.shape}) while a minimum of "
+                f"{min_samples} is required."
+            )
+        if not np.all(np.isfinite(X)):
+            raise ValueError(
+                "Input X contains NaN or infinity: drop or impute those rows before fitting "
+                "(the daemon drops and counts them for you)."
+            )
+        if reset:
+            self.n_features_in_ = d
+        elif hasattr(self, "n_features_in_") and d != self.n_features_in_:
+            raise ValueError(
+                f"X has {d} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+        return X
+
+    def _check_initial_parameters(self, n_features: int) -> None:
+        k = self.n_components
+        if self.weights_init is not None:
+            w = np.asarray(self.weights_init, dtype=np.float64)
+            if w.shape != (k,):
+                raise ValueError(
+                    f"The parameter 'weights' should have the shape of ({k},), but got {w.shape}"
+                )
+            if np.any(w < 0) or np.any(w > 1) or not np.isclose(w.sum(), 1.0, atol=1e-6):
+                raise ValueError(
+                    "The parameter 'weights' should be in the range [0, 1] and sum to 1, "
+                    f"but got min {w.min()}, max {w.max()}, sum {w.sum()}"
+                )
+        if self.means_init is not None:
+            m = np.asarray(self.means_init, dtype=np.float64)
+            if m.shape != (k, n_features):
+                raise ValueError(
+                    f"The parameter 'means' should have the shape of {(k, n_features)}, "
+                    f"but got {m.shape}"
+                )
+        if self.precisions_init is not None:
+            p = np.asarray(self.precisions_init, dtype=np.float64)
+            expected = covariance_shape(self.covariance_type, k, n_features)
+            if p.shape != expected:
+                raise ValueError(
+                    f"The parameter '{self.covariance_type} precision' should have the shape "
+                    f"of {expected}, but got {p.shape}"
+                )
+            try:
+                precision_cholesky_from_precisions(p, self.covariance_type)
+                if self.covariance_type in ("diag", "spherical") and np.any(p <= 0):
+                    raise np.linalg.LinAlgError
+            except np.linalg.LinAlgError:
+                raise ValueError(
+                    f"'{self.covariance_type} precision' should be symmetric, positive-definite"
+                ) from None
+
+    # ------------------------------------------------------------------ batch EM
+
+    def _initial_params(self, X: np.ndarray, random_state: np.random.RandomState) -> MixtureParams:
+        """scikit-learn's initialisation: responsibilities, one M-step, then ``*_init``."""
+        ctype = self.covariance_type
+        given = (self.weights_init, self.means_init, self.precisions_init)
+        weights = means = covariances = None
+        if any(v is None for v in given):
+            resp = initial_responsibilities(X, self.n_components, self.init_params, random_state)
+            stats = SufficientStats.from_responsibilities(X, resp, ctype)
+            weights = stats.counts / X.shape[0]
+            means = stats.means
+            covariances = stats.covariances(self.reg_covar)
+        if self.weights_init is not None:
+            weights = np.asarray(self.weights_init, dtype=np.float64)
+        if self.means_init is not None:
+            means = np.asarray(self.means_init, dtype=np.float64)
+        if self.precisions_init is None:
+            return MixtureParams.from_covariances(weights, means, covariances, ctype)
+        chol = precision_cholesky_from_precisions(self.precisions_init, ctype)
+        return MixtureParams.from_precisions_cholesky(weights, means, chol, ctype)
+
+    def fit(self, X, y=None) -> GaussianMixture:
+        """Batch EM on ``X`` (n_samples, n_features); returns ``self``."""
+        self.fit_predict(X, y)
+        return self
+
+    def fit_predict(self, X, y=None) -> np.ndarray:
+        """Batch EM on ``X``, then the most likely component of each row."""
+        self._check_hyperparameters()
+        X = self._validate_data(X, reset=True, min_samples=2)
+        if X.shape[0] < self.n_components:
+            raise ValueError(
+                "Expected n_samples >= n_components but got "
+                f"n_components = {self.n_components}, n_samples = {X.shape[0]}"
+            )
+        self._check_initial_parameters(X.shape[1])
+        Xf = X.astype(np.float64, copy=False)
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        n_init = self.n_init if do_init else 1
+        random_state = _check_random_state(self.random_state)
+        best = None
+        self.converged_ = False
+        for init in range(n_init):
+            if self.verbose:
+                print(f"Initialization {init}")
+            start = self._initial_params(Xf, random_state) if do_init else self._params
+            previous = -np.inf if do_init else self.lower_bound_
+            if self.max_iter == 0:
+                result = (start, -np.inf, 0, False, [])
+            else:
+                em = run_em(
+                    Xf, start, reg_covar=self.reg_covar, tol=self.tol, max_iter=self.max_iter,
+                    lower_bound=previous, callback=self._verbose_callback if self.verbose else None,
+                )
+                result = (em.params, em.lower_bound, em.n_iter, em.converged, em.lower_bounds)
+            if best is None or result[1] > best[1]:
+                best = result
+        params, lower_bound, n_iter, converged, lower_bounds = best
+        if not converged and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. Try different init "
+                "parameters, or increase max_iter, tol, or check for degenerate data.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        self.converged_ = converged
+        self._set_params(params)
+        self.n_iter_ = n_iter
+        self.lower_bound_ = lower_bound
+        self.lower_bounds_ = lower_bounds
+        # A fitted model is also a starting point for partial_fit: seed the online state.
+        self._online = OnlineEM(self._online_settings(), X.shape[1], seed=self._online_seed())
+        self._online.retained.add(Xf, self._online.rng)
+        self._online.n_seen = self._online.retained.n_offered
+        self._online.seen_at_relocation = self._online.n_seen
+        self._online.n_updates = 1
+        log_norm, log_resp = estimate_log_prob_resp(Xf, params)
+        self._online.set_params(
+            params, SufficientStats.from_responsibilities(Xf, np.exp(log_resp), params.covariance_type)
+        )
+        self._online.params = params
+        self._sync_online_attributes()
+        return log_resp.argmax(axis=1)
+
+    def _verbose_callback(self, n_iter: int, change: float) -> None:
+        if n_iter % self.verbose_interval == 0:
+            print(f"  Iteration {n_iter}\t change: {change:.5g}")
+
+    # ------------------------------------------------------------------ online EM
+
+    def _online_seed(self) -> int:
+        if isinstance(self.random_state, numbers.Integral):
+            return int(self.random_state)
+        return int(_check_random_state(self.random_state).randint(0, 2**31 - 1))
+
+    def partial_fit(self, X, y=None) -> GaussianMixture:
+        """Stepwise online EM on one batch ``X`` (any number of rows >= 1); returns ``self``.
+
+        The first calls initialise the model: from ``weights_init``/``means_init``/
+        ``precisions_init`` when all are given, else by k-means++ and a short batch EM once
+        at least ``n_components`` points have arrived (earlier points are kept, not lost).
+        """
+        first = not hasattr(self, "_online")
+        if first:
+            self._check_hyperparameters()
+        X = self._validate_data(X, reset=first, min_samples=1)
+        if first:
+            self._check_initial_parameters(X.shape[1])
+            self._online = OnlineEM(self._online_settings(), X.shape[1], seed=self._online_seed())
+            given = (self.weights_init, self.means_init, self.precisions_init)
+            if all(v is not None for v in given):
+                self._online.set_params(self._initial_params(X, _check_random_state(0)))
+                self._online.n_updates = 1
+        info = self._online.update(X.astype(np.float64, copy=False))
+        self.last_avg_log_likelihood_ = info.avg_log_likelihood
+        self._sync_online_attributes()
+        return self
+
+    def _sync_online_attributes(self) -> None:
+        online = self._online
+        self.n_seen_ = online.n_seen
+        self.n_reseeded_ = online.n_reseeded
+        self.n_relocations_ = online.n_relocations
+        if online.params is not None:
+            self._set_params(online.params)
+            if not hasattr(self, "converged_"):
+                self.converged_ = False
+                self.n_iter_ = 0
+                self.lower_bound_ = -np.inf
+                self.lower_bounds_ = []
+
+    # ------------------------------------------------------------------ parameters
+
+    def _set_params(self, params: MixtureParams) -> None:
+        self._params = params
+        self.weights_ = params.weights
+        self.means_ = params.means
+        self.covariances_ = params.covariances
+        self.precisions_cholesky_ = params.precisions_cholesky
+        self.precisions_ = params.precisions
+
+    def _check_is_fitted(self) -> MixtureParams:
+        if not hasattr(self, "_params"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                "appropriate arguments before using this estimator (or 'partial_fit' with at "
+                "least n_components points in all)."
+            )
+        return self._params
+
+    @property
+    def params_(self) -> MixtureParams:
+        """The fitted parameters as one :class:`~streamgmm.MixtureParams` value."""
+        return self._check_is_fitted()
+
+    @property
+    def stats_(self) -> SufficientStats:
+        """The online sufficient statistics (normalised), mergeable with another model's."""
+        self._check_is_fitted()
+        return self._online.stats
+
+    # ------------------------------------------------------------------ inference
+
+    def _log_prob_resp(self, X) -> tuple[np.ndarray, np.ndarray]:
+        params = self._check_is_fitted()
+        X = self._validate_data(X, reset=False)
+        return estimate_log_prob_resp(X.astype(np.float64, copy=False), params)
+
+    def score_samples(self, X) -> np.ndarray:
+        """Log-density of each row under the mixture, shape (n_samples,)."""
+        return self._log_prob_resp(X)[0]
+
+    def score(self, X, y=None) -> float:
+        """Mean log-density per row of ``X``."""
+        return float(self.score_samples(X).mean())
+
+    def predict(self, X) -> np.ndarray:
+        """Most likely component of each row."""
+        return self._log_prob_resp(X)[1].argmax(axis=1)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Responsibilities: probability of each component for each row, shape (n, K)."""
+        return np.exp(self._log_prob_resp(X)[1])
+
+    def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``n_samples`` points; returns ``(X, component_labels)``."""
+        params = self._check_is_fitted()
+        if n_samples < 1:
+            raise ValueError(
+                f"Invalid value for 'n_samples': {n_samples}. The sampling requires at least "
+                "one sample."
+            )
+        rng = _check_random_state(self.random_state)
+        counts = rng.multinomial(n_samples, params.weights)
+        covs = params.full_covariances()
+        X = np.vstack([
+            rng.multivariate_normal(mean, cov, int(c))
+            for mean, cov, c in zip(params.means, covs, counts)
+        ])
+        y = np.concatenate([np.full(c, j, dtype=int) for j, c in enumerate(counts)])
+        return X, y
+
+    def bic(self, X) -> float:
+        """Bayesian information criterion on ``X`` (lower is better)."""
+        X = np.asarray(X)
+        return -2 * self.score(X) * X.shape[0] + self._params.n_parameters() * math.log(X.shape[0])
+
+    def aic(self, X) -> float:
+        """Akaike information criterion on ``X`` (lower is better)."""
+        X = np.asarray(X)
+        return -2 * self.score(X) * X.shape[0] + 2 * self._params.n_parameters()
+
+    # ------------------------------------------------------------------ streaming state
+
+    def get_state(self) -> dict:
+        """The whole streaming state (statistics, step counter, retained sample, RNG).
+
+        Plain values and numpy arrays only; :meth:`from_state` restores it exactly, so a
+        checkpointed model resumes bit for bit.
+        """
+        self._check_is_fitted()
+        return {
+            "format": 1,
+            "hyperparameters": {
+                k: v for k, v in self.get_params().items()
+                if k not in ("weights_init", "means_init", "precisions_init", "random_state")
+            },
+            "online": self._online.to_state(),
+            "n_features_in": int(self.n_features_in_),
+            "fit": {
+                "converged": bool(self.converged_),
+                "n_iter": int(self.n_iter_),
+                "lower_bound": float(self.lower_bound_),
+            },
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping) -> GaussianMixture:
+        """Rebuild an estimator saved by :meth:`get_state`."""
+        if state.get("format") != 1:
+            raise ValueError(f"unknown GaussianMixture state format {state.get('format')!r}")
+        gm = cls(**state["hyperparameters"])
+        gm.n_features_in_ = int(state["n_features_in"])
+        gm._online = OnlineEM.from_state(state["online"])
+        fit = state["fit"]
+        gm.converged_ = bool(fit["converged"])
+        gm.n_iter_ = int(fit["n_iter"])
+        gm.lower_bound_ = float(fit["lower_bound"])
+        gm.lower_bounds_ = []
+        gm._sync_online_attributes()
+        return gm
