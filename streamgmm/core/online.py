@@ -162,8 +162,12 @@ class OnlineEM:
 
     # ------------------------------------------------------------------ the update
 
-    def update(self, X: np.ndarray) -> UpdateInfo:
-        """Absorb a batch ``X`` of shape (m, d), m >= 1."""
+    def update(self, X: np.ndarray, remember: bool = True) -> UpdateInfo:
+        """Absorb a batch ``X`` of shape (m, d), m >= 1.
+
+        ``remember=False`` re-applies points that were already counted and retained (after a
+        refit replaced the statistics): the statistics move, the sample and ``n_seen`` don't.
+        """
         s = self.settings
         m = X.shape[0]
         if not self.initialized:
@@ -191,8 +195,9 @@ class OnlineEM:
         self.stats = self.stats.interpolate(target, step)
         reseeded = self._reseed_dead(X, params)
         self._refresh_params()
-        self.retained.add(X, self.rng)
-        self.n_seen += m
+        if remember:
+            self.retained.add(X, self.rng)
+            self.n_seen += m
 
         relocated = False
         if s.relocate and np.isfinite(history_ll):

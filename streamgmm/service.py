@@ -1,0 +1,727 @@
+"""The daemon: ZeroMQ ingest -> codec -> online EM -> published mixtures.
+
+Life cycle (``run_daemon``): load the config -> start up (bind sockets, restore checkpoints)
+-> one poll loop -> shut down (publish what is pending, write checkpoints, close sockets).
+
+The loop is the only owner of model state. Each turn it
+
+1. drains the queued point messages (bounded per turn), decodes and validates each one,
+   does the per-source sequence accounting, and groups the good rows by model;
+2. folds each model's rows into its estimator with one ``partial_fit``;
+3. answers control requests (snapshot, status, refit);
+4. runs the timers: publish a pending update, start a periodic refit, adopt a finished
+   refit, write a checkpoint. The poll timeout is the time to the next deadline.
+
+Refits run on a worker thread over a copy of the retained points, so ingest never waits for
+them; batches absorbed meanwhile are re-applied on top of the refit result when it is
+adopted. Signals only set a flag; the loop notices it within 100 ms.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from streamgmm import codec
+from streamgmm.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from streamgmm.config import Config, ConfigError, ModelConfig, load_config
+from streamgmm.core.em import batch_statistics, run_em
+from streamgmm.core.initialize import initial_responsibilities
+from streamgmm.core.params import MixtureParams
+from streamgmm.core.suffstats import SufficientStats
+from streamgmm.estimator import GaussianMixture
+from streamgmm.transport import BindError, ControlRequest, Transport
+
+log = logging.getLogger("streamgmm")
+
+EXIT_OK = 0
+EXIT_CONFIG = 2
+EXIT_INTERNAL = 70
+
+# Messages handled per loop turn before control and timers get their turn.
+_DRAIN_MESSAGES = 256
+# A batch coalesced from several messages is folded in with one online step.
+_MAX_COALESCED_POINTS = 65_536
+# Sequence numbers reserved ahead in each checkpoint: after a SIGKILL the daemon restarts
+# above anything it can have published since that checkpoint, so no seq is ever reused.
+_SEQ_LEASE = 100_000
+# Per-source sequence trackers kept (least recently seen evicted first).
+_MAX_SOURCES = 10_000
+# Batches kept for re-application while a refit runs (older ones are still in the sample).
+_MAX_PENDING_POINTS = 1_000_000
+_CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class Counters:
+    """Daemon-wide message accounting, reported by the ``status`` request."""
+
+    messages_received: int = 0
+    messages_applied: int = 0
+    points_applied: int = 0
+    rows_dropped_nonfinite: int = 0
+    messages_lost: int = 0
+    publisher_restarts: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+
+    def reject(self, reason: str) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+    def as_dict(self) -> dict:
+        return {
+            "messages_received": self.messages_received,
+            "messages_applied": self.messages_applied,
+            "points_applied": self.points_applied,
+            "rows_dropped_nonfinite": self.rows_dropped_nonfinite,
+            "messages_lost": self.messages_lost,
+            "rejected": dict(self.rejected),
+            "publisher_restarts": self.publisher_restarts,
+        }
+
+
+class SourceTracker:
+    """Last ``seq`` per publisher: gaps are losses, a step back is a restart."""
+
+    def __init__(self, capacity: int = _MAX_SOURCES) -> None:
+        self._last: OrderedDict[str, int] = OrderedDict()
+        self.capacity = capacity
+
+    def observe(self, source: str, seq: int) -> tuple[int, bool]:
+        """Returns ``(messages lost before this one, publisher restarted)``."""
+        last = self._last.pop(source, None)
+        self._last[source] = seq
+        if len(self._last) > self.capacity:
+            self._last.popitem(last=False)
+        if last is None:
+            return 0, False
+        if seq <= last:
+            return 0, True
+        return seq - last - 1, False
+
+
+# --------------------------------------------------------------------------- refits
+
+
+@dataclass(frozen=True)
+class RefitResult:
+    params: MixtureParams
+    stats: SufficientStats
+    lower_bound: float
+    n_points: int
+    seconds: float
+
+
+def refit_job(
+    X: np.ndarray, current: MixtureParams, reg_covar: float, seed: int, max_iter: int = 100
+) -> RefitResult:
+    """Batch EM on ``X`` from the current parameters and from a fresh k-means++ seeding.
+
+    Runs on the worker thread: pure numpy on its own copy of the points.
+    """
+    started = time.perf_counter()
+    ctype, k = current.covariance_type, current.n_components
+    warm = run_em(X, current, reg_covar=reg_covar, tol=1e-3, max_iter=max_iter)
+    best = warm
+    if len(X) >= k:
+        resp = initial_responsibilities(X, k, "k-means++", np.random.RandomState(seed))
+        start = SufficientStats.from_responsibilities(X, resp, ctype).to_params(reg_covar)
+        fresh = run_em(X, start, reg_covar=reg_covar, tol=1e-3, max_iter=max_iter)
+        if fresh.lower_bound > warm.lower_bound:
+            best = fresh
+    stats = batch_statistics(X, best.params).stats
+    return RefitResult(
+        best.params, stats, best.lower_bound, len(X), time.perf_counter() - started
+    )
+
+
+# --------------------------------------------------------------------------- one model
+
+
+class ModelRuntime:
+    """One ``[[model]]``: its estimator plus everything the daemon tracks about it."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = config
+        self.topic = config.topic.encode()
+        self.update_topic = codec.update_topic(config.name)
+        self.estimator = self._new_estimator()
+        self.seq = 0  # of the last published update
+        self.seq_lease = 0  # highest seq a checkpoint has reserved
+        self.last_stamp = float("nan")
+        self.changed = False  # absorbed points not yet published
+        self.dirty = False  # state not yet checkpointed
+        self.ll_sum = 0.0
+        self.ll_points = 0
+        self.last_publish = 0.0
+        self.next_refit = math.inf
+        self.next_checkpoint = math.inf
+        self.refit_future: Future | None = None
+        self.refit_waiters: list[ControlRequest] = []
+        self.refit_kind_requested = False
+        self.pending: list[np.ndarray] = []
+        self.pending_points = 0
+        self.refits = 0
+        self.refit_failures = 0
+        self.last_refit_seconds = float("nan")
+        self.checkpoints = 0
+        self.checkpoint_failures = 0
+        self.last_checkpoint_seconds = float("nan")
+
+    def _new_estimator(self) -> GaussianMixture:
+        c = self.config
+        return GaussianMixture(
+            n_components=c.components,
+            covariance_type=c.covariance_type,
+            reg_covar=c.reg_covar,
+            random_state=c.seed,
+            step_decay=c.step_decay,
+            step_offset=c.step_offset,
+            step_constant=c.step_constant if c.step_constant > 0 else None,
+            retain=c.retain,
+            retain_size=c.window_points,
+        )
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def fitted(self) -> bool:
+        return hasattr(self.estimator, "means_")
+
+    @property
+    def n_seen(self) -> int:
+        return int(getattr(self.estimator, "n_seen_", 0))
+
+    def absorb(self, X: np.ndarray, stamp: float) -> None:
+        """Fold a batch into the model (one stepwise EM move)."""
+        self.estimator.partial_fit(X)
+        ll = self.estimator.last_avg_log_likelihood_
+        if math.isfinite(ll):
+            self.ll_sum += ll * len(X)
+            self.ll_points += len(X)
+        if not math.isfinite(self.last_stamp) or stamp > self.last_stamp:
+            self.last_stamp = stamp
+        self.changed = self.dirty = True
+        if self.refit_future is not None:
+            self.pending.append(X)
+            self.pending_points += len(X)
+            while self.pending_points > _MAX_PENDING_POINTS and len(self.pending) > 1:
+                self.pending_points -= len(self.pending.pop(0))
+
+    def update_payload(self, kind: str, seq: int) -> bytes:
+        """The section-2 payload of the current parameters."""
+        gm = self.estimator
+        avg = self.ll_sum / self.ll_points if self.ll_points else float("nan")
+        return codec.encode_update(
+            model=self.name,
+            seq=seq,
+            stamp=time.time(),
+            n_seen=self.n_seen,
+            kind=kind,
+            covariance_type=self.config.covariance_type,
+            weights=gm.weights_,
+            means=gm.means_,
+            covariances=gm.covariances_,
+            avg_log_likelihood=avg,
+            last_stamp=self.last_stamp,
+            n_reseeded=int(gm.n_reseeded_),
+            n_relocations=int(gm.n_relocations_),
+        )
+
+    # ------------------------------------------------------------ checkpoint state
+
+    def state(self, seq_lease: int) -> dict:
+        return {
+            "format": _CHECKPOINT_FORMAT,
+            "model": self.name,
+            "dim": self.config.dim,
+            "components": self.config.components,
+            "covariance_type": self.config.covariance_type,
+            "seq": self.seq,
+            "seq_lease": seq_lease,
+            "last_stamp": self.last_stamp,
+            "estimator": self.estimator.get_state() if self.fitted else None,
+            "buffered": None if self.fitted else self._buffered_state(),
+        }
+
+    def _buffered_state(self) -> dict | None:
+        online = getattr(self.estimator, "_online", None)
+        return None if online is None else online.to_state()
+
+    def restore(self, state: dict) -> None:
+        c = self.config
+        found = (state.get("dim"), state.get("components"), state.get("covariance_type"))
+        if found != (c.dim, c.components, c.covariance_type):
+            raise ConfigError(
+                f"model[{self.name}].checkpoint",
+                f"checkpoint {c.checkpoint!r} holds a model with dim/components/"
+                f"covariance_type {found}, the config says "
+                f"{(c.dim, c.components, c.covariance_type)}; move the file away or fix "
+                "the config",
+            )
+        if state.get("estimator") is not None:
+            self.estimator = GaussianMixture.from_state(state["estimator"])
+        elif state.get("buffered") is not None:
+            from streamgmm.core.online import OnlineEM
+
+            self.estimator = self._new_estimator()
+            self.estimator.n_features_in_ = c.dim
+            self.estimator._online = OnlineEM.from_state(state["buffered"])
+            self.estimator._sync_online_attributes()
+        # Continue above every seq that may have been published before the restart.
+        self.seq = int(max(state.get("seq", 0), state.get("seq_lease", 0)))
+        self.last_stamp = float(state.get("last_stamp", float("nan")))
+
+
+# --------------------------------------------------------------------------- the service
+
+
+class Service:
+    """The daemon. Build it from a :class:`~streamgmm.config.Config`, then :meth:`run`."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.models = [ModelRuntime(m) for m in config.models]
+        self.counters = Counters()
+        self.sources = SourceTracker()
+        self.should_exit = False
+        self.started = time.monotonic()
+        self.transport: Transport | None = None
+        self.executor: ThreadPoolExecutor | None = None
+
+    # ------------------------------------------------------------ startup / shutdown
+
+    def startup(self) -> None:
+        """Restore checkpoints, then bind the sockets (errors: ConfigError / BindError)."""
+        for model in self.models:
+            self._restore(model)
+        self.transport = Transport(self.config.service, [m.config.topic for m in self.models])
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="refit")
+        now = time.monotonic()
+        for model in self.models:
+            if model.config.refit_every_s > 0:
+                model.next_refit = now + model.config.refit_every_s
+        ends = self.transport.bound_endpoints()
+        log.info(
+            "ready models=%s ingest=%s publish=%s control=%s",
+            ",".join(m.name for m in self.models), ends["ingest"], ends["publish"],
+            ends["control"],
+        )
+
+    def _restore(self, model: ModelRuntime) -> None:
+        path = model.config.checkpoint
+        if not path:
+            return
+        state, warnings = load_checkpoint(path, generations=model.config.checkpoint_generations)
+        for warning in warnings:
+            log.warning("checkpoint model=%s %s", model.name, warning)
+        if state is None:
+            log.info("checkpoint model=%s none usable at %s: starting fresh", model.name, path)
+            return
+        model.restore(state)
+        log.info(
+            "restored model=%s seq=%d n_seen=%d from %s", model.name, model.seq, model.n_seen,
+            path,
+        )
+
+    def request_exit(self, signum: int | None = None, frame=None) -> None:
+        """Signal handler: only sets a flag; the loop exits within one poll timeout."""
+        self.should_exit = True
+
+    def shutdown(self) -> None:
+        """Publish pending updates, write checkpoints, close sockets."""
+        for model in self.models:
+            if model.changed and model.fitted:
+                self._publish(model, "online")
+            for waiter in model.refit_waiters:
+                self._reply(waiter.request, codec.error_reply("daemon is shutting down"),
+                            waiter.rid)
+            model.refit_waiters.clear()
+            if model.config.checkpoint:
+                self._checkpoint(model, final=True)
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.transport is not None:
+            self.transport.close(linger=self.config.service.sockets.linger_ms)
+        log.info("stopped")
+
+    # ------------------------------------------------------------ the loop
+
+    def run(self) -> None:
+        """Poll loop until :meth:`request_exit`."""
+        assert self.transport is not None
+        while not self.should_exit:
+            ingest_ready, control_ready = self.transport.poll(self._poll_timeout_ms())
+            if ingest_ready:
+                self._drain_ingest()
+            if control_ready:
+                self._drain_control()
+            self._run_timers()
+
+    def _poll_timeout_ms(self) -> float:
+        now = time.monotonic()
+        deadline = now + 0.1  # signals are noticed within 100 ms
+        for model in self.models:
+            if model.refit_future is not None:
+                deadline = min(deadline, now + 0.005)
+            if model.changed and model.fitted:
+                deadline = min(deadline, model.last_publish + model.config.publish_every_s)
+            deadline = min(deadline, model.next_refit)
+            if model.dirty:
+                deadline = min(deadline, model.next_checkpoint)
+        return max(0.0, (deadline - now) * 1000.0)
+
+    # ------------------------------------------------------------ ingest
+
+    def _drain_ingest(self) -> None:
+        batches: dict[int, list[tuple[np.ndarray, float]]] = {}
+        for _ in range(_DRAIN_MESSAGES):
+            frames = self.transport.recv_points()
+            if frames is None:
+                break
+            self._accept(frames, batches)
+            if any(sum(len(x) for x, _ in b) >= _MAX_COALESCED_POINTS for b in batches.values()):
+                break
+        for index, parts in batches.items():
+            X = parts[0][0] if len(parts) == 1 else np.concatenate([x for x, _ in parts])
+            self._absorb(self.models[index], X, max(s for _, s in parts))
+
+    def _absorb(self, model: ModelRuntime, X: np.ndarray, stamp: float) -> None:
+        try:
+            model.absorb(X, stamp)
+        except Exception:  # a numerical failure must not take the daemon down
+            log.exception("update failed model=%s points=%d", model.name, len(X))
+            self.counters.reject("model_error")
+            return
+        if model.config.publish_every_s == 0 and model.fitted:
+            self._publish(model, "online")
+
+    def _accept(self, frames: list[bytes], batches: dict) -> None:
+        """Validate one message and queue its rows for every matching model.
+
+        Models that publish after every batch absorb the message at once; the others get the
+        rows of all queued messages coalesced into one online step.
+        """
+        c = self.counters
+        c.messages_received += 1
+        if len(frames) != 2:
+            c.reject("frames")
+            return
+        topic, payload = frames
+        matching = [i for i, m in enumerate(self.models) if topic.startswith(m.topic)]
+        if not matching:
+            c.reject("topic")
+            return
+        limit = max(self.models[i].config.max_points_per_message for i in matching)
+        try:
+            msg = codec.decode_points(payload, max_points=limit)
+        except codec.DecodeError as err:
+            c.reject(err.reason)
+            return
+        lost, restarted = self.sources.observe(msg.source or topic.decode("utf-8", "replace"),
+                                               msg.seq)
+        c.messages_lost += lost
+        c.publisher_restarts += restarted
+        c.rows_dropped_nonfinite += msg.rows_dropped_nonfinite
+        if len(msg.points) == 0:
+            c.reject("empty")
+            return
+        X = np.asarray(msg.points, dtype=np.float64)
+        applied = False
+        reason = "dim"
+        for i in matching:
+            model = self.models[i]
+            if X.shape[1] != model.config.dim:
+                continue
+            if len(X) > model.config.max_points_per_message:
+                reason = "too_large"
+                continue
+            if model.config.publish_every_s == 0:
+                # An update after every message was asked for: no coalescing.
+                self._absorb(model, X, msg.stamp)
+            else:
+                batches.setdefault(i, []).append((X, msg.stamp))
+            applied = True
+        if applied:
+            c.messages_applied += 1
+            c.points_applied += len(X)
+        else:
+            c.reject(reason)
+
+    # ------------------------------------------------------------ publishing
+
+    def _publish(self, model: ModelRuntime, kind: str) -> int:
+        model.seq += 1
+        self.transport.publish(model.update_topic, model.update_payload(kind, model.seq))
+        model.changed = False
+        model.ll_sum, model.ll_points = 0.0, 0
+        model.last_publish = time.monotonic()
+        model.dirty = True
+        if model.config.checkpoint and model.seq >= model.seq_lease:
+            # The lease is used up: renew it now so a crash cannot reuse a number.
+            self._checkpoint(model)
+        return model.seq
+
+    # ------------------------------------------------------------ control
+
+    def _drain_control(self) -> None:
+        for _ in range(64):
+            request = self.transport.recv_control()
+            if request is None:
+                return
+            self._handle_control(request)
+
+    def _reply(self, request: ControlRequest, reply: dict | bytes, rid=None) -> None:
+        if isinstance(reply, dict):
+            if rid is not None:
+                reply = {**reply, "id": rid}
+            payload = codec.encode_reply(reply)
+        else:
+            payload = reply
+        self.transport.reply(request, payload)
+
+    def _handle_control(self, request: ControlRequest) -> None:
+        try:
+            msg = codec.decode_request(request.payload)
+        except codec.DecodeError as err:
+            self._reply(request, codec.error_reply(f"malformed request ({err.reason}): {err}"))
+            return
+        rid = msg.get("id")
+        if not isinstance(rid, (int, str)) or isinstance(rid, bool):
+            rid = None
+        op = msg["op"]
+        try:
+            if op == "status":
+                self._reply(request, self._status(), rid)
+            elif op == "snapshot":
+                model = self._find_model(msg)
+                if not model.fitted:
+                    raise LookupError(
+                        f"model {model.name!r} has no parameters yet "
+                        f"({model.n_seen} of {model.config.components} points needed)"
+                    )
+                payload = codec.encode_update(
+                    **_update_fields(model, "snapshot"), ok=True,
+                    **({"id": rid} if rid is not None else {}),
+                )
+                self._reply(request, payload)
+            elif op == "refit":
+                model = self._find_model(msg)
+                if not model.fitted:
+                    raise LookupError(f"model {model.name!r} has no parameters yet to refit")
+                model.refit_waiters.append(_WithId(request, rid))
+                self._start_refit(model)
+            else:
+                raise LookupError(
+                    f"unknown op {op!r}; expected one of {', '.join(codec.CONTROL_OPS)}"
+                )
+        except LookupError as err:
+            self._reply(request, codec.error_reply(str(err.args[0])), rid)
+
+    def _find_model(self, msg: dict) -> ModelRuntime:
+        name = msg.get("model")
+        if name is None:
+            if len(self.models) == 1:
+                return self.models[0]
+            raise LookupError(
+                "this daemon has several models: name one with 'model' "
+                f"({', '.join(m.name for m in self.models)})"
+            )
+        for model in self.models:
+            if model.name == name:
+                return model
+        raise LookupError(
+            f"no model named {name!r}; models: {', '.join(m.name for m in self.models)}"
+        )
+
+    def _status(self) -> dict:
+        return {
+            "ok": True,
+            "uptime_s": time.monotonic() - self.started,
+            "models": {
+                m.name: {
+                    "n_seen": m.n_seen,
+                    "seq": m.seq,
+                    "dim": m.config.dim,
+                    "components": m.config.components,
+                    "covariance_type": m.config.covariance_type,
+                    "fitted": m.fitted,
+                    "last_stamp": m.last_stamp,
+                    "n_reseeded": int(getattr(m.estimator, "n_reseeded_", 0)),
+                    "n_relocations": int(getattr(m.estimator, "n_relocations_", 0)),
+                    "refits": m.refits,
+                    "refit_failures": m.refit_failures,
+                    "refit_running": m.refit_future is not None,
+                    "last_refit_s": m.last_refit_seconds,
+                    "checkpoints": m.checkpoints,
+                    "checkpoint_failures": m.checkpoint_failures,
+                    "last_checkpoint_s": m.last_checkpoint_seconds,
+                    "retained_points": len(m.estimator._online.retained)
+                    if hasattr(m.estimator, "_online") else 0,
+                }
+                for m in self.models
+            },
+            "counters": self.counters.as_dict(),
+        }
+
+    # ------------------------------------------------------------ timers
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        for model in self.models:
+            if model.refit_future is not None and model.refit_future.done():
+                self._finish_refit(model)
+            if (model.changed and model.fitted
+                    and now >= model.last_publish + model.config.publish_every_s):
+                self._publish(model, "online")
+            if now >= model.next_refit:
+                model.next_refit = now + model.config.refit_every_s
+                if model.fitted:
+                    self._start_refit(model)
+            if model.config.checkpoint and model.dirty and now >= model.next_checkpoint:
+                self._checkpoint(model)
+            if model.dirty and model.next_checkpoint == math.inf:
+                model.next_checkpoint = now + model.config.checkpoint_every_s
+
+    def _start_refit(self, model: ModelRuntime) -> None:
+        if model.refit_future is not None:
+            return  # one at a time; waiters get the running one's result
+        online = model.estimator._online
+        X = online.retained.points.copy()
+        model.pending, model.pending_points = [], 0
+        seed = int(online.rng.integers(0, 2**31 - 1))
+        model.refit_future = self.executor.submit(
+            refit_job, X, model.estimator.params_, model.config.reg_covar, seed
+        )
+        log.info("refit started model=%s points=%d", model.name, len(X))
+
+    def _finish_refit(self, model: ModelRuntime) -> None:
+        future, model.refit_future = model.refit_future, None
+        pending, model.pending, model.pending_points = model.pending, [], 0
+        waiters, model.refit_waiters = model.refit_waiters, []
+        try:
+            result: RefitResult = future.result()
+            online = model.estimator._online
+            online.set_params(result.params, result.stats)
+            for X in pending:  # points that arrived during the refit are not lost
+                online.update(X, remember=False)
+            model.estimator._sync_online_attributes()
+        except Exception as exc:
+            model.refit_failures += 1
+            log.error("refit failed model=%s: %s", model.name, exc)
+            for waiter in waiters:
+                self._reply(waiter.request, codec.error_reply(f"refit failed: {exc}"),
+                            waiter.rid)
+            return
+        model.refits += 1
+        model.last_refit_seconds = result.seconds
+        seq = self._publish(model, "refit")
+        log.info(
+            "refit done model=%s points=%d seconds=%.3f avg_log_likelihood=%.4f seq=%d "
+            "reapplied=%d", model.name, result.n_points, result.seconds, result.lower_bound,
+            seq, len(pending),
+        )
+        for waiter in waiters:
+            self._reply(waiter.request, {"ok": True, "seq": seq}, waiter.rid)
+
+    def _checkpoint(self, model: ModelRuntime, final: bool = False) -> None:
+        """Write the model's state; a failure is logged and counted, ingest goes on."""
+        started = time.perf_counter()
+        # A clean shutdown needs no reservation; otherwise reserve seqs ahead (see above).
+        lease = model.seq if final else model.seq + _SEQ_LEASE
+        try:
+            size = save_checkpoint(
+                model.config.checkpoint, model.state(lease),
+                generations=model.config.checkpoint_generations,
+            )
+        except (CheckpointError, OSError) as exc:
+            model.checkpoint_failures += 1
+            log.error("checkpoint failed model=%s path=%s: %s", model.name,
+                      model.config.checkpoint, exc)
+            model.next_checkpoint = time.monotonic() + model.config.checkpoint_every_s
+            return
+        model.seq_lease = lease
+        model.checkpoints += 1
+        model.dirty = False
+        model.next_checkpoint = math.inf
+        model.last_checkpoint_seconds = time.perf_counter() - started
+        log.debug("checkpoint model=%s bytes=%d seconds=%.4f", model.name, size,
+                  model.last_checkpoint_seconds)
+
+
+@dataclass(frozen=True)
+class _WithId:
+    request: ControlRequest
+    rid: object
+
+
+def _update_fields(model: ModelRuntime, kind: str) -> dict:
+    gm = model.estimator
+    avg = model.ll_sum / model.ll_points if model.ll_points else float("nan")
+    return dict(
+        model=model.name, seq=model.seq, stamp=time.time(), n_seen=model.n_seen, kind=kind,
+        covariance_type=model.config.covariance_type, weights=gm.weights_, means=gm.means_,
+        covariances=gm.covariances_, avg_log_likelihood=avg, last_stamp=model.last_stamp,
+        n_reseeded=int(gm.n_reseeded_), n_relocations=int(gm.n_relocations_),
+    )
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def configure_logging(level: str) -> None:
+    """One line per event on stderr."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def run_daemon(path: str | os.PathLike, log_level: str | None = None) -> int:
+    """Run the daemon of config file ``path`` in the foreground; returns the exit code.
+
+    Exit codes: 0 after SIGTERM/SIGINT (checkpoints written), 2 for a configuration error
+    (unknown key, wrong type, impossible value, endpoint that cannot be bound, checkpoint of
+    another model), 70 for an internal error.
+    """
+    try:
+        config = load_config(path)
+    except ConfigError as err:
+        print(f"streamgmm: config error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(log_level or config.service.log_level)
+    service = Service(config)
+    try:
+        service.startup()
+    except (ConfigError, BindError) as err:
+        print(f"streamgmm: config error: {err}", file=sys.stderr)
+        if service.transport is not None:
+            service.transport.close(linger=0)
+        return EXIT_CONFIG
+    previous = {
+        sig: signal.signal(sig, service.request_exit) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        service.run()
+    except Exception:
+        log.exception("internal error; writing checkpoints and exiting")
+        service.shutdown()
+        return EXIT_INTERNAL
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    service.shutdown()
+    return EXIT_OK

@@ -1,0 +1,157 @@
+"""The daemon's ZeroMQ sockets, and nothing else: bytes in, bytes out.
+
+Three sockets, as in the ZeroMQ Guide's Clone pattern:
+
+- ``ingest``  SUB, binds ``service.ingest`` and connects ``service.connect``; subscribed to
+  every model's topic prefix. Frames: ``[topic, payload]``.
+- ``updates`` PUB, binds ``service.publish``. Frames: ``[b"gmm/<model>", payload]``.
+- ``control`` ROUTER, binds ``service.control``. Frames in: ``[identity, (b""), payload]``
+  from REQ or DEALER peers; the reply goes back with the same envelope.
+
+Socket options come from ``[service.sockets]``; every option except the HWMs must be set
+before bind/connect to take effect, so they are all set right after the socket is made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import zmq
+
+from streamgmm.config import ServiceConfig, SocketOptions
+
+
+class BindError(RuntimeError):
+    """An endpoint of the configuration could not be bound or connected."""
+
+    def __init__(self, key: str, endpoint: str, reason: str) -> None:
+        super().__init__(f"{key}: cannot use endpoint {endpoint!r}: {reason}")
+        self.key = key
+
+
+@dataclass(frozen=True)
+class ControlRequest:
+    """One request from the ROUTER socket, with the envelope its reply needs."""
+
+    envelope: tuple[bytes, ...]
+    payload: bytes
+    n_frames: int
+
+
+def _common_options(sock: zmq.Socket, opts: SocketOptions) -> None:
+    sock.setsockopt(zmq.LINGER, opts.linger_ms)
+    if opts.heartbeat_ivl_ms:
+        sock.setsockopt(zmq.HEARTBEAT_IVL, opts.heartbeat_ivl_ms)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, opts.heartbeat_timeout_ms)
+        sock.setsockopt(zmq.HEARTBEAT_TTL, opts.heartbeat_ttl_ms)
+    sock.setsockopt(zmq.HANDSHAKE_IVL, opts.handshake_ivl_ms)
+    sock.setsockopt(zmq.RECONNECT_IVL, opts.reconnect_ivl_ms)
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, opts.reconnect_ivl_max_ms)
+
+
+def _bind(sock: zmq.Socket, key: str, endpoint: str, connect: bool = False) -> None:
+    try:
+        (sock.connect if connect else sock.bind)(endpoint)
+    except zmq.ZMQError as exc:
+        raise BindError(key, endpoint, exc.strerror) from None
+
+
+class Transport:
+    """Owns the zmq context and the daemon's three sockets.
+
+    Parameters
+    ----------
+    config : ServiceConfig
+    topics : iterable of str
+        Topic prefixes the ingest socket subscribes to.
+    context : zmq.Context, optional
+    """
+
+    def __init__(
+        self, config: ServiceConfig, topics: Iterable[str], context: zmq.Context | None = None
+    ) -> None:
+        self._own_context = context is None
+        self.context = context or zmq.Context()
+        opts = config.sockets
+        self.ingest = self.updates = self.control = None
+        try:
+            self.ingest = self.context.socket(zmq.SUB)
+            _common_options(self.ingest, opts)
+            self.ingest.setsockopt(zmq.RCVHWM, opts.rcvhwm)
+            self.ingest.setsockopt(zmq.MAXMSGSIZE, opts.maxmsgsize)
+            for topic in sorted(set(topics)):
+                self.ingest.setsockopt(zmq.SUBSCRIBE, topic.encode())
+            for endpoint in config.ingest:
+                _bind(self.ingest, "service.ingest", endpoint)
+            for endpoint in config.connect:
+                _bind(self.ingest, "service.connect", endpoint, connect=True)
+
+            self.updates = self.context.socket(zmq.PUB)
+            _common_options(self.updates, opts)
+            self.updates.setsockopt(zmq.SNDHWM, opts.sndhwm)
+            _bind(self.updates, "service.publish", config.publish)
+
+            self.control = self.context.socket(zmq.ROUTER)
+            _common_options(self.control, opts)
+            # Requests are small; a peer sending megabytes is not a client of ours.
+            self.control.setsockopt(zmq.MAXMSGSIZE, 1 << 20)
+            _bind(self.control, "service.control", config.control)
+        except BaseException:
+            self.close(linger=0)
+            raise
+        self.poller = zmq.Poller()
+        self.poller.register(self.ingest, zmq.POLLIN)
+        self.poller.register(self.control, zmq.POLLIN)
+
+    def bound_endpoints(self) -> dict[str, str]:
+        """The endpoints actually bound (ports resolved when ``*``/0 was asked for)."""
+        return {
+            "ingest": self.ingest.getsockopt_string(zmq.LAST_ENDPOINT),
+            "publish": self.updates.getsockopt_string(zmq.LAST_ENDPOINT),
+            "control": self.control.getsockopt_string(zmq.LAST_ENDPOINT),
+        }
+
+    def poll(self, timeout_ms: float) -> tuple[bool, bool]:
+        """Wait for input; returns ``(ingest_ready, control_ready)``."""
+        events = dict(self.poller.poll(max(0, int(timeout_ms))))
+        return self.ingest in events, self.control in events
+
+    def recv_points(self) -> list[bytes] | None:
+        """One ingest message as its frames, or ``None`` when none is queued."""
+        try:
+            return self.ingest.recv_multipart(zmq.NOBLOCK, copy=True)
+        except zmq.Again:
+            return None
+
+    def publish(self, topic: bytes, payload: bytes) -> None:
+        """Send one update; PUB never blocks (a slow subscriber loses, then resyncs)."""
+        try:
+            self.updates.send_multipart([topic, payload], zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+
+    def recv_control(self) -> ControlRequest | None:
+        """One control request, or ``None``; the payload is the last frame."""
+        try:
+            frames = self.control.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return None
+        # [identity, b"", payload] from REQ, [identity, payload] from a bare DEALER.
+        envelope = tuple(frames[:-1]) if len(frames) >= 2 else tuple(frames)
+        return ControlRequest(envelope, frames[-1] if len(frames) >= 2 else b"", len(frames))
+
+    def reply(self, request: ControlRequest, payload: bytes) -> None:
+        """Send a reply along the request's envelope; a vanished peer is ignored."""
+        try:
+            self.control.send_multipart([*request.envelope, payload], zmq.NOBLOCK)
+        except (zmq.Again, zmq.ZMQError):
+            pass
+
+    def close(self, linger: int | None = None) -> None:
+        """Close every socket (flushing for ``linger`` ms) and the context if we own it."""
+        for sock in (self.ingest, self.updates, self.control):
+            if sock is not None and not sock.closed:
+                sock.close(linger=linger)
+        if self._own_context:
+            self.context.term()
