@@ -1,0 +1,508 @@
+"""Daemon configuration: a TOML file parsed into frozen dataclasses.
+
+The keys, their types and their defaults are the contract of PROTOCOL.md section 4; the keys
+marked *extension* below are optional additions. Parsing is strict: an unknown key, a wrong
+type or an impossible value raises :class:`ConfigError`, whose message is one line that starts
+with the dotted path of the offending key (``model[1].components: must be >= 1 (got 0)``), so
+the daemon can print it and exit.
+
+This module only parses and validates. Whether an endpoint can actually be bound is checked by
+the daemon when it opens its sockets.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on Python 3.10
+    import tomli as tomllib
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "ModelConfig",
+    "ServiceConfig",
+    "SocketOptions",
+    "load_config",
+    "parse_config",
+]
+
+ENDPOINT_SCHEMES = ("tcp://", "ipc://", "inproc://")
+COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
+RETAIN_MODES = ("reservoir", "window")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+# libzmq takes the millisecond and HWM options as a C int and ZMQ_MAXMSGSIZE as int64.
+_INT32_MAX = 2**31 - 1
+_INT64_MAX = 2**63 - 1
+
+
+class ConfigError(ValueError):
+    """An invalid configuration.
+
+    Parameters
+    ----------
+    key : str
+        Dotted path of the offending key, e.g. ``"model[1].components"``; ``"<file>"`` when the
+        file itself cannot be read or is not valid TOML.
+    message : str
+        What is wrong with it.
+
+    Notes
+    -----
+    ``str(err)`` is always a single line, ``"<key>: <message>"``.
+    """
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        # One line, whatever the message holds (TOML errors, reprs of odd values).
+        self.message = " ".join(str(message).split())
+        super().__init__(f"{key}: {self.message}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keep the two-argument constructor picklable (e.g. across a multiprocessing boundary).
+        return (type(self), (self.key, self.message))
+
+
+@dataclass(frozen=True)
+class SocketOptions:
+    """ZeroMQ socket options (``[service.sockets]``, an extension of the contract).
+
+    Attributes
+    ----------
+    linger_ms : int
+        ZMQ_LINGER of every socket: how long close waits to flush queued messages.
+    rcvhwm : int
+        ZMQ_RCVHWM of the ingest SUB socket (messages queued per publisher before dropping).
+    sndhwm : int
+        ZMQ_SNDHWM of the update PUB socket (messages queued per subscriber before dropping).
+    maxmsgsize : int
+        ZMQ_MAXMSGSIZE in bytes for inbound messages; ``-1`` means no limit. The default,
+        16 MiB, holds a 300,000-point 3-D scan in float64 (7.2 MB) with room to spare.
+    heartbeat_ivl_ms, heartbeat_timeout_ms, heartbeat_ttl_ms : int
+        ZMTP heartbeats (ZMQ_HEARTBEAT_IVL / _TIMEOUT / _TTL); ``0`` disables them.
+    handshake_ivl_ms : int
+        ZMQ_HANDSHAKE_IVL: a peer that does not finish the handshake in time is dropped.
+    reconnect_ivl_ms, reconnect_ivl_max_ms : int
+        ZMQ_RECONNECT_IVL and ZMQ_RECONNECT_IVL_MAX for connected endpoints (back-off).
+    """
+
+    linger_ms: int = 1000
+    rcvhwm: int = 1000
+    sndhwm: int = 1000
+    maxmsgsize: int = 16_777_216
+    heartbeat_ivl_ms: int = 1000
+    heartbeat_timeout_ms: int = 3000
+    heartbeat_ttl_ms: int = 3000
+    handshake_ivl_ms: int = 5000
+    reconnect_ivl_ms: int = 100
+    reconnect_ivl_max_ms: int = 5000
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """The ``[service]`` table.
+
+    Attributes
+    ----------
+    ingest : tuple of str
+        Endpoints the point SUB socket binds (publishers connect to them).
+    connect : tuple of str
+        Endpoints the point SUB socket connects to (publishers bind them).
+    publish : str
+        Endpoint the mixture-update PUB socket binds.
+    control : str
+        Endpoint the control ROUTER socket binds.
+    sockets : SocketOptions
+        ZeroMQ socket options (extension).
+    log_level : str
+        One of ``"debug"``, ``"info"``, ``"warning"``, ``"error"`` (extension).
+    """
+
+    ingest: tuple[str, ...]
+    connect: tuple[str, ...]
+    publish: str
+    control: str
+    sockets: SocketOptions = field(default_factory=SocketOptions)
+    log_level: str = "info"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One ``[[model]]`` table: a named mixture fed by one topic prefix.
+
+    Attributes
+    ----------
+    name : str
+        Unique, non-empty model name (updates go out on topic ``gmm/<name>``).
+    topic : str
+        Subscribed topic prefix of the sensor points.
+    dim : int
+        Dimension ``d`` of the points.
+    components : int
+        Number of mixture components ``K``.
+    covariance_type : str
+        ``"full"``, ``"diag"``, ``"spherical"`` or ``"tied"``.
+    seed : int
+        Seed of the model's random generator (initialisation, reservoir sampling).
+    checkpoint : str
+        Checkpoint file path; ``""`` disables checkpoints.
+    checkpoint_every_s : float
+        Seconds between checkpoints while the state changes.
+    publish_every_s : float
+        At most one online update per interval; ``0`` publishes after every batch.
+    refit_every_s : float
+        Seconds between batch refits on the retained points; ``0`` refits only on request.
+    window_points : int
+        Points retained for refits (at least ``components``).
+    retain : str
+        ``"reservoir"`` (uniform sample of the whole stream) or ``"window"`` (latest points).
+    reg_covar : float
+        Added to covariance diagonals for numerical stability (extension).
+    step_decay : float
+        Exponent ``alpha`` in (0.5, 1] of the step size ``(t + t0)^-alpha`` (extension).
+    step_offset : float
+        Offset ``t0 >= 0`` of the step-size schedule (extension).
+    step_constant : float
+        ``0`` uses the decaying schedule; a value in (0, 1) is a constant step that keeps
+        tracking drifting data (extension).
+    max_points_per_message : int
+        Messages with more points are rejected (extension).
+    checkpoint_generations : int
+        Checkpoint files kept, newest first (extension).
+    """
+
+    name: str
+    topic: str
+    dim: int
+    components: int
+    covariance_type: str = "full"
+    seed: int = 0
+    checkpoint: str = ""
+    checkpoint_every_s: float = 5.0
+    publish_every_s: float = 0.1
+    refit_every_s: float = 60.0
+    window_points: int = 200_000
+    retain: str = "reservoir"
+    reg_covar: float = 1e-6
+    step_decay: float = 0.6
+    step_offset: float = 2.0
+    step_constant: float = 0.0
+    max_points_per_message: int = 1_000_000
+    checkpoint_generations: int = 2
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole daemon configuration.
+
+    Attributes
+    ----------
+    service : ServiceConfig
+        The ``[service]`` table.
+    models : tuple of ModelConfig
+        The ``[[model]]`` tables, in file order (at least one).
+    path : str or None
+        The file it was loaded from, if any.
+    """
+
+    service: ServiceConfig
+    models: tuple[ModelConfig, ...]
+    path: str | None = None
+
+
+# --------------------------------------------------------------------------- field checkers
+# Each checker takes (key, value) and returns the normalised value or raises ConfigError.
+
+Checker = Callable[[str, Any], Any]
+
+
+def _show(value: Any) -> str:
+    """A short repr for error messages (long values are cut so the line stays readable)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _int(minimum: int, maximum: int = _INT64_MAX, *, or_value: int | None = None) -> Checker:
+    def check(key: str, value: Any) -> int:
+        # bool is a subclass of int; `dim = true` is a typo, not 1.
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, f"expected an integer (got {_show(value)})")
+        if or_value is not None and value == or_value:
+            return value
+        if value < minimum:
+            alt = f" or {or_value}" if or_value is not None else ""
+            raise ConfigError(key, f"must be >= {minimum}{alt} (got {value})")
+        if value > maximum:
+            raise ConfigError(key, f"must be <= {maximum} (got {value})")
+        return value
+
+    return check
+
+
+def _float(
+    minimum: float | None = None,
+    *,
+    above: float | None = None,
+    maximum: float | None = None,
+    below: float | None = None,
+) -> Checker:
+    def check(key: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(key, f"expected a number (got {_show(value)})")
+        value = float(value)
+        # TOML allows nan and inf; no duration or rate here means anything with them.
+        if not math.isfinite(value):
+            raise ConfigError(key, f"must be a finite number (got {value})")
+        if minimum is not None and value < minimum:
+            raise ConfigError(key, f"must be >= {minimum} (got {value})")
+        if above is not None and value <= above:
+            raise ConfigError(key, f"must be > {above} (got {value})")
+        if maximum is not None and value > maximum:
+            raise ConfigError(key, f"must be <= {maximum} (got {value})")
+        if below is not None and value >= below:
+            raise ConfigError(key, f"must be < {below} (got {value})")
+        return value
+
+    return check
+
+
+def _str(*, non_empty: bool = False) -> Checker:
+    def check(key: str, value: Any) -> str:
+        if not isinstance(value, str):
+            raise ConfigError(key, f"expected a string (got {_show(value)})")
+        if non_empty and not value.strip():
+            raise ConfigError(key, "must be a non-empty string")
+        return value
+
+    return check
+
+
+def _choice(options: tuple[str, ...]) -> Checker:
+    def check(key: str, value: Any) -> str:
+        if not isinstance(value, str):
+            raise ConfigError(key, f"expected a string (got {_show(value)})")
+        if value not in options:
+            allowed = ", ".join(repr(o) for o in options)
+            raise ConfigError(key, f"must be one of {allowed} (got {_show(value)})")
+        return value
+
+    return check
+
+
+def _endpoint(key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(key, f"expected an endpoint string (got {_show(value)})")
+    scheme = next((s for s in ENDPOINT_SCHEMES if value.startswith(s)), None)
+    if scheme is None or len(value) == len(scheme):
+        schemes = ", ".join(repr(s) for s in ENDPOINT_SCHEMES)
+        raise ConfigError(key, f"endpoint must start with one of {schemes} (got {_show(value)})")
+    return value
+
+
+def _endpoint_list(key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(key, f"expected a list of endpoint strings (got {_show(value)})")
+    return tuple(_endpoint(f"{key}[{i}]", item) for i, item in enumerate(value))
+
+
+# ------------------------------------------------------------------------------- the schema
+# key -> (checker, default); _REQUIRED marks keys without a default.
+
+_REQUIRED = object()
+
+_SOCKET_FIELDS: dict[str, tuple[Checker, Any]] = {
+    "linger_ms": (_int(0, _INT32_MAX), 1000),
+    "rcvhwm": (_int(0, _INT32_MAX), 1000),
+    "sndhwm": (_int(0, _INT32_MAX), 1000),
+    # Below 1 KiB not even a small header fits; -1 is libzmq's "unlimited".
+    "maxmsgsize": (_int(1024, _INT64_MAX, or_value=-1), 16_777_216),
+    "heartbeat_ivl_ms": (_int(0, _INT32_MAX), 1000),
+    "heartbeat_timeout_ms": (_int(0, _INT32_MAX), 3000),
+    "heartbeat_ttl_ms": (_int(0, _INT32_MAX), 3000),
+    "handshake_ivl_ms": (_int(0, _INT32_MAX), 5000),
+    "reconnect_ivl_ms": (_int(0, _INT32_MAX), 100),
+    "reconnect_ivl_max_ms": (_int(0, _INT32_MAX), 5000),
+}
+
+_SERVICE_FIELDS: dict[str, tuple[Checker, Any]] = {
+    "ingest": (_endpoint_list, ("tcp://*:5555",)),
+    "connect": (_endpoint_list, ()),
+    "publish": (_endpoint, _REQUIRED),
+    "control": (_endpoint, _REQUIRED),
+    "log_level": (_choice(LOG_LEVELS), "info"),
+    # "sockets" is a sub-table, handled separately.
+}
+
+_MODEL_FIELDS: dict[str, tuple[Checker, Any]] = {
+    "name": (_str(non_empty=True), _REQUIRED),
+    "topic": (_str(), _REQUIRED),
+    "dim": (_int(1), _REQUIRED),
+    "components": (_int(1), _REQUIRED),
+    "covariance_type": (_choice(COVARIANCE_TYPES), "full"),
+    "seed": (_int(0), 0),
+    "checkpoint": (_str(), ""),
+    "checkpoint_every_s": (_float(0.0), 5.0),
+    "publish_every_s": (_float(0.0), 0.1),
+    "refit_every_s": (_float(0.0), 60.0),
+    "window_points": (_int(1), 200_000),  # also >= components, checked after parsing
+    "retain": (_choice(RETAIN_MODES), "reservoir"),
+    "reg_covar": (_float(above=0.0), 1e-6),
+    # alpha in (0.5, 1]: the Robbins-Monro conditions (sum = inf, sum of squares < inf).
+    "step_decay": (_float(above=0.5, maximum=1.0), 0.6),
+    "step_offset": (_float(0.0), 2.0),
+    "step_constant": (_float(0.0, below=1.0), 0.0),
+    "max_points_per_message": (_int(1), 1_000_000),
+    "checkpoint_generations": (_int(1, 1000), 2),
+}
+
+_TOP_LEVEL = ("service", "model")
+
+
+def _reject_unknown(table: Mapping[str, Any], known: Any, prefix: str) -> None:
+    known = list(known)
+    for key in table:
+        if key not in known:
+            hint = difflib.get_close_matches(str(key), known, n=1)
+            suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise ConfigError(f"{prefix}{key}", f"unknown key{suffix}")
+
+
+def _parse_table(
+    table: Mapping[str, Any], fields: Mapping[str, tuple[Checker, Any]], prefix: str
+) -> dict[str, Any]:
+    """Check every field of ``table`` against ``fields``; fill in the defaults."""
+    out: dict[str, Any] = {}
+    for key, (check, default) in fields.items():
+        path = f"{prefix}{key}"
+        if key in table:
+            out[key] = check(path, table[key])
+        elif default is _REQUIRED:
+            raise ConfigError(path, "required key is missing")
+        else:
+            out[key] = default
+    return out
+
+
+def _expect_table(key: str, value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, f"expected a table (got {_show(value)})")
+    return value
+
+
+def _parse_service(data: Mapping[str, Any]) -> ServiceConfig:
+    if "service" not in data:
+        raise ConfigError("service", "required table is missing")
+    table = _expect_table("service", data["service"])
+    _reject_unknown(table, [*_SERVICE_FIELDS, "sockets"], "service.")
+    if "ingest" not in table and "connect" not in table:
+        raise ConfigError("service.ingest", "give at least one of 'ingest' or 'connect'")
+    values = _parse_table(table, _SERVICE_FIELDS, "service.")
+    if not values["ingest"] and not values["connect"]:
+        raise ConfigError("service.ingest", "'ingest' and 'connect' are both empty")
+    # Two sockets of the daemon cannot bind the same endpoint; say so now, not as a bind error.
+    if values["control"] == values["publish"]:
+        raise ConfigError("service.control", "same endpoint as service.publish")
+    for i, endpoint in enumerate(values["ingest"]):
+        if endpoint in (values["publish"], values["control"]):
+            raise ConfigError(f"service.ingest[{i}]", "same endpoint as publish or control")
+
+    sockets_table = _expect_table("service.sockets", table.get("sockets", {}))
+    _reject_unknown(sockets_table, _SOCKET_FIELDS, "service.sockets.")
+    sockets = SocketOptions(**_parse_table(sockets_table, _SOCKET_FIELDS, "service.sockets."))
+    return ServiceConfig(sockets=sockets, **values)
+
+
+def _parse_models(data: Mapping[str, Any]) -> tuple[ModelConfig, ...]:
+    if "model" not in data:
+        raise ConfigError("model", "at least one [[model]] table is required")
+    tables = data["model"]
+    if not isinstance(tables, list):
+        raise ConfigError("model", f"expected an array of tables [[model]] (got {_show(tables)})")
+    if not tables:
+        raise ConfigError("model", "at least one [[model]] table is required")
+    models: list[ModelConfig] = []
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(tables):
+        prefix = f"model[{i}]."
+        table = _expect_table(f"model[{i}]", raw)
+        _reject_unknown(table, _MODEL_FIELDS, prefix)
+        values = _parse_table(table, _MODEL_FIELDS, prefix)
+        name = values["name"]
+        if name in seen:
+            raise ConfigError(
+                f"{prefix}name", f"duplicate model name {name!r} (see model[{seen[name]}])"
+            )
+        seen[name] = i
+        if values["window_points"] < values["components"]:
+            raise ConfigError(
+                f"{prefix}window_points",
+                f"must be >= components ({values['components']}) (got {values['window_points']})",
+            )
+        models.append(ModelConfig(**values))
+    return tuple(models)
+
+
+def parse_config(data: Mapping[str, Any], path: str | None = None) -> Config:
+    """Validate an already-parsed TOML document.
+
+    Parameters
+    ----------
+    data : Mapping
+        The document, as returned by ``tomllib.load``.
+    path : str, optional
+        Where it came from; kept in :attr:`Config.path`.
+
+    Returns
+    -------
+    Config
+
+    Raises
+    ------
+    ConfigError
+        On the first unknown key, wrong type, impossible value or missing required key.
+    """
+    data = _expect_table("<root>", data)
+    _reject_unknown(data, _TOP_LEVEL, "")
+    service = _parse_service(data)
+    models = _parse_models(data)
+    return Config(service=service, models=models, path=path)
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a TOML configuration file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The TOML file.
+
+    Returns
+    -------
+    Config
+
+    Raises
+    ------
+    ConfigError
+        With ``key="<file>"`` if the file cannot be read or is not valid TOML, otherwise as
+        :func:`parse_config`.
+    """
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError("<file>", f"cannot read {name}: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("<file>", f"{name} is not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError("<file>", f"{name} is not valid UTF-8: {exc}") from exc
+    return parse_config(data, path=name)
