@@ -28,6 +28,7 @@ else:  # pragma: no cover - exercised only on Python 3.10
 __all__ = [
     "Config",
     "ConfigError",
+    "CurveConfig",
     "ModelConfig",
     "ServiceConfig",
     "SocketOptions",
@@ -125,6 +126,14 @@ class ServiceConfig:
         ZeroMQ socket options (extension).
     log_level : str
         One of ``"debug"``, ``"info"``, ``"warning"``, ``"error"`` (extension).
+    metrics : str
+        ``"host:port"`` of the HTTP ``/metrics`` and ``/healthz`` endpoint; ``""`` disables
+        it (extension).
+    stall_after_s : float
+        ``/healthz`` reports unhealthy when the service loop has not turned for this long
+        (extension).
+    curve : CurveConfig or None
+        CURVE encryption and client authentication on all three sockets (extension).
     """
 
     ingest: tuple[str, ...]
@@ -133,6 +142,26 @@ class ServiceConfig:
     control: str
     sockets: SocketOptions = field(default_factory=SocketOptions)
     log_level: str = "info"
+    metrics: str = ""
+    stall_after_s: float = 3.0
+    curve: CurveConfig | None = None
+
+
+@dataclass(frozen=True)
+class CurveConfig:
+    """The ``[service.curve]`` table (extension): CURVE on every socket of the daemon.
+
+    Attributes
+    ----------
+    server_secret_key : str
+        Path of the daemon's secret certificate (``streamgmm keygen``); must be mode 0600.
+    allowed_clients : str
+        Directory of the public certificates of the clients allowed in; re-read on SIGHUP,
+        so deleting a file there and sending SIGHUP revokes that client.
+    """
+
+    server_secret_key: str
+    allowed_clients: str
 
 
 @dataclass(frozen=True)
@@ -314,6 +343,17 @@ def _endpoint_list(key: str, value: Any) -> tuple[str, ...]:
     return tuple(_endpoint(f"{key}[{i}]", item) for i, item in enumerate(value))
 
 
+def _host_port(key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(key, f"expected a \"host:port\" string (got {_show(value)})")
+    if value == "":
+        return value
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(key, f"expected \"host:port\", e.g. \"127.0.0.1:9100\" (got {_show(value)})")
+    return value
+
+
 # ------------------------------------------------------------------------------- the schema
 # key -> (checker, default); _REQUIRED marks keys without a default.
 
@@ -339,7 +379,14 @@ _SERVICE_FIELDS: dict[str, tuple[Checker, Any]] = {
     "publish": (_endpoint, _REQUIRED),
     "control": (_endpoint, _REQUIRED),
     "log_level": (_choice(LOG_LEVELS), "info"),
-    # "sockets" is a sub-table, handled separately.
+    "metrics": (_host_port, ""),
+    "stall_after_s": (_float(above=0.0), 3.0),
+    # "sockets" and "curve" are sub-tables, handled separately.
+}
+
+_CURVE_FIELDS: dict[str, tuple[Checker, Any]] = {
+    "server_secret_key": (_str(non_empty=True), _REQUIRED),
+    "allowed_clients": (_str(non_empty=True), _REQUIRED),
 }
 
 _MODEL_FIELDS: dict[str, tuple[Checker, Any]] = {
@@ -402,7 +449,7 @@ def _parse_service(data: Mapping[str, Any]) -> ServiceConfig:
     if "service" not in data:
         raise ConfigError("service", "required table is missing")
     table = _expect_table("service", data["service"])
-    _reject_unknown(table, [*_SERVICE_FIELDS, "sockets"], "service.")
+    _reject_unknown(table, [*_SERVICE_FIELDS, "sockets", "curve"], "service.")
     if "ingest" not in table and "connect" not in table:
         raise ConfigError("service.ingest", "give at least one of 'ingest' or 'connect'")
     values = _parse_table(table, _SERVICE_FIELDS, "service.")
@@ -418,7 +465,12 @@ def _parse_service(data: Mapping[str, Any]) -> ServiceConfig:
     sockets_table = _expect_table("service.sockets", table.get("sockets", {}))
     _reject_unknown(sockets_table, _SOCKET_FIELDS, "service.sockets.")
     sockets = SocketOptions(**_parse_table(sockets_table, _SOCKET_FIELDS, "service.sockets."))
-    return ServiceConfig(sockets=sockets, **values)
+    curve = None
+    if "curve" in table:
+        curve_table = _expect_table("service.curve", table["curve"])
+        _reject_unknown(curve_table, _CURVE_FIELDS, "service.curve.")
+        curve = CurveConfig(**_parse_table(curve_table, _CURVE_FIELDS, "service.curve."))
+    return ServiceConfig(sockets=sockets, curve=curve, **values)
 
 
 def _parse_models(data: Mapping[str, Any]) -> tuple[ModelConfig, ...]:

@@ -40,6 +40,7 @@ from streamgmm.core.initialize import initial_responsibilities
 from streamgmm.core.params import MixtureParams
 from streamgmm.core.suffstats import SufficientStats
 from streamgmm.estimator import GaussianMixture
+from streamgmm.metrics import MetricsServer
 from streamgmm.transport import BindError, ControlRequest, Transport
 
 log = logging.getLogger("streamgmm")
@@ -48,8 +49,10 @@ EXIT_OK = 0
 EXIT_CONFIG = 2
 EXIT_INTERNAL = 70
 
-# Messages handled per loop turn before control and timers get their turn.
+# Messages, and seconds, spent on ingest per loop turn before control and timers get their
+# turn: under overload the control socket still answers within a few tens of milliseconds.
 _DRAIN_MESSAGES = 256
+_DRAIN_SECONDS = 0.02
 # A batch coalesced from several messages is folded in with one online step.
 _MAX_COALESCED_POINTS = 65_536
 # Sequence numbers reserved ahead in each checkpoint: after a SIGKILL the daemon restarts
@@ -296,9 +299,15 @@ class Service:
         self.counters = Counters()
         self.sources = SourceTracker()
         self.should_exit = False
+        self.should_reload = False
         self.started = time.monotonic()
         self.transport: Transport | None = None
         self.executor: ThreadPoolExecutor | None = None
+        self.metrics: MetricsServer | None = None
+        # Read by the metrics thread: the latest status and when the loop last turned.
+        self.last_turn = time.monotonic()
+        self._status_cache: tuple[float, dict] = (0.0, {})
+        self.last_drain = 0
 
     # ------------------------------------------------------------ startup / shutdown
 
@@ -312,6 +321,16 @@ class Service:
         for model in self.models:
             if model.config.refit_every_s > 0:
                 model.next_refit = now + model.config.refit_every_s
+        if self.config.service.metrics:
+            host, _, port = self.config.service.metrics.rpartition(":")
+            try:
+                self.metrics = MetricsServer(host, int(port), self._metrics_snapshot,
+                                             self.config.service.stall_after_s)
+            except OSError as exc:
+                raise BindError("service.metrics", self.config.service.metrics,
+                                exc.strerror or str(exc)) from None
+            self.metrics.start()
+            log.info("metrics at %s/metrics", self.metrics.address)
         ends = self.transport.bound_endpoints()
         log.info(
             "ready models=%s ingest=%s publish=%s control=%s",
@@ -339,6 +358,13 @@ class Service:
         """Signal handler: only sets a flag; the loop exits within one poll timeout."""
         self.should_exit = True
 
+    def request_reload(self, signum: int | None = None, frame=None) -> None:
+        """SIGHUP handler: re-read the allowed CURVE clients at the next loop turn."""
+        self.should_reload = True
+
+    def _metrics_snapshot(self) -> tuple[dict, float]:
+        return self._status_cache[1], self.last_turn
+
     def shutdown(self) -> None:
         """Publish pending updates, write checkpoints, close sockets."""
         for model in self.models:
@@ -354,6 +380,8 @@ class Service:
             self.executor.shutdown(wait=False, cancel_futures=True)
         if self.transport is not None:
             self.transport.close(linger=self.config.service.sockets.linger_ms)
+        if self.metrics is not None:
+            self.metrics.close()
         log.info("stopped")
 
     # ------------------------------------------------------------ the loop
@@ -362,6 +390,13 @@ class Service:
         """Poll loop until :meth:`request_exit`."""
         assert self.transport is not None
         while not self.should_exit:
+            self.last_turn = now = time.monotonic()
+            if self.metrics is not None and now - self._status_cache[0] > 0.5:
+                self._status_cache = (now, self._status())
+            if self.should_reload:
+                self.should_reload = False
+                self.transport.reload_clients()
+                log.info("reloaded allowed clients")
             ingest_ready, control_ready = self.transport.poll(self._poll_timeout_ms())
             if ingest_ready:
                 self._drain_ingest()
@@ -386,11 +421,16 @@ class Service:
 
     def _drain_ingest(self) -> None:
         batches: dict[int, list[tuple[np.ndarray, float]]] = {}
+        deadline = time.monotonic() + _DRAIN_SECONDS
+        self.last_drain = 0
         for _ in range(_DRAIN_MESSAGES):
             frames = self.transport.recv_points()
             if frames is None:
                 break
+            self.last_drain += 1
             self._accept(frames, batches)
+            if time.monotonic() > deadline:
+                break
             if any(sum(len(x) for x, _ in b) >= _MAX_COALESCED_POINTS for b in batches.values()):
                 break
         for index, parts in batches.items():
@@ -573,6 +613,7 @@ class Service:
                 for m in self.models
             },
             "counters": self.counters.as_dict(),
+            "queue_depth": self.last_drain,
         }
 
     # ------------------------------------------------------------ timers
@@ -713,6 +754,7 @@ def run_daemon(path: str | os.PathLike, log_level: str | None = None) -> int:
     previous = {
         sig: signal.signal(sig, service.request_exit) for sig in (signal.SIGTERM, signal.SIGINT)
     }
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, service.request_reload)
     try:
         service.run()
     except Exception:

@@ -14,12 +14,16 @@ before bind/connect to take effect, so they are all set right after the socket i
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import zmq
 
-from streamgmm.config import ServiceConfig, SocketOptions
+from streamgmm.config import ConfigError, CurveConfig, ServiceConfig, SocketOptions
+
+ZAP_DOMAIN = "streamgmm"
 
 
 class BindError(RuntimeError):
@@ -28,6 +32,39 @@ class BindError(RuntimeError):
     def __init__(self, key: str, endpoint: str, reason: str) -> None:
         super().__init__(f"{key}: cannot use endpoint {endpoint!r}: {reason}")
         self.key = key
+
+
+def check_secret_file(key: str, path: str) -> None:
+    """A secret key file must exist and be readable by its owner only (mode 0600)."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError as exc:
+        raise ConfigError(key, f"cannot read {path!r}: {exc.strerror}") from None
+    if mode & 0o077:
+        raise ConfigError(
+            key, f"{path!r} is readable by others (mode {mode:04o}); run: chmod 600 {path}"
+        )
+
+
+def load_server_keys(curve: CurveConfig) -> tuple[bytes, bytes]:
+    """The daemon's (public, secret) CURVE keys, after checking the files' safety."""
+    import zmq.auth
+
+    check_secret_file("service.curve.server_secret_key", curve.server_secret_key)
+    if not os.path.isdir(curve.allowed_clients):
+        raise ConfigError(
+            "service.curve.allowed_clients", f"{curve.allowed_clients!r} is not a directory"
+        )
+    try:
+        public, secret = zmq.auth.load_certificate(curve.server_secret_key)
+    except (OSError, ValueError) as exc:
+        raise ConfigError("service.curve.server_secret_key", f"not a key file: {exc}") from None
+    if not secret:
+        raise ConfigError(
+            "service.curve.server_secret_key",
+            f"{curve.server_secret_key!r} holds no secret key (use the .key_secret file)",
+        )
+    return public, secret
 
 
 @dataclass(frozen=True)
@@ -75,9 +112,23 @@ class Transport:
         self.context = context or zmq.Context()
         opts = config.sockets
         self.ingest = self.updates = self.control = None
+        self.curve = config.curve
+        self.authenticator = None
         try:
-            self.ingest = self.context.socket(zmq.SUB)
-            _common_options(self.ingest, opts)
+            keys = None
+            if self.curve is not None:
+                keys = load_server_keys(self.curve)
+                self._start_authenticator()
+
+            def secure(sock: zmq.Socket) -> zmq.Socket:
+                _common_options(sock, opts)
+                if keys is not None:
+                    sock.curve_publickey, sock.curve_secretkey = keys
+                    sock.curve_server = True
+                    sock.zap_domain = ZAP_DOMAIN.encode()
+                return sock
+
+            self.ingest = secure(self.context.socket(zmq.SUB))
             self.ingest.setsockopt(zmq.RCVHWM, opts.rcvhwm)
             self.ingest.setsockopt(zmq.MAXMSGSIZE, opts.maxmsgsize)
             for topic in sorted(set(topics)):
@@ -87,13 +138,11 @@ class Transport:
             for endpoint in config.connect:
                 _bind(self.ingest, "service.connect", endpoint, connect=True)
 
-            self.updates = self.context.socket(zmq.PUB)
-            _common_options(self.updates, opts)
+            self.updates = secure(self.context.socket(zmq.PUB))
             self.updates.setsockopt(zmq.SNDHWM, opts.sndhwm)
             _bind(self.updates, "service.publish", config.publish)
 
-            self.control = self.context.socket(zmq.ROUTER)
-            _common_options(self.control, opts)
+            self.control = secure(self.context.socket(zmq.ROUTER))
             # Requests are small; a peer sending megabytes is not a client of ours.
             self.control.setsockopt(zmq.MAXMSGSIZE, 1 << 20)
             _bind(self.control, "service.control", config.control)
@@ -103,6 +152,20 @@ class Transport:
         self.poller = zmq.Poller()
         self.poller.register(self.ingest, zmq.POLLIN)
         self.poller.register(self.control, zmq.POLLIN)
+
+    def _start_authenticator(self) -> None:
+        # ZAP handler thread (pyzmq): checks every CURVE client's public key against the
+        # certificates in allowed_clients.
+        from zmq.auth.thread import ThreadAuthenticator
+
+        self.authenticator = ThreadAuthenticator(self.context)
+        self.authenticator.start()
+        self.reload_clients()
+
+    def reload_clients(self) -> None:
+        """Re-read the allowed client certificates (SIGHUP); new handshakes use the new set."""
+        if self.authenticator is not None:
+            self.authenticator.configure_curve(domain=ZAP_DOMAIN, location=self.curve.allowed_clients)
 
     def bound_endpoints(self) -> dict[str, str]:
         """The endpoints actually bound (ports resolved when ``*``/0 was asked for)."""
@@ -153,5 +216,7 @@ class Transport:
         for sock in (self.ingest, self.updates, self.control):
             if sock is not None and not sock.closed:
                 sock.close(linger=linger)
+        if self.authenticator is not None:
+            self.authenticator.stop()
         if self._own_context:
             self.context.term()

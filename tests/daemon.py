@@ -29,8 +29,15 @@ def write_config(directory: Path, models: list[dict], service: dict | None = Non
         f'publish = "ipc://{directory}/publish"',
         f'control = "ipc://{directory}/control"',
     ]
+    tables = {}
     for key, value in (service or {}).items():
-        lines.append(f"{key} = {_toml(value)}")
+        if isinstance(value, dict):
+            tables[key] = value
+        else:
+            lines.append(f"{key} = {_toml(value)}")
+    for name, table in tables.items():
+        lines.append(f"[service.{name}]")
+        lines.extend(f"{key} = {_toml(value)}" for key, value in table.items())
     for model in models:
         lines.append("[[model]]")
         lines.extend(f"{key} = {_toml(value)}" for key, value in model.items())
@@ -52,7 +59,7 @@ def _toml(value) -> str:
 class Daemon:
     """A running ``streamgmm run CONFIG`` with wire helpers."""
 
-    def __init__(self, config_path: Path) -> None:
+    def __init__(self, config_path: Path, curve=None) -> None:
         self.config_path = config_path
         self.directory = config_path.parent
         self.log_path = self.directory / f"daemon-{time.monotonic_ns()}.log"
@@ -64,15 +71,21 @@ class Daemon:
         )
         self.ctx = zmq.Context()
         self._wait_ready()
-        self.pub = self.ctx.socket(zmq.PUB)
-        self.pub.linger = 0
+        self.curve = curve  # CurveKeys used by every socket of the harness
+        self.pub = self._socket(zmq.PUB)
         self.pub.connect(f"ipc://{self.directory}/ingest")
-        self.sub = self.ctx.socket(zmq.SUB)
-        self.sub.linger = 0
+        self.sub = self._socket(zmq.SUB)
         self.sub.setsockopt(zmq.SUBSCRIBE, b"gmm/")
         self.sub.connect(f"ipc://{self.directory}/publish")
         time.sleep(0.3)  # let both subscriptions reach their publishers (slow joiner)
         self.seq: dict[str, int] = {}
+
+    def _socket(self, kind: int) -> zmq.Socket:
+        sock = self.ctx.socket(kind)
+        sock.linger = 0
+        if self.curve is not None:
+            self.curve.apply(sock)
+        return sock
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -100,8 +113,7 @@ class Daemon:
         self.pub.send_multipart(frames)
 
     def request(self, timeout: float = 10.0, **fields) -> dict:
-        req = self.ctx.socket(zmq.REQ)
-        req.linger = 0
+        req = self._socket(zmq.REQ)
         req.connect(f"ipc://{self.directory}/control")
         try:
             req.send(codec.encode_request(**fields))

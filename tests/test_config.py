@@ -123,7 +123,8 @@ def test_example_config_loads_and_sets_every_key() -> None:
 
     raw = tomllib.loads(EXAMPLE.read_text())
     # Every key, PROTOCOL's and the extensions', is written out in the example.
-    assert set(raw["service"]) == {f.name for f in dataclasses.fields(ServiceConfig)}
+    # [service.curve] needs real key files: it lives in configs/secure.toml instead.
+    assert set(raw["service"]) == {f.name for f in dataclasses.fields(ServiceConfig)} - {"curve"}
     assert set(raw["service"]["sockets"]) == {f.name for f in dataclasses.fields(SocketOptions)}
     for table in raw["model"]:
         assert set(table) == {f.name for f in dataclasses.fields(ModelConfig)}
