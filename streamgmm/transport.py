@@ -76,9 +76,9 @@ class ControlRequest:
     n_frames: int
 
 
-def _common_options(sock: zmq.Socket, opts: SocketOptions) -> None:
+def _common_options(sock: zmq.Socket, opts: SocketOptions, heartbeats: bool = True) -> None:
     sock.setsockopt(zmq.LINGER, opts.linger_ms)
-    if opts.heartbeat_ivl_ms:
+    if heartbeats and opts.heartbeat_ivl_ms:
         sock.setsockopt(zmq.HEARTBEAT_IVL, opts.heartbeat_ivl_ms)
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, opts.heartbeat_timeout_ms)
         sock.setsockopt(zmq.HEARTBEAT_TTL, opts.heartbeat_ttl_ms)
@@ -120,15 +120,19 @@ class Transport:
                 keys = load_server_keys(self.curve)
                 self._start_authenticator()
 
-            def secure(sock: zmq.Socket) -> zmq.Socket:
-                _common_options(sock, opts)
+            def secure(sock: zmq.Socket, heartbeats: bool = True) -> zmq.Socket:
+                _common_options(sock, opts, heartbeats)
                 if keys is not None:
                     sock.curve_publickey, sock.curve_secretkey = keys
                     sock.curve_server = True
                     sock.zap_domain = ZAP_DOMAIN.encode()
                 return sock
 
-            self.ingest = secure(self.context.socket(zmq.SUB))
+            # No heartbeats on ingest: when its queue is full libzmq stops reading the
+            # connection, pongs go unread, the heartbeat times out and the publisher
+            # reconnects; its old and new pipes are then fair-queued, interleaving old and
+            # new messages and breaking the per-source sequence accounting under overload.
+            self.ingest = secure(self.context.socket(zmq.SUB), heartbeats=False)
             self.ingest.setsockopt(zmq.RCVHWM, opts.rcvhwm)
             self.ingest.setsockopt(zmq.MAXMSGSIZE, opts.maxmsgsize)
             for topic in sorted(set(topics)):

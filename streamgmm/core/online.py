@@ -8,18 +8,35 @@ while the others stay where the stream began. On such streams textbook stepwise 
 adds three things, each cheap and bounded in memory:
 
 1. **Replay.** A bounded uniform reservoir (or a window of the latest points, for drifting
-   streams) stands for the history. Each update also scores a small replay sample from it,
-   so the target of the stepwise move estimates the EM map of *all* data seen so far,
-   ``T = (S_new + (n_hist / n_replay) S_replay) / (m + n_hist)``, rather than of the newest
-   batch alone; old regions keep their components.
+   streams) stands for the history. Each update also scores a replay sample from it, so the
+   statistics estimate the EM map of *all* data seen so far rather than of the newest batch
+   alone; old regions keep their components. The running statistics are read as the
+   history's part (``n_hist`` points) plus the new batch's part (``m`` points)::
+
+       H = (1 - eta) S + eta S_replay           # history, re-scored under the current model
+       S = (n_hist H + m S_new) / (n_hist + m)
+
+   The new batch enters with its true share ``m / (n_hist + m)``, as in batch EM, whatever
+   the step; the step ``eta`` only sets how fast the history's responsibilities are
+   refreshed. (Moving the whole statistics by ``eta`` towards the target
+   ``(m S_new + n_hist S_replay) / (m + n_hist)`` would give the new batch only ``eta`` times
+   its share, which leaves newly reached regions under-weighted between relocations.) The
+   replay sample has at least ``replay_min`` points: its noise, not the batch's, is what the
+   final statistics keep (about ``eta / n_replay`` of relative variance), so a replay of a
+   quarter of a 32-point batch would cost more likelihood than it saves time.
 2. **Relocation.** The gap between how well the model explains the history (replay
    log-likelihood) and the newest batch is accumulated in a CUSUM. When the stream keeps
    arriving where the model has no components, the sum passes its threshold and a short
    batch EM on the retained sample is run twice, from the current parameters and from a
    fresh k-means++ seeding, keeping the better. Relocations are spaced geometrically in
-   stream length, so their total cost grows only with the logarithm of the stream.
-3. **Re-seeding.** A component whose weight falls below ``min_weight`` is moved onto the
-   worst-explained point of the batch and counted.
+   stream length, so their total cost grows only with the logarithm of the stream. The
+   history is in-sample for the model and the new batch is not, so even on i.i.d. data the
+   history fits better by about ``n_parameters / n_seen`` nats per point (AIC's optimism);
+   the CUSUM's allowance includes that term so small i.i.d. streams do not trigger
+   relocations on this bias alone.
+3. **Re-seeding.** A component whose weight falls below ``min_weight`` is moved onto a
+   worst-explained point of the batch (or of the retained sample, when the batch has fewer
+   points than there are dead components) and counted.
 
 With ``replay=False, relocate=False`` this is textbook stepwise EM. The class is the pure
 numerical state of the estimator's ``partial_fit``: no I/O, a seeded ``numpy`` Generator,
@@ -56,10 +73,14 @@ class OnlineSettings:
     retain_size: int = 20_000
     replay: bool = True
     replay_fraction: float = 0.25
+    replay_min: int = 256
     relocate: bool = True
     relocate_threshold: float = 0.02
     relocate_growth: float = 1.1
     relocate_max_iter: int = 30
+    # Relocation fits a uniform subsample of at most this many retained points: its cost,
+    # and the pause it puts into the stream, stays bounded whatever retain_size is.
+    relocate_max_points: int = 20_000
     min_weight: float | None = None
     tol: float = 1e-3
 
@@ -72,6 +93,8 @@ class OnlineSettings:
             )
         if not 0.0 < self.replay_fraction <= 4.0:
             raise ValueError(f"replay_fraction must be in (0, 4], got {self.replay_fraction}")
+        if self.replay_min < 0:
+            raise ValueError(f"replay_min must be >= 0, got {self.replay_min}")
         if self.relocate_growth < 1.0:
             raise ValueError(f"relocate_growth must be >= 1, got {self.relocate_growth}")
 
@@ -125,6 +148,11 @@ class OnlineEM:
         self.n_relocations = 0
         self.surprise = 0.0  # CUSUM of (history fit - new-batch fit), in nats
         self.seen_at_relocation = 0
+        # Optional ``points -> MixtureParams`` used instead of k-means++ to start the batch EM
+        # that initialises the model once enough points are buffered (the estimator sets it
+        # when some of ``weights_init``/``means_init``/``precisions_init`` are given). It is
+        # a start-up hook only, so it is not part of :meth:`to_state`.
+        self.initializer = None
 
     # ------------------------------------------------------------------ set-up
 
@@ -154,7 +182,9 @@ class OnlineEM:
         return result, batch_statistics(X, result.params).stats
 
     def _initialize_from_retained(self) -> None:
-        result, stats = self._fit_sample(self.retained.points.copy(), None)
+        X = self._relocation_sample()
+        start = None if self.initializer is None else self.initializer(X)
+        result, stats = self._fit_sample(X, start)
         self.set_params(result.params, stats)
         self.n_seen = self.retained.n_offered
         self.seen_at_relocation = self.n_seen
@@ -180,19 +210,22 @@ class OnlineEM:
 
         params = self.params
         new = batch_statistics(X, params)
-        target = new.stats
+        self.n_updates += 1
+        step = step_size(self.n_updates, s.step_decay, s.step_offset, s.step_constant)
         history_ll = float("nan")
         n_hist = self.retained.represented
         if s.replay and len(self.retained) and n_hist:
-            n_replay = max(1, int(np.ceil(s.replay_fraction * m)))
+            n_replay = max(s.replay_min, int(np.ceil(s.replay_fraction * m)))
             replay = batch_statistics(self.retained.sample(n_replay, self.rng), params)
             history_ll = replay.mean_log_likelihood
-            # The replay sample stands for the n_hist points the retained rows represent.
-            target = target.merge(replay.stats.scale(n_hist / replay.n_points))
-
-        self.n_updates += 1
-        step = step_size(self.n_updates, s.step_decay, s.step_offset, s.step_constant)
-        self.stats = self.stats.interpolate(target, step)
+            # The history's statistics move by the step towards their re-scored replay
+            # estimate; the new batch then joins with its share m / (n_hist + m) (see the
+            # module docstring). ``new.stats`` carries the batch's m points as its counts.
+            history = self.stats.interpolate(replay.stats, step)
+            self.stats = history.scale(n_hist).merge(new.stats).normalized()
+        else:
+            # Textbook stepwise EM (Cappe & Moulines 2009): S = (1 - eta) S + eta S_new.
+            self.stats = self.stats.interpolate(new.stats, step)
         reseeded = self._reseed_dead(X, params)
         self._refresh_params()
         if remember:
@@ -202,17 +235,26 @@ class OnlineEM:
         relocated = False
         if s.relocate and np.isfinite(history_ll):
             gap = history_ll - new.mean_log_likelihood
-            # One-sided CUSUM with an allowance so that i.i.d. noise drifts it back to zero.
-            self.surprise = max(0.0, self.surprise + m * (gap - s.relocate_threshold))
+            # One-sided CUSUM with an allowance so that i.i.d. noise drifts it back to zero;
+            # the allowance includes the history's in-sample optimism (module docstring).
+            allowance = s.relocate_threshold + params.n_parameters() / max(self.n_seen, 1)
+            self.surprise = max(0.0, self.surprise + m * (gap - allowance))
             due = self.n_seen >= s.relocate_growth * self.seen_at_relocation
             if due and self.surprise > s.relocate_threshold * self.n_seen:
                 self.relocate()
                 relocated = True
         return UpdateInfo(new.mean_log_likelihood, step, reseeded, relocated)
 
+    def _relocation_sample(self) -> np.ndarray:
+        X = self.retained.points
+        cap = self.settings.relocate_max_points
+        if len(X) <= cap:
+            return X.copy()
+        return X[np.sort(self.rng.choice(len(X), size=cap, replace=False))]
+
     def relocate(self) -> None:
         """Batch EM on the retained sample, from the current model and from a fresh seeding."""
-        X = self.retained.points.copy()
+        X = self._relocation_sample()
         warm, warm_stats = self._fit_sample(X, self.params)
         fresh, fresh_stats = self._fit_sample(X, None)
         best, stats = (warm, warm_stats) if warm.lower_bound >= fresh.lower_bound else (
@@ -228,8 +270,16 @@ class OnlineEM:
         dead = np.flatnonzero(weights < floor)
         if len(dead) == 0:
             return 0
-        log_norm, _ = estimate_log_prob_resp(X, params)
-        worst = np.argsort(log_norm)[: len(dead)]
+        candidates = X
+        if len(candidates) < len(dead):
+            # A batch smaller than the number of dead components (down to one point): take
+            # the other candidates from the retained sample, so that every dead component is
+            # re-seeded (zip() below would otherwise skip some yet count them).
+            extra = self.retained.sample(len(dead) - len(candidates), self.rng)
+            candidates = np.vstack([candidates, extra])
+        log_norm, _ = estimate_log_prob_resp(candidates, params)
+        worst = np.argsort(log_norm, kind="stable")[: len(dead)]
+        dead = dead[: len(worst)]  # fewer only while nothing is retained yet
         counts = self.stats.counts.copy()
         means = self.stats.means.copy()
         scatter = self.stats.scatter.copy()
@@ -238,7 +288,7 @@ class OnlineEM:
         shape = np.average(scatter[alive], axis=0, weights=counts[alive]) if len(alive) else (
             scatter.mean(axis=0))
         for k, row in zip(dead, worst):
-            means[k] = X[row]
+            means[k] = candidates[row]
             scatter[k] = shape
             counts[k] = 2.0 * floor * self.stats.total
         self.stats = SufficientStats(self.stats.covariance_type, counts, means, scatter)
@@ -279,6 +329,17 @@ class OnlineEM:
             "settings": asdict(self.settings),
             "n_features": self.n_features,
             "stats": None if self.stats is None else self.stats.to_state(),
+            # The parameters are saved as they are, not recomputed from the statistics on
+            # restore: after an initialisation, a relocation or ``fit`` they are the EM
+            # result, one M-step away from ``stats.to_params``, and a resumed model must
+            # score its next batch with exactly the same parameters.
+            "params": None if self.params is None else {
+                "weights": self.params.weights.copy(),
+                "means": self.params.means.copy(),
+                "covariances": self.params.covariances.copy(),
+                "precisions_cholesky": self.params.precisions_cholesky.copy(),
+                "covariance_type": self.params.covariance_type,
+            },
             "average": None if self.average is None else self.average.to_state(),
             "n_updates": self.n_updates,
             "n_averaged": self.n_averaged,
@@ -306,8 +367,19 @@ class OnlineEM:
             obj.stats = SufficientStats.from_state(state["stats"])
             if state["average"] is not None:
                 obj.average = SufficientStats.from_state(state["average"])
-            source = obj.average if settings.averaging and obj.average is not None else obj.stats
-            obj.params = source.to_params(settings.reg_covar)
+            saved = state.get("params")
+            if saved is not None:
+                obj.params = MixtureParams(
+                    np.array(saved["weights"], dtype=np.float64),
+                    np.array(saved["means"], dtype=np.float64),
+                    np.array(saved["covariances"], dtype=np.float64),
+                    np.array(saved["precisions_cholesky"], dtype=np.float64),
+                    str(saved["covariance_type"]),
+                )
+            else:  # states written before the parameters were saved
+                source = (obj.average if settings.averaging and obj.average is not None
+                          else obj.stats)
+                obj.params = source.to_params(settings.reg_covar)
         return obj
 
 
