@@ -15,11 +15,12 @@ import numpy as np
 from streamgmm.core.gaussian import (
     design_matrix,
     exp_normalize_rows,
+    log_det_cholesky,
     log_prob_coefficients,
     logsumexp_rows,
 )
 from streamgmm.core.params import MixtureParams
-from streamgmm.core.suffstats import SufficientStats
+from streamgmm.core.suffstats import SufficientStats, centered_scatter
 
 # Rows per chunk: the chunk's (rows, K) and (rows, features) arrays stay in cache.
 _CHUNK_ELEMENTS = 1 << 16
@@ -34,12 +35,83 @@ def default_shift(params: MixtureParams) -> np.ndarray:
     return params.weights @ params.means
 
 
-def _log_resp_chunk(F: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+# The expanded quadratic form of ``F @ W`` loses about eps * (|z|^2 + |m_k|^2) * lambda_max
+# nats for component k; past this budget (far outliers, a shift far from a sharp component)
+# that component is scored the direct way, ``|(x - mu_k) U_k|^2``, as scikit-learn does.
+_EXPANSION_BUDGET = 1e-7
+# A scatter computed as E[z z'] - E[z] E[z]' has lost its digits when its trace is below
+# this fraction of E[|z|^2]; those components are recomputed about their own means.
+_SCATTER_DIGITS = 1e-7
+_EPS = np.finfo(np.float64).eps
+
+
+class _Scorer:
+    """Weighted log-probabilities of row chunks: one GEMM, with an exact fallback."""
+
+    def __init__(self, params: MixtureParams, shift: np.ndarray) -> None:
+        self.params = params
+        self.shift = shift
+        self.log_weights = np.log(params.weights)
+        self.W = log_prob_coefficients(
+            params.means, params.precisions_cholesky, params.covariance_type, shift,
+            self.log_weights,
+        )
+        U, ctype = params.precisions_cholesky, params.covariance_type
+        k = params.n_components
+        # An upper bound of the largest eigenvalue of each precision.
+        if ctype == "full":
+            lam = np.einsum("kij,kij->k", U, U)
+        elif ctype == "tied":
+            lam = np.full(k, np.sum(U * U))
+        elif ctype == "diag":
+            lam = np.max(U * U, axis=1)
+        else:
+            lam = U * U
+        m = params.means - shift
+        self.lam = lam
+        self.m2 = np.einsum("ki,ki->k", m, m)
+        self.log_det = log_det_cholesky(U, ctype, params.n_features)
+
+    def weighted_log_prob(self, X: np.ndarray, F: np.ndarray) -> np.ndarray:
+        d = X.shape[1]
+        L = F @ self.W
+        z = F[:, 1 : 1 + d]
+        z2 = float(np.max(np.einsum("ij,ij->i", z, z))) if len(z) else 0.0
+        risky = np.flatnonzero(4.0 * _EPS * (z2 + self.m2) * self.lam > _EXPANSION_BUDGET)
+        if len(risky):
+            L[:, risky] = self._direct(X, risky) + self.log_weights[risky]
+        return L
+
+    def _direct(self, X: np.ndarray, components: np.ndarray) -> np.ndarray:
+        p, d = self.params, X.shape[1]
+        U, ctype = p.precisions_cholesky, p.covariance_type
+        out = np.empty((len(X), len(components)))
+        log_det = np.broadcast_to(self.log_det, (p.n_components,))
+        for col, k in enumerate(components):
+            diff = X - p.means[k]
+            if ctype == "full":
+                y = diff @ U[k]
+            elif ctype == "tied":
+                y = diff @ U
+            else:
+                y = diff * U[k]
+            out[:, col] = -0.5 * (d * np.log(2 * np.pi) + np.einsum("ij,ij->i", y, y))
+            out[:, col] += log_det[k]
+        return out
+
+
+def _log_resp_chunk(
+    scorer: _Scorer, X: np.ndarray, F: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Normalised log-responsibilities and per-row log-likelihoods of one chunk."""
-    weighted = F @ W
-    log_norm = logsumexp_rows(weighted)
-    weighted -= log_norm[:, None]
-    return log_norm, weighted
+    weighted = scorer.weighted_log_prob(X, F)
+    # Subtract the row maximum first: for a far outlier the log-densities are ~ -1e30, and
+    # (top + log(sum)) would round back to top, giving every component log-resp 0.
+    top = weighted.max(axis=1)
+    weighted -= top[:, None]
+    log_sum = logsumexp_rows(weighted)
+    weighted -= log_sum[:, None]
+    return top + log_sum, weighted
 
 
 def estimate_log_prob_resp(
@@ -54,19 +126,15 @@ def estimate_log_prob_resp(
     log_resp : ndarray of shape (n, K)
         ``log p(k | x_i)``.
     """
-    shift = default_shift(params)
-    W = log_prob_coefficients(
-        params.means, params.precisions_cholesky, params.covariance_type, shift,
-        np.log(params.weights),
-    )
+    scorer = _Scorer(params, default_shift(params))
     n = X.shape[0]
     log_norm = np.empty(n)
     log_resp = np.empty((n, params.n_components))
-    step = _chunk_rows(max(W.shape))
+    step = _chunk_rows(max(scorer.W.shape))
     for start in range(0, n, step):
         stop = min(start + step, n)
-        F = design_matrix(X[start:stop], shift, params.covariance_type)
-        log_norm[start:stop], log_resp[start:stop] = _log_resp_chunk(F, W)
+        F = design_matrix(X[start:stop], scorer.shift, params.covariance_type)
+        log_norm[start:stop], log_resp[start:stop] = _log_resp_chunk(scorer, X[start:stop], F)
     return log_norm, log_resp
 
 
@@ -109,17 +177,15 @@ def batch_statistics(
     if shift is None:
         shift = default_shift(params)
     ctype = params.covariance_type
-    W = log_prob_coefficients(
-        params.means, params.precisions_cholesky, ctype, shift, np.log(params.weights)
-    )
-    moments = np.zeros((params.n_components, W.shape[0]))
+    scorer = _Scorer(params, shift)
+    moments = np.zeros((params.n_components, scorer.W.shape[0]))
     total_ll = 0.0
     n = X.shape[0]
-    step = _chunk_rows(max(W.shape))
+    step = _chunk_rows(max(scorer.W.shape))
     for start in range(0, n, step):
         stop = min(start + step, n)
         F = design_matrix(X[start:stop], shift, ctype)
-        resp, log_norm = exp_normalize_rows(F @ W)
+        resp, log_norm = exp_normalize_rows(scorer.weighted_log_prob(X[start:stop], F))
         if sample_weight is None:
             total_ll += float(log_norm.sum())
         else:
@@ -128,12 +194,71 @@ def batch_statistics(
             resp *= w[:, None]
         moments += resp.T @ F
     n_points = float(n if sample_weight is None else np.sum(sample_weight))
-    return BatchStatistics(SufficientStats.from_moments(moments, shift, ctype), total_ll, n_points)
+    stats = SufficientStats.from_moments(moments, shift, ctype)
+    lost = _lost_digits(stats, shift)
+    if len(lost):
+        stats = _exact_scatter(X, scorer, stats, lost, sample_weight, step)
+    return BatchStatistics(stats, total_ll, n_points)
+
+
+def _lost_digits(stats: SufficientStats, shift: np.ndarray) -> np.ndarray:
+    """Components whose one-pass scatter cancelled away most of its digits."""
+    s = stats.scatter
+    if s.ndim == 3:
+        var = np.trace(s, axis1=1, axis2=2)
+    elif s.ndim == 2:
+        var = s.sum(axis=1)
+    else:
+        var = s * stats.n_features
+    m = stats.means - shift
+    raw = np.maximum(var, 0.0) + np.einsum("ki,ki->k", m, m)
+    return np.flatnonzero(var <= _SCATTER_DIGITS * raw)
+
+
+def _exact_scatter(X, scorer: _Scorer, stats: SufficientStats, components: np.ndarray,
+                   sample_weight, step: int) -> SufficientStats:
+    """Recompute some components' scatters about their own means (a second pass)."""
+    ctype = stats.covariance_type
+    total = np.zeros_like(stats.scatter)
+    for start in range(0, X.shape[0], step):
+        Xc = X[start : start + step]
+        F = design_matrix(Xc, scorer.shift, ctype)
+        resp, _ = exp_normalize_rows(scorer.weighted_log_prob(Xc, F))
+        if sample_weight is not None:
+            resp *= sample_weight[start : start + step, None]
+        total += centered_scatter(Xc, resp, stats.means, ctype, components)
+    scatter = stats.scatter.copy()
+    counts = stats.counts[components].reshape((-1,) + (1,) * (scatter.ndim - 1))
+    scatter[components] = total[components] / counts
+    return SufficientStats(ctype, stats.counts, stats.means, scatter)
 
 
 def m_step(stats: SufficientStats, reg_covar: float) -> MixtureParams:
     """M-step: the maximum-likelihood parameters of the statistics."""
     return stats.to_params(reg_covar)
+
+
+def robust_m_step(stats: SufficientStats, reg_covar: float) -> tuple[MixtureParams, bool]:
+    """M-step that repairs indefinite covariances instead of raising.
+
+    Returns the parameters and whether a repair was needed (callers count them).
+    """
+    try:
+        params = stats.to_params(reg_covar)
+        if _well_conditioned(params.covariances, params.covariance_type):
+            return params, False
+    except ValueError:
+        pass
+    return stats.repaired(reg_covar).to_params(reg_covar), True
+
+
+def _well_conditioned(covariances: np.ndarray, covariance_type: str,
+                      rcond: float = 1e-12) -> bool:
+    """Cholesky can succeed on a matrix that rounding made indefinite: check eigenvalues."""
+    if covariance_type in ("full", "tied"):
+        vals = np.linalg.eigvalsh(covariances)
+        return bool(np.all(vals.min(axis=-1) > rcond * np.abs(vals).max(axis=-1)))
+    return bool(np.all(covariances > rcond * np.max(covariances)))
 
 
 @dataclass
@@ -145,6 +270,7 @@ class EMResult:
     n_iter: int
     converged: bool
     lower_bounds: list[float] = field(default_factory=list)
+    n_repaired: int = 0  # M-steps whose covariances had to be repaired (robust=True)
 
 
 def run_em(
@@ -157,22 +283,31 @@ def run_em(
     sample_weight: np.ndarray | None = None,
     lower_bound: float = -np.inf,
     callback=None,
+    robust: bool = False,
 ) -> EMResult:
     """Batch EM from ``params`` until the mean log-likelihood gains less than ``tol``.
 
     The loop is scikit-learn's: each iteration is an E-step under the current parameters
     (whose mean log-likelihood is the iteration's lower bound) followed by an M-step, and it
     stops when the lower bound changes by less than ``tol``. ``callback(n_iter, change)`` is
-    called after every iteration (used for verbose output).
+    called after every iteration (used for verbose output). ``robust=True`` repairs
+    ill-defined covariances instead of raising (see :func:`robust_m_step`).
     """
-    shift = X.mean(axis=0) if sample_weight is None else np.average(X, axis=0, weights=sample_weight)
+    if sample_weight is None:
+        shift = X.mean(axis=0)
+    else:
+        shift = np.average(X, axis=0, weights=sample_weight)
     lower_bounds: list[float] = []
     converged = False
-    n_iter = 0
+    n_iter = n_repaired = 0
     for n_iter in range(1, max_iter + 1):
         previous = lower_bound
         batch = batch_statistics(X, params, sample_weight, shift)
-        params = m_step(batch.stats, reg_covar)
+        if robust:
+            params, repaired = robust_m_step(batch.stats, reg_covar)
+            n_repaired += repaired
+        else:
+            params = m_step(batch.stats, reg_covar)
         lower_bound = batch.mean_log_likelihood
         lower_bounds.append(lower_bound)
         change = lower_bound - previous
@@ -181,4 +316,4 @@ def run_em(
         if abs(change) < tol:
             converged = True
             break
-    return EMResult(params, lower_bound, n_iter, converged, lower_bounds)
+    return EMResult(params, lower_bound, n_iter, converged, lower_bounds, n_repaired)

@@ -50,7 +50,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from streamgmm.core.em import batch_statistics, estimate_log_prob_resp, run_em
+from streamgmm.core.em import (
+    batch_statistics,
+    estimate_log_prob_resp,
+    robust_m_step,
+    run_em,
+)
 from streamgmm.core.initialize import initial_responsibilities
 from streamgmm.core.params import MixtureParams
 from streamgmm.core.retain import Retained, make_retained
@@ -146,6 +151,7 @@ class OnlineEM:
         self.n_seen = 0  # points absorbed into the model
         self.n_reseeded = 0
         self.n_relocations = 0
+        self.n_repaired = 0  # M-steps whose covariances had to be repaired
         self.surprise = 0.0  # CUSUM of (history fit - new-batch fit), in nats
         self.seen_at_relocation = 0
         # Optional ``points -> MixtureParams`` used instead of k-means++ to start the batch EM
@@ -175,10 +181,13 @@ class OnlineEM:
         s = self.settings
         if start is None:
             resp = initial_responsibilities(X, s.n_components, "k-means++", _random_state(self.rng))
-            start = SufficientStats.from_responsibilities(X, resp, s.covariance_type).to_params(
-                s.reg_covar
+            start, repaired = robust_m_step(
+                SufficientStats.from_responsibilities(X, resp, s.covariance_type), s.reg_covar
             )
-        result = run_em(X, start, reg_covar=s.reg_covar, tol=s.tol, max_iter=s.relocate_max_iter)
+            self.n_repaired += repaired
+        result = run_em(X, start, reg_covar=s.reg_covar, tol=s.tol,
+                        max_iter=s.relocate_max_iter, robust=True)
+        self.n_repaired += result.n_repaired
         return result, batch_statistics(X, result.params).stats
 
     def _initialize_from_retained(self) -> None:
@@ -314,12 +323,11 @@ class OnlineEM:
                 self.average = self.average.scale(keep).merge(
                     current.scale(1.0 / self.n_averaged))
             current = self.average
-        try:
-            self.params = current.to_params(s.reg_covar)
-        except ValueError:
-            # Rounding left a scatter indefinite: clip its eigenvalues at zero and retry.
-            self.stats = _clip_scatter(self.stats)
-            self.params = _clip_scatter(current).to_params(s.reg_covar)
+        self.params, repaired = robust_m_step(current, s.reg_covar)
+        if repaired:
+            # Rounding left a scatter indefinite: keep the projected one and count it.
+            self.stats = self.stats.repaired(s.reg_covar)
+            self.n_repaired += 1
 
     # ------------------------------------------------------------------ persistence
 
@@ -346,6 +354,7 @@ class OnlineEM:
             "n_seen": self.n_seen,
             "n_reseeded": self.n_reseeded,
             "n_relocations": self.n_relocations,
+            "n_repaired": self.n_repaired,
             "surprise": self.surprise,
             "seen_at_relocation": self.seen_at_relocation,
             "retained": self.retained.to_state(),
@@ -362,6 +371,7 @@ class OnlineEM:
         for key in ("n_updates", "n_averaged", "n_seen", "n_reseeded", "n_relocations",
                     "seen_at_relocation"):
             setattr(obj, key, int(state[key]))
+        obj.n_repaired = int(state.get("n_repaired", 0))
         obj.surprise = float(state["surprise"])
         if state["stats"] is not None:
             obj.stats = SufficientStats.from_state(state["stats"])
@@ -379,17 +389,5 @@ class OnlineEM:
             else:  # states written before the parameters were saved
                 source = (obj.average if settings.averaging and obj.average is not None
                           else obj.stats)
-                obj.params = source.to_params(settings.reg_covar)
+                obj.params = robust_m_step(source, settings.reg_covar)[0]
         return obj
-
-
-def _clip_scatter(stats: SufficientStats) -> SufficientStats:
-    """Project each scatter onto the positive semi-definite cone."""
-    s = stats.scatter
-    if stats.covariance_type in ("full", "tied"):
-        s = 0.5 * (s + np.swapaxes(s, -1, -2))
-        vals, vecs = np.linalg.eigh(s)
-        s = np.einsum("kij,kj,klj->kil", vecs, np.maximum(vals, 0.0), vecs)
-    else:
-        s = np.maximum(s, 0.0)
-    return SufficientStats(stats.covariance_type, stats.counts, stats.means, s)

@@ -55,6 +55,29 @@ def _per_component(x: np.ndarray, scatter: np.ndarray) -> np.ndarray:
     return x.reshape(x.shape + (1,) * (scatter.ndim - 1))
 
 
+def centered_scatter(
+    X: np.ndarray, resp: np.ndarray, means: np.ndarray, covariance_type: str,
+    components: np.ndarray | None = None,
+) -> np.ndarray:
+    """``sum_i r_ik (x_i - mu_k)(x_i - mu_k)'`` per component (not divided by the count).
+
+    The direct, cancellation-free form, one component at a time; ``components`` limits it
+    to some of them (the others are left zero). Shape as :class:`SufficientStats` scatter.
+    """
+    k, d = means.shape
+    out = np.zeros(_scatter_shape(covariance_type, k, d))
+    for j in range(k) if components is None else components:
+        diff = X - means[j]
+        r = resp[:, j]
+        if covariance_type in ("full", "tied"):
+            out[j] = (diff * r[:, None]).T @ diff
+        elif covariance_type == "diag":
+            out[j] = r @ (diff * diff)
+        else:
+            out[j] = r @ np.einsum("ij,ij->i", diff, diff) / d
+    return out
+
+
 @dataclass(frozen=True, eq=False)
 class SufficientStats:
     """Counts, means and scatters of a mixture's components: accumulate, scale, merge.
@@ -139,15 +162,22 @@ class SufficientStats:
         covariance_type: str,
         sample_weight: np.ndarray | None = None,
     ) -> SufficientStats:
-        """Statistics of a batch ``X`` (n, d) with responsibilities ``resp`` (n, K)."""
+        """Statistics of a batch ``X`` (n, d) with responsibilities ``resp`` (n, K).
+
+        Two passes, means first and then scatters about each component's own mean: exact
+        whatever the data's offset (used for initialisation and tests, not the hot path).
+        """
         check_covariance_type(covariance_type)
         X = np.asarray(X, dtype=np.float64)
         resp = np.asarray(resp, dtype=np.float64)
         if sample_weight is not None:
             resp = resp * np.asarray(sample_weight, dtype=np.float64)[:, None]
-        shift = X.mean(axis=0) if len(X) else np.zeros(X.shape[1])
-        moments = resp.T @ design_matrix(X, shift, covariance_type)
-        return cls.from_moments(moments, shift, covariance_type)
+        counts = resp.sum(axis=0) + COUNT_EPS
+        means = (resp.T @ X) / counts[:, None]
+        ndim = len(_scatter_shape(covariance_type, *means.shape))
+        scatter = centered_scatter(X, resp, means, covariance_type)
+        scatter /= counts.reshape((-1,) + (1,) * (ndim - 1))
+        return cls(covariance_type, counts, means, scatter)
 
     @classmethod
     def from_params(cls, params: MixtureParams, total: float = 1.0) -> SufficientStats:
@@ -252,6 +282,27 @@ class SufficientStats:
             precision_cholesky(covariances, self.covariance_type),
             self.covariance_type,
         )
+
+    def repaired(self, reg_covar: float, rcond: float = 1e-10) -> SufficientStats:
+        """Scatters projected so that every covariance is safely positive definite.
+
+        Eigenvalues are floored at ``rcond * largest`` (and at zero): a fixed ``reg_covar``
+        is invisible next to a variance of 1e24, where rounding alone breaks Cholesky. Used
+        by the online path, which must never stop on degenerate data; batch ``fit`` raises
+        instead, as scikit-learn does.
+        """
+        s = self.scatter
+        if self.covariance_type in ("full", "tied"):
+            s = 0.5 * (s + np.swapaxes(s, -1, -2))
+            vals, vecs = np.linalg.eigh(s)
+            top = np.max(np.abs(vals), axis=-1, keepdims=True)
+            vals = np.maximum(vals, rcond * top)
+            s = np.einsum("kij,kj,klj->kil", vecs, vals, vecs)
+        else:
+            top = np.max(np.abs(s)) if s.size else 0.0
+            s = np.maximum(s, rcond * top)
+        s = np.where(np.isfinite(s), s, 0.0)
+        return SufficientStats(self.covariance_type, self.counts, self.means, s)
 
     # ------------------------------------------------------------------ persistence
 
