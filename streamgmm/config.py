@@ -205,6 +205,9 @@ class ModelConfig:
         tracking drifting data (extension).
     max_points_per_message : int
         Messages with more points are rejected (extension).
+    max_abs_coordinate : float
+        Rows with a coordinate beyond this magnitude are dropped and counted in
+        ``rows_dropped_range``: squaring them would overflow (extension).
     checkpoint_generations : int
         Checkpoint files kept, newest first (extension).
     """
@@ -226,6 +229,7 @@ class ModelConfig:
     step_offset: float = 2.0
     step_constant: float = 0.0
     max_points_per_message: int = 1_000_000
+    max_abs_coordinate: float = 1e15
     checkpoint_generations: int = 2
 
 
@@ -408,6 +412,7 @@ _MODEL_FIELDS: dict[str, tuple[Checker, Any]] = {
     "step_offset": (_float(0.0), 2.0),
     "step_constant": (_float(0.0, below=1.0), 0.0),
     "max_points_per_message": (_int(1), 1_000_000),
+    "max_abs_coordinate": (_float(above=0.0), 1e15),
     "checkpoint_generations": (_int(1, 1000), 2),
 }
 

@@ -21,6 +21,7 @@ _COUNTERS = {
     "messages_applied": "Point messages folded into at least one model.",
     "points_applied": "Points folded into the models.",
     "rows_dropped_nonfinite": "Rows dropped because they held NaN or Inf.",
+    "rows_dropped_range": "Rows dropped because a coordinate exceeded max_abs_coordinate.",
     "messages_lost": "Messages missing from per-source sequence numbers.",
     "publisher_restarts": "Sources whose sequence number went back.",
 }
@@ -29,6 +30,7 @@ _MODEL_GAUGES = {
     "seq": ("counter", "Sequence number of the model's last published update."),
     "n_reseeded": ("counter", "Components re-seeded after losing their weight."),
     "n_relocations": ("counter", "Online relocations (short refits on the retained sample)."),
+    "n_repaired": ("counter", "M-steps whose covariances were repaired (degenerate data)."),
     "refits": ("counter", "Batch EM refits adopted."),
     "refit_failures": ("counter", "Batch EM refits that failed."),
     "last_refit_s": ("gauge", "Duration of the last refit in seconds."),

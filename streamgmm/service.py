@@ -73,6 +73,7 @@ class Counters:
     messages_applied: int = 0
     points_applied: int = 0
     rows_dropped_nonfinite: int = 0
+    rows_dropped_range: int = 0
     messages_lost: int = 0
     publisher_restarts: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
@@ -86,6 +87,7 @@ class Counters:
             "messages_applied": self.messages_applied,
             "points_applied": self.points_applied,
             "rows_dropped_nonfinite": self.rows_dropped_nonfinite,
+            "rows_dropped_range": self.rows_dropped_range,
             "messages_lost": self.messages_lost,
             "rejected": dict(self.rejected),
             "publisher_restarts": self.publisher_restarts,
@@ -474,10 +476,16 @@ class Service:
         c.messages_lost += lost
         c.publisher_restarts += restarted
         c.rows_dropped_nonfinite += msg.rows_dropped_nonfinite
-        if len(msg.points) == 0:
+        X = np.asarray(msg.points, dtype=np.float64)
+        bound = min(self.models[i].config.max_abs_coordinate for i in matching)
+        if len(X):
+            in_range = np.max(np.abs(X), axis=1) <= bound
+            if not in_range.all():
+                c.rows_dropped_range += int(len(X) - in_range.sum())
+                X = X[in_range]
+        if len(X) == 0:
             c.reject("empty")
             return
-        X = np.asarray(msg.points, dtype=np.float64)
         applied = False
         reason = "dim"
         for i in matching:
@@ -600,6 +608,8 @@ class Service:
                     "last_stamp": m.last_stamp,
                     "n_reseeded": int(getattr(m.estimator, "n_reseeded_", 0)),
                     "n_relocations": int(getattr(m.estimator, "n_relocations_", 0)),
+                    "n_repaired": int(getattr(getattr(m.estimator, "_online", None),
+                                              "n_repaired", 0)),
                     "refits": m.refits,
                     "refit_failures": m.refit_failures,
                     "refit_running": m.refit_future is not None,

@@ -96,6 +96,7 @@ def test_minimal_config_has_protocol_defaults(tmp_path: Path) -> None:
         "step_offset": 2.0,
         "step_constant": 0.0,
         "max_points_per_message": 1_000_000,
+        "max_abs_coordinate": 1e15,
         "checkpoint_generations": 2,
     }
     assert dataclasses.asdict(m) == expected

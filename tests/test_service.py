@@ -88,10 +88,14 @@ def test_rejections_are_counted_and_good_rows_kept(daemon_factory):
     d.send_raw([b"points/lidar", codec.encode_request("status")])  # a map without points
     d.send("points/lidar", blobs(5), seq=d.seq["test"] + 3)  # two messages lost
     d.send("points/lidar", blobs(5), seq=0)  # publisher restart
-    status = d.wait_for(lambda s: s["counters"]["messages_received"] == 9)
+    far = blobs(6)
+    far[2, 1] = 1e300  # finite, but its square overflows: dropped and counted
+    d.send("points/lidar", far)
+    status = d.wait_for(lambda s: s["counters"]["messages_received"] == 10)
     c = status["counters"]
-    assert status["models"]["lidar"]["n_seen"] == 100 + 7 + 5 + 5
-    assert c["messages_applied"] == 4
+    assert status["models"]["lidar"]["n_seen"] == 100 + 7 + 5 + 5 + 5
+    assert c["messages_applied"] == 5
+    assert c["rows_dropped_range"] == 1
     assert c["rows_dropped_nonfinite"] == 3 + 4
     assert c["rejected"] == {"empty": 1, "dim": 1, "msgpack": 1, "frames": 1, "schema": 1}
     assert c["messages_lost"] == 2
