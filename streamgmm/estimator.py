@@ -306,14 +306,16 @@ class GaussianMixture(_ParamsMixin):
             try:
                 X = X.astype(np.float64)
             except (TypeError, ValueError) as exc:
-                raise ValueError(
+                # Keep numpy's exception type (TypeError for e.g. a dict in an object array,
+                # ValueError for a non-numeric string), as scikit-learn's check_array does.
+                raise type(exc)(
                     f"points must be numeric, got an array of dtype {X.dtype}: {exc}"
                 ) from None
         if X.ndim == 1 or X.ndim == 0:
             raise ValueError(
-                f"Expected 2D array, got {X.ndim}D array instead: reshape your data with "
-                "X.reshape(-1, 1) if it has a single feature or X.reshape(1, -1) if it is a "
-                "single point."
+                f"Expected 2D array, got {X.ndim}D array instead. Reshape your data either "
+                "using X.reshape(-1, 1) if it has a single feature or X.reshape(1, -1) if it "
+                "is a single point."
             )
         if X.ndim != 2:
             raise ValueError(f"Expected a 2D array of points, got shape {X.shape}")
@@ -373,9 +375,15 @@ class GaussianMixture(_ParamsMixin):
                     f"of {expected}, but got {p.shape}"
                 )
             try:
-                precision_cholesky_from_precisions(p, self.covariance_type)
-                if self.covariance_type in ("diag", "spherical") and np.any(p <= 0):
+                if not np.all(np.isfinite(p)):
                     raise np.linalg.LinAlgError
+                if self.covariance_type in ("full", "tied"):
+                    # Cholesky reads one triangle only: check symmetry as scikit-learn does.
+                    if not np.allclose(p, np.swapaxes(p, -1, -2)):
+                        raise np.linalg.LinAlgError
+                elif np.any(p <= 0):
+                    raise np.linalg.LinAlgError
+                precision_cholesky_from_precisions(p, self.covariance_type)
             except np.linalg.LinAlgError:
                 raise ValueError(
                     f"'{self.covariance_type} precision' should be symmetric, positive-definite"
@@ -437,7 +445,9 @@ class GaussianMixture(_ParamsMixin):
                     lower_bound=previous, callback=self._verbose_callback if self.verbose else None,
                 )
                 result = (em.params, em.lower_bound, em.n_iter, em.converged, em.lower_bounds)
-            if best is None or result[1] > best[1]:
+            # scikit-learn's rule: the best lower bound wins; with max_iter=0 (no bound) the
+            # last initialisation is kept.
+            if best is None or self.max_iter == 0 or result[1] > best[1]:
                 best = result
         params, lower_bound, n_iter, converged, lower_bounds = best
         if not converged and self.max_iter > 0:
@@ -458,11 +468,11 @@ class GaussianMixture(_ParamsMixin):
         self._online.n_seen = self._online.retained.n_offered
         self._online.seen_at_relocation = self._online.n_seen
         self._online.n_updates = 1
-        log_norm, log_resp = estimate_log_prob_resp(Xf, params)
-        self._online.set_params(
-            params, SufficientStats.from_responsibilities(Xf, np.exp(log_resp), params.covariance_type)
-        )
-        self._online.params = params
+        # scikit-learn's final E-step (fit_predict agrees with predict); its responsibilities
+        # also give the statistics the online state continues from.
+        _, log_resp = estimate_log_prob_resp(Xf, params)
+        stats = SufficientStats.from_responsibilities(Xf, np.exp(log_resp), params.covariance_type)
+        self._online.set_params(params, stats)
         self._sync_online_attributes()
         return log_resp.argmax(axis=1)
 
@@ -495,6 +505,14 @@ class GaussianMixture(_ParamsMixin):
             if all(v is not None for v in given):
                 self._online.set_params(self._initial_params(X, _check_random_state(0)))
                 self._online.n_updates = 1
+            elif any(v is not None for v in given):
+                # Some *_init given: once n_components points are buffered, start the
+                # initial batch EM from them, the rest estimated as ``fit`` does (from
+                # ``init_params`` responsibilities), instead of from a k-means++ seeding.
+                seed = self._online_seed()
+                self._online.initializer = lambda pts: self._initial_params(
+                    pts, np.random.RandomState(seed)
+                )
         info = self._online.update(X.astype(np.float64, copy=False))
         self.last_avg_log_likelihood_ = info.avg_log_likelihood
         self._sync_online_attributes()
@@ -539,9 +557,19 @@ class GaussianMixture(_ParamsMixin):
 
     @property
     def stats_(self) -> SufficientStats:
-        """The online sufficient statistics (normalised), mergeable with another model's."""
+        """The sufficient statistics behind the model, with counts in points (``n_seen_``).
+
+        Counts in points make statistics of models fed by different sensors or shards merge
+        with the right weights: ``a.stats_.merge(b.stats_).to_params(reg_covar)``.
+        """
         self._check_is_fitted()
-        return self._online.stats
+        online = getattr(self, "_online", None)
+        if online is None or online.stats is None:
+            raise NotFittedError(
+                f"This {type(self).__name__} holds parameters but no statistics; fit it or "
+                "call partial_fit first."
+            )
+        return online.stats.normalized().scale(float(max(online.n_seen, 1)))
 
     # ------------------------------------------------------------------ inference
 
@@ -576,11 +604,20 @@ class GaussianMixture(_ParamsMixin):
             )
         rng = _check_random_state(self.random_state)
         counts = rng.multinomial(n_samples, params.weights)
-        covs = params.full_covariances()
-        X = np.vstack([
-            rng.multivariate_normal(mean, cov, int(c))
-            for mean, cov, c in zip(params.means, covs, counts)
-        ])
+        # The same draws as scikit-learn's sample() for every covariance type, so equal
+        # parameters and random_state give equal samples.
+        ctype, d = params.covariance_type, params.n_features
+        if ctype in ("full", "tied"):
+            covs = params.full_covariances()
+            X = np.vstack([
+                rng.multivariate_normal(mean, cov, int(c))
+                for mean, cov, c in zip(params.means, covs, counts)
+            ])
+        else:
+            X = np.vstack([
+                mean + rng.standard_normal(size=(c, d)) * np.sqrt(cov)
+                for mean, cov, c in zip(params.means, params.covariances, counts)
+            ])
         y = np.concatenate([np.full(c, j, dtype=int) for j, c in enumerate(counts)])
         return X, y
 
@@ -632,4 +669,44 @@ class GaussianMixture(_ParamsMixin):
         gm.lower_bound_ = float(fit["lower_bound"])
         gm.lower_bounds_ = []
         gm._sync_online_attributes()
+        return gm
+
+    @classmethod
+    def from_parameters(
+        cls, weights, means, covariances, covariance_type: str = "full"
+    ) -> GaussianMixture:
+        """An estimator that holds the given mixture, ready for ``predict``/``score_samples``.
+
+        Used to turn a received mixture (a daemon update or snapshot) back into an estimator.
+
+        Parameters
+        ----------
+        weights : array_like of shape (n_components,)
+        means : array_like of shape (n_components, n_features)
+        covariances : array_like
+            Shape per ``covariance_type``: (K, d, d) full, (d, d) tied, (K, d) diag,
+            (K,) spherical.
+        covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+
+        Returns
+        -------
+        GaussianMixture
+            Looks fitted: ``converged_=True``, ``n_iter_=0``, ``lower_bound_=nan``,
+            ``n_seen_=0``. It carries no online state, so ``fit``/``partial_fit`` start afresh
+            (pass the parameters as ``*_init`` to warm-start instead).
+
+        Raises
+        ------
+        ValueError
+            If the shapes disagree or a covariance is not positive definite.
+        """
+        params = MixtureParams.from_covariances(weights, means, covariances, covariance_type)
+        gm = cls(n_components=params.n_components, covariance_type=covariance_type)
+        gm.n_features_in_ = params.n_features
+        gm._set_params(params)
+        gm.converged_ = True
+        gm.n_iter_ = 0
+        gm.lower_bound_ = float("nan")
+        gm.lower_bounds_ = []
+        gm.n_seen_ = 0
         return gm

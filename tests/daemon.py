@@ -66,7 +66,7 @@ class Daemon:
         self._log = open(self.log_path, "wb")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from streamgmm.service import run_daemon; raise SystemExit(run_daemon(sys.argv[1]))", str(config_path)],
+            [sys.executable, "-m", "streamgmm", "run", str(config_path)],
             stdout=self._log, stderr=subprocess.STDOUT, env=env,
         )
         self.ctx = zmq.Context()

@@ -20,9 +20,7 @@ pytestmark = pytest.mark.skipif(not zmq.has("curve"), reason="libzmq built witho
 
 MODEL = {"name": "lidar", "topic": "points/lidar", "dim": 3, "components": 2,
          "publish_every_s": 0.0, "refit_every_s": 0.0}
-RUN = [sys.executable, "-c",
-       "import sys; from streamgmm.service import run_daemon; "
-       "raise SystemExit(run_daemon(sys.argv[1]))"]
+RUN = [sys.executable, "-m", "streamgmm", "run"]
 
 
 @pytest.fixture

@@ -230,7 +230,7 @@ def test_corrupt_checkpoint_is_moved_aside(daemon_factory, tmp_path):
 )
 def test_config_errors_exit_2_with_one_line(tmp_path, model, key):
     path = write_config(tmp_path, [model])
-    proc = subprocess.run([sys.executable, "-c", "import sys; from streamgmm.service import run_daemon; raise SystemExit(run_daemon(sys.argv[1]))", str(path)],
+    proc = subprocess.run([sys.executable, "-m", "streamgmm", "run", str(path)],
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -245,7 +245,7 @@ def test_endpoint_in_use_exits_2(tmp_path):
         path = write_config(tmp_path, [MODEL], {"publish": f"tcp://127.0.0.1:{port}"})
         text = path.read_text().replace(f'publish = "ipc://{tmp_path}/publish"\n', "")
         path.write_text(text)
-        proc = subprocess.run([sys.executable, "-c", "import sys; from streamgmm.service import run_daemon; raise SystemExit(run_daemon(sys.argv[1]))", str(path)],
+        proc = subprocess.run([sys.executable, "-m", "streamgmm", "run", str(path)],
                               capture_output=True, text=True, timeout=30)
     finally:
         ctx.destroy(linger=0)

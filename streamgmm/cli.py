@@ -1,0 +1,771 @@
+"""The ``streamgmm`` command: run the daemon, publish points, watch mixtures, query, fit offline.
+
+Every subcommand has ``--help``. Errors print one line on stderr and exit with status 2;
+``watch`` exits 1 when no mixture arrived before its ``--timeout``. The ZeroMQ clients are
+imported by the subcommands that need them, so ``streamgmm fit`` and ``--help`` stay light.
+See ``docs/cli.md`` for examples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+import streamgmm
+
+if TYPE_CHECKING:
+    from streamgmm.client import Mixture
+
+__all__ = ["CliError", "build_parser", "main"]
+
+# The endpoints of configs/example.toml, as seen from a client on the same machine.
+DEFAULT_INGEST = "tcp://127.0.0.1:5555"
+DEFAULT_PUBLISH = "tcp://127.0.0.1:5556"
+DEFAULT_CONTROL = "tcp://127.0.0.1:5557"
+
+COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+# Points in one synthetic sweep when --count does not say otherwise.
+SYNTHETIC_POINTS = 100_000
+
+
+class CliError(Exception):
+    """An error reported to the user as one line on stderr, with exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse prints the usage and exits; we want one line and a return value instead.
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise CliError(f"{self.prog}: error: {message}")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+@contextlib.contextmanager
+def _client_errors(what: str, curve: Any = None) -> Iterator[None]:
+    """Turn the expected failures of a client call into a CliError."""
+    import zmq
+
+    from streamgmm.client import ControlError
+
+    try:
+        yield
+    except TimeoutError as exc:
+        # A CURVE handshake that fails (wrong or unknown key) looks like silence too.
+        hint = "is the daemon running, and does it accept these keys?" if curve else (
+            "is the daemon running?"
+        )
+        raise CliError(f"{exc} ({hint})") from None
+    except ControlError as exc:
+        raise CliError(f"{what}: the daemon says: {exc}") from None
+    except zmq.ZMQError as exc:
+        raise CliError(f"{what}: {exc}") from None
+
+
+def _curve_keys(args: argparse.Namespace) -> Any:
+    """CurveKeys from --server-key/--client-key, or None when neither is given."""
+    server, client = args.server_key, args.client_key
+    if server is None and client is None:
+        return None
+    if server is None or client is None:
+        raise CliError("give both --server-key and --client-key (or neither)")
+    from streamgmm.keys import CurveKeys
+
+    try:
+        return CurveKeys.from_files(server, client)
+    except OSError as exc:
+        raise CliError(f"cannot read key file {exc.filename}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise CliError(f"bad key file: {exc}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading points from files
+# ---------------------------------------------------------------------------------------------
+
+
+def _load_csv(path: Path) -> np.ndarray:
+    with path.open(encoding="utf-8") as fh:
+        lines = fh.read().splitlines()
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if first is None:
+        raise CliError(f"{path}: no points in the file")
+    delimiter = "," if "," in lines[first] else None
+    try:
+        [float(x) for x in lines[first].split(delimiter)]
+        skip = first
+    except ValueError:
+        skip = first + 1  # a header line: column names
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "input contained no data": checked later
+        return np.loadtxt(path, delimiter=delimiter, skiprows=skip, ndmin=2, dtype=np.float64)
+
+
+def load_points(path: str | Path) -> np.ndarray:
+    """Read points of shape (n, d) from a ``.npy`` or ``.csv`` file.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``.npy`` holding a 2-D numeric array (float32 stays float32), or ``.csv`` with numeric
+        columns, comma- or whitespace-separated, with an optional header line.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (n, d), n >= 1, float32 or float64.
+
+    Raises
+    ------
+    CliError
+        If the file cannot be read or does not hold an (n, d) numeric table.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            data = np.load(path, allow_pickle=False)
+        elif suffix == ".csv":
+            data = _load_csv(path)
+        else:
+            raise CliError(f"{path}: expected a .npy or .csv file")
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise CliError(f"{path}: not a numeric table: {exc}") from None
+    if not isinstance(data, np.ndarray) or data.dtype.kind not in "biuf":
+        raise CliError(f"{path}: expected numbers, got dtype {getattr(data, 'dtype', '?')}")
+    if data.ndim == 1:
+        data = data.reshape(-1, 1)  # a single column
+    if data.ndim != 2 or data.shape[0] < 1 or data.shape[1] < 1:
+        raise CliError(f"{path}: expected an array of shape (n, d), got {data.shape}")
+    if data.dtype != np.float32:
+        data = data.astype(np.float64, copy=False)
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# Printing
+# ---------------------------------------------------------------------------------------------
+
+
+def _fmt_float(value: Any, spec: str = ".4f") -> str:
+    try:
+        return format(float(value), spec)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _print_components(weights: np.ndarray, means: np.ndarray, limit: int | None = None) -> None:
+    order = np.argsort(weights)[::-1]
+    if limit is not None:
+        order = order[:limit]
+    print(f"  {'k':>3}  {'weight':>8}  mean")
+    for k in order:
+        mean = " ".join(f"{v:10.4g}" for v in means[k])
+        print(f"  {k:>3}  {weights[k]:8.4f}  {mean}")
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON values: arrays to lists, NaN/Inf to null (JSON has no NaN), bytes to hex."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return _jsonable(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).hex()
+    return value
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(_jsonable(value), indent=2, sort_keys=True, allow_nan=False))
+
+
+def _mixture_dict(m: Mixture) -> dict[str, Any]:
+    return {
+        "model": m.model,
+        "seq": m.seq,
+        "stamp": m.stamp,
+        "n_seen": m.n_seen,
+        "kind": m.kind,
+        "covariance_type": m.covariance_type,
+        "weights": m.weights,
+        "means": m.means,
+        "covariances": m.covariances,
+        "avg_log_likelihood": m.avg_log_likelihood,
+        "last_stamp": m.last_stamp,
+        **m.extra,
+    }
+
+
+def _mixture_line(m: Mixture) -> str:
+    top = np.sort(m.weights)[::-1][:3]
+    return (
+        f"{m.model} seq {m.seq:>6}  {m.kind:<8}  n_seen {m.n_seen:>10}  "
+        f"avg_ll {_fmt_float(m.avg_log_likelihood, '9.4f')}  K {m.n_components}  "
+        f"top w {' '.join(f'{w:.3f}' for w in top)}"
+    )
+
+
+def _print_status(endpoint: str, reply: Mapping[str, Any]) -> None:
+    shown = {"ok", "v", "uptime_s", "models", "counters"}
+    print(f"daemon at {endpoint}: up {_fmt_float(reply.get('uptime_s'), '.1f')} s")
+    models = reply.get("models")
+    if isinstance(models, Mapping):
+        print("models:")
+        for name, info in models.items():
+            if isinstance(info, Mapping):
+                fields = "  ".join(f"{k} {v}" for k, v in info.items())
+            else:
+                fields = str(info)
+            print(f"  {name}  {fields}")
+    counters = reply.get("counters")
+    if isinstance(counters, Mapping):
+        print("counters:")
+        for key, value in counters.items():
+            if isinstance(value, Mapping):
+                detail = ", ".join(f"{k} {v}" for k, v in value.items()) or "none"
+                print(f"  {key}: {detail}")
+            else:
+                print(f"  {key} {value}")
+    for key, value in reply.items():
+        if key not in shown:
+            print(f"{key}: {value}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Subcommands
+# ---------------------------------------------------------------------------------------------
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    try:
+        from streamgmm.service import run_daemon
+    except ModuleNotFoundError as exc:
+        if exc.name != "streamgmm.service":
+            raise
+        raise CliError("the daemon module streamgmm.service is not available") from None
+    return int(run_daemon(args.config, log_level=args.log_level))
+
+
+def _synthetic_batches(args: argparse.Namespace) -> Iterator[np.ndarray]:
+    from streamgmm.synthetic import lidar_scene, moving_sensor_stream
+
+    dim = 3 if args.dim is None else args.dim
+    if args.synthetic == "lidar" and dim != 3:
+        raise CliError("--synthetic lidar makes 3-D points; leave out --dim or use --dim 3")
+    # One sweep/pass of --count points; with --loop, passes of at most SYNTHETIC_POINTS each,
+    # each from the next seed, until --count (or forever).
+    per_pass = args.count or SYNTHETIC_POINTS
+    if args.loop:
+        per_pass = min(per_pass, SYNTHETIC_POINTS)
+    seed = args.seed
+    while True:
+        if args.synthetic == "lidar":
+            sweep = lidar_scene(per_pass, seed=seed)
+            for start in range(0, len(sweep), args.batch):
+                yield sweep[start : start + args.batch]
+        else:
+            yield from moving_sensor_stream(per_pass, batch_size=args.batch, dim=dim, seed=seed)
+        if not args.loop:
+            return
+        seed += 1
+
+
+def _file_batches(args: argparse.Namespace) -> Iterator[np.ndarray]:
+    data = load_points(args.file)
+    if args.dim is not None and data.shape[1] != args.dim:
+        raise CliError(f"{args.file} holds {data.shape[1]}-D points, not --dim {args.dim}")
+    while True:
+        for start in range(0, len(data), args.batch):
+            yield data[start : start + args.batch]
+        if not args.loop:
+            return
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    curve = _curve_keys(args)
+    batches = _file_batches(args) if args.file is not None else _synthetic_batches(args)
+    # Load/generate the first batch before opening the socket, so bad input fails fast.
+    first = next(batches, None)
+    if first is None:
+        raise CliError("no points to send")
+
+    from streamgmm.client import PointPublisher
+
+    messages = points = 0
+    with _client_errors(f"cannot publish to {args.endpoint}", curve):
+        pub = PointPublisher(
+            args.endpoint, args.topic, source=args.source, bind=args.bind, curve=curve
+        )
+    try:
+        if args.wait_subscriber > 0 and not pub.wait_for_subscriber(args.wait_subscriber):
+            print(
+                f"streamgmm publish: warning: no subscriber to {args.topic!r} after "
+                f"{args.wait_subscriber:g} s; sending anyway (messages may be lost)",
+                file=sys.stderr,
+            )
+        start = time.perf_counter()
+        try:
+            batch: np.ndarray | None = first
+            while batch is not None:
+                if args.count is not None:
+                    batch = batch[: args.count - points]
+                if len(batch):
+                    if args.rate:
+                        # Absolute schedule from the start: sleeping errors never accumulate.
+                        delay = start + points / args.rate - time.perf_counter()
+                        if delay > 0:
+                            time.sleep(delay)
+                    pub.send(batch, frame=args.frame)
+                    messages += 1
+                    points += len(batch)
+                if args.count is not None and points >= args.count:
+                    break
+                batch = next(batches, None)
+            if args.rate:
+                # The last batch takes its time slot too, so the achieved rate is honest.
+                delay = start + points / args.rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+        except KeyboardInterrupt:
+            pass
+        seconds = time.perf_counter() - start
+    finally:
+        pub.close()
+    achieved = points / seconds if seconds > 0 else float("inf")
+    print(
+        f"sent {messages} messages, {points} points in {seconds:.3f} s "
+        f"({achieved:.0f} points/s)"
+    )
+    return 0
+
+
+def _check_matplotlib() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise CliError("--plot needs matplotlib: pip install 'streamgmm[plot]'") from None
+
+
+def _write_plot(path: str, m: Mixture) -> None:
+    if m.n_features < 2:
+        raise CliError(f"--plot needs points of at least 2 dimensions, model has {m.n_features}")
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
+    from streamgmm.plotting import plot_mixture
+
+    try:
+        covariances = m.to_estimator().params_.full_covariances()
+    except ValueError as exc:
+        raise CliError(f"cannot draw the mixture: {exc}") from None
+    fig, ax = plt.subplots(figsize=(7, 7))
+    try:
+        plot_mixture(ax, None, m.weights, m.means[:, :2], covariances[:, :2, :2])
+        ax.set_title(
+            f"{m.model}: seq {m.seq} ({m.kind}), {m.n_seen} points, K={m.n_components}"
+        )
+        ax.set_xlabel("x[0]")
+        ax.set_ylabel("x[1]")
+        fig.savefig(path, dpi=90)
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    if args.plot:
+        _check_matplotlib()
+    curve = _curve_keys(args)
+    from streamgmm.client import MixtureSubscriber
+
+    received = 0
+    last: Mixture | None = None
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    with _client_errors(f"cannot watch {args.endpoint}", curve):
+        sub = MixtureSubscriber(args.endpoint, args.control, args.model, curve=curve)
+    try:
+        while args.count is None or received < args.count:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            mixture = sub.recv(timeout=remaining)
+            if mixture is None:
+                break
+            received += 1
+            last = mixture
+            print(_mixture_line(mixture), flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sub.close()
+    if last is None:
+        why = f" (last snapshot error: {sub.last_error})" if sub.last_error else ""
+        waited = "" if args.timeout is None else f" within {args.timeout:g} s"
+        print(
+            _one_line(
+                f"streamgmm watch: no mixture of model {args.model!r} from {args.endpoint}"
+                f"{waited}{why}"
+            ),
+            file=sys.stderr,
+        )
+        return 1
+    if sub.gaps or sub.resyncs or sub.rejected:
+        print(
+            f"streamgmm watch: {received} mixtures, {sub.gaps} gaps, {sub.resyncs} resyncs, "
+            f"{sub.rejected} rejected",
+            file=sys.stderr,
+        )
+    if args.plot:
+        _write_plot(args.plot, last)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    curve = _curve_keys(args)
+    from streamgmm.client import ControlClient
+
+    with _client_errors(f"status from {args.control}", curve):
+        with ControlClient(args.control, timeout=args.timeout, curve=curve) as ctl:
+            reply = ctl.status()
+    if args.json:
+        _print_json(reply)
+    else:
+        _print_status(args.control, reply)
+    return 0
+
+
+def _cmd_snapshot(args: argparse.Namespace) -> int:
+    curve = _curve_keys(args)
+    from streamgmm.client import ControlClient
+
+    with _client_errors(f"snapshot from {args.control}", curve):
+        with ControlClient(args.control, timeout=args.timeout, curve=curve) as ctl:
+            m = ctl.snapshot(args.model)
+    if args.json:
+        _print_json(_mixture_dict(m))
+        return 0
+    print(
+        f"model {m.model}  seq {m.seq}  n_seen {m.n_seen}  K {m.n_components}  "
+        f"d {m.n_features}  covariance {m.covariance_type}  "
+        f"avg_ll {_fmt_float(m.avg_log_likelihood)}"
+    )
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m.stamp))
+    print(f"updated {stamp}  last sensor stamp {_fmt_float(m.last_stamp, '.3f')}")
+    for key, value in m.extra.items():
+        print(f"{key}: {value}")
+    _print_components(m.weights, m.means)
+    return 0
+
+
+def _cmd_refit(args: argparse.Namespace) -> int:
+    curve = _curve_keys(args)
+    from streamgmm.client import ControlClient
+
+    with _client_errors(f"refit via {args.control}", curve):
+        with ControlClient(args.control, timeout=args.timeout, curve=curve) as ctl:
+            seq = ctl.refit(args.model, timeout=args.timeout)
+    print(f"refit of {args.model} published as seq {seq}")
+    return 0
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    from streamgmm.keys import generate_keys
+
+    try:
+        public, secret = generate_keys(args.directory, args.name)
+    except FileExistsError as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"cannot write keys into {args.directory}: {exc.strerror or exc}") from None
+    print(f"public key {public} (give it to peers)")
+    print(f"secret key {secret} (mode 0600, keep it private)")
+    return 0
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from streamgmm import ConvergenceWarning, GaussianMixture
+
+    X = load_points(args.file)
+    finite = np.isfinite(X).all(axis=1)
+    if not finite.all():
+        print(f"streamgmm fit: dropped {int((~finite).sum())} rows with NaN or Inf",
+              file=sys.stderr)
+        X = X[finite]
+    gm = GaussianMixture(
+        n_components=args.components,
+        covariance_type=args.covariance_type,
+        max_iter=args.max_iter,
+        n_init=args.n_init,
+        random_state=args.seed,
+    )
+    try:
+        with warnings.catch_warnings():
+            # Reported below as "converged: False" instead.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            gm.fit(X)
+    except ValueError as exc:
+        raise CliError(f"cannot fit {args.file}: {exc}") from None
+    n, d = X.shape
+    print(f"fitted {args.components} components ({args.covariance_type}) to {n} points, d={d}")
+    print(
+        f"converged: {gm.converged_}  iterations: {gm.n_iter_}  "
+        f"lower bound: {gm.lower_bound_:.6f} (mean log-likelihood per point)"
+    )
+    print(f"BIC: {gm.bic(X):.6g}")
+    _print_components(gm.weights_, gm.means_)
+    if args.out:
+        try:
+            with open(args.out, "wb") as fh:
+                np.savez(
+                    fh,
+                    weights=gm.weights_,
+                    means=gm.means_,
+                    covariances=gm.covariances_,
+                    covariance_type=np.array(args.covariance_type),
+                )
+        except OSError as exc:
+            raise CliError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+        print(f"wrote {args.out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Parser
+# ---------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``streamgmm`` command.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
+    parser = _Parser(
+        prog="streamgmm",
+        description="Streaming Gaussian mixtures of sensor point streams over ZeroMQ.",
+        epilog="Run 'streamgmm COMMAND --help' for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {streamgmm.__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def curve_options(sub: argparse.ArgumentParser) -> None:
+        group = sub.add_argument_group("CURVE (for a daemon with [service.curve])")
+        group.add_argument("--server-key", metavar="FILE", default=None,
+                           help="the daemon's public key file (NAME.key)")
+        group.add_argument("--client-key", metavar="FILE", default=None,
+                           help="this client's secret key file (NAME.key_secret)")
+
+    p = commands.add_parser(
+        "run", help="run the daemon in the foreground",
+        description="Run the daemon with a TOML configuration (see configs/example.toml). "
+        "SIGTERM or SIGINT write the checkpoints and exit 0; a bad configuration exits 2.",
+    )
+    p.add_argument("config", metavar="CONFIG.toml", help="daemon configuration file")
+    p.add_argument("--log-level", choices=LOG_LEVELS, default=None,
+                   help="override the configuration's service.log_level")
+    p.set_defaults(func=_cmd_run)
+
+    p = commands.add_parser(
+        "publish", help="send points from a file or a synthetic sensor to the daemon",
+        description="Replay a .npy/.csv file or a synthetic moving sensor as point messages "
+        "[topic, payload], in batches, optionally at a fixed rate; prints a summary line.",
+    )
+    p.add_argument("--endpoint", default=DEFAULT_INGEST,
+                   help=f"daemon ingest endpoint (default {DEFAULT_INGEST})")
+    p.add_argument("--topic", default="points/lidar",
+                   help="topic of the messages (default points/lidar)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--file", metavar="X.npy|X.csv",
+                        help="points of shape (n, d): .npy, or .csv with an optional header")
+    source.add_argument("--synthetic", choices=("lidar", "moving"),
+                        help="a LiDAR sweep of a room (3-D) or a sensor moving past blobs")
+    p.add_argument("--dim", type=_positive_int, default=None,
+                   help="point dimension (synthetic moving: default 3; a file must match)")
+    p.add_argument("--rate", type=_positive_float, default=None, metavar="POINTS_PER_S",
+                   help="points per second (default: as fast as possible)")
+    p.add_argument("--batch", type=_positive_int, default=4096,
+                   help="points per message (default 4096)")
+    p.add_argument("--count", type=_positive_int, default=None, metavar="N_POINTS",
+                   help="stop after this many points (default: the file once, or "
+                   f"{SYNTHETIC_POINTS} synthetic points)")
+    p.add_argument("--loop", action="store_true",
+                   help="repeat the file (or new synthetic sweeps) until --count or Ctrl-C")
+    p.add_argument("--bind", action="store_true",
+                   help="bind the endpoint (for a daemon that connects to publishers)")
+    p.add_argument("--source", default=None, help="publisher id (default HOSTNAME-PID)")
+    p.add_argument("--frame", default="", help="coordinate frame carried in each message")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data (default 0)")
+    p.add_argument("--wait-subscriber", type=_seconds, default=2.0, metavar="S",
+                   help="wait up to S seconds for the daemon to subscribe before sending, so "
+                   "the first messages are not lost (default 2; 0 = do not wait)")
+    curve_options(p)
+    p.set_defaults(func=_cmd_publish)
+
+    p = commands.add_parser(
+        "watch", help="print each mixture update of a model",
+        description="Follow one model (snapshot first, then each newer update) and print one "
+        "line per mixture. Exits 0 after --count mixtures or --timeout seconds, 1 if none "
+        "arrived.",
+    )
+    p.add_argument("--endpoint", default=DEFAULT_PUBLISH,
+                   help=f"daemon update endpoint (default {DEFAULT_PUBLISH})")
+    p.add_argument("--control", default=DEFAULT_CONTROL,
+                   help=f"daemon control endpoint (default {DEFAULT_CONTROL})")
+    p.add_argument("--model", required=True, help="model name")
+    p.add_argument("--count", type=_positive_int, default=None,
+                   help="stop after this many mixtures")
+    p.add_argument("--timeout", type=_seconds, default=None, metavar="S",
+                   help="stop after S seconds (default: run until Ctrl-C)")
+    p.add_argument("--plot", metavar="FILE.png", default=None,
+                   help="draw the last mixture (first two dimensions); needs matplotlib")
+    curve_options(p)
+    p.set_defaults(func=_cmd_watch)
+
+    def control_parser(name: str, help_text: str, timeout: float) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text[0].upper()
+                                  + help_text[1:] + ".")
+        sub.add_argument("--control", default=DEFAULT_CONTROL,
+                         help=f"daemon control endpoint (default {DEFAULT_CONTROL})")
+        sub.add_argument("--timeout", type=_positive_float, default=timeout, metavar="S",
+                         help=f"seconds to wait for the reply (default {timeout:g})")
+        curve_options(sub)
+        return sub
+
+    p = control_parser("status", "print the daemon's models and counters", 5.0)
+    p.add_argument("--json", action="store_true", help="print the reply as JSON")
+    p.set_defaults(func=_cmd_status)
+
+    p = control_parser("snapshot", "print the current mixture of a model", 5.0)
+    p.add_argument("--model", default=None,
+                   help="model name (may be left out when the daemon has one model)")
+    p.add_argument("--json", action="store_true",
+                   help="print the mixture as JSON (arrays as lists, NaN as null)")
+    p.set_defaults(func=_cmd_snapshot)
+
+    p = control_parser("refit", "refit a model by batch EM on its retained points", 120.0)
+    p.add_argument("--model", required=True, help="model name")
+    p.set_defaults(func=_cmd_refit)
+
+    p = commands.add_parser(
+        "fit", help="fit a mixture to a file offline (batch EM)",
+        description="Batch EM on the points of a .npy or .csv file; prints convergence, BIC, "
+        "weights and means, and with --out saves the parameters with numpy.savez.",
+    )
+    p.add_argument("file", metavar="FILE", help="points of shape (n, d): .npy or .csv")
+    p.add_argument("--components", "-k", type=_positive_int, required=True,
+                   help="number of components K")
+    p.add_argument("--covariance-type", choices=COVARIANCE_TYPES, default="full",
+                   help="covariance shape (default full)")
+    p.add_argument("--max-iter", type=_positive_int, default=100,
+                   help="EM iterations at most (default 100)")
+    p.add_argument("--n-init", type=_positive_int, default=1,
+                   help="initialisations; the best is kept (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--out", metavar="MODEL.npz", default=None,
+                   help="save weights, means, covariances and covariance_type (np.savez)")
+    p.set_defaults(func=_cmd_fit)
+
+    p = commands.add_parser(
+        "keygen", help="write a CURVE key pair (NAME.key, NAME.key_secret)",
+        description="Write a CURVE key pair into DIR: NAME.key (public, for peers) and "
+        "NAME.key_secret (mode 0600). An existing pair is never overwritten.",
+    )
+    p.add_argument("directory", metavar="DIR", help="directory of the key files (created)")
+    p.add_argument("name", metavar="NAME", help="key name, e.g. server or robot1")
+    p.set_defaults(func=_cmd_keygen)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``streamgmm`` command.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments without the program name; default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        Exit status: 0 on success, 2 on an error (one line on stderr), 1 when ``watch``
+        received nothing; ``run`` returns the daemon's status.
+    """
+    parser = build_parser()
+    command = None
+    try:
+        args = parser.parse_args(argv)
+        command = args.command
+        return args.func(args)
+    except CliError as exc:
+        message = _one_line(str(exc))
+        if not message.startswith("streamgmm"):  # parser errors carry the prog already
+            message = f"streamgmm {command}: error: {message}"
+        print(message, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`streamgmm watch ... | head`): stop quietly like other tools;
+        # point stdout at devnull so the interpreter's final flush does not fail again.
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+if __name__ == "__main__":
+    sys.exit(main())
