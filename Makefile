@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench lint fuzz soak clean
+.PHONY: test demo bench lint fuzz fuzz-regress clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,18 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
+
+# Coverage-guided fuzzing of the codec and the daemon's handlers (not in CI; see fuzz/README.md).
+fuzz: $(STAMP)
+	$(PY) -m pip install --quiet -r fuzz/requirements.txt
+	mkdir -p fuzz/work/corpus
+	$(PY) fuzz/fuzz_codec.py fuzz/work/corpus fuzz/corpus/codec -atheris_runs=1000000 -max_len=8192 -timeout=10 -rss_limit_mb=2048 -artifact_prefix=fuzz/work/
+
+# Replays the kept corpus and every past finding: each must pass now.
+fuzz-regress: $(STAMP)
+	$(PY) -m pip install --quiet -r fuzz/requirements.txt
+	$(PY) fuzz/fuzz_codec.py -runs=0 fuzz/corpus/codec
+	$(PY) fuzz/fuzz_codec.py fuzz/findings/*.msgpack fuzz/findings/*.bin
 
 lint: $(STAMP)
 	$(PY) -m ruff check streamgmm tests benchmarks examples

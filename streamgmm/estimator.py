@@ -8,6 +8,7 @@ functions of :mod:`streamgmm.core`; it holds no math of its own.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import numbers
@@ -491,8 +492,10 @@ class GaussianMixture(_ParamsMixin):
         """Stepwise online EM on one batch ``X`` (any number of rows >= 1); returns ``self``.
 
         The first calls initialise the model: from ``weights_init``/``means_init``/
-        ``precisions_init`` when all are given, else by k-means++ and a short batch EM once
-        at least ``n_components`` points have arrived (earlier points are kept, not lost).
+        ``precisions_init`` at once when all are given, else by a short batch EM once at
+        least ``n_components`` points have arrived (earlier points are kept, not lost),
+        started from the given ``*_init`` completed as ``fit`` would (when some are given)
+        or from a k-means++ seeding (when none is).
         """
         first = not hasattr(self, "_online")
         if first:
@@ -509,9 +512,9 @@ class GaussianMixture(_ParamsMixin):
                 # Some *_init given: once n_components points are buffered, start the
                 # initial batch EM from them, the rest estimated as ``fit`` does (from
                 # ``init_params`` responsibilities), instead of from a k-means++ seeding.
-                seed = self._online_seed()
-                self._online.initializer = lambda pts: self._initial_params(
-                    pts, np.random.RandomState(seed)
+                # (A bound method, not a lambda, so that the estimator still pickles.)
+                self._online.initializer = functools.partial(
+                    self._initial_params, random_state=np.random.RandomState(self._online_seed())
                 )
         info = self._online.update(X.astype(np.float64, copy=False))
         self.last_avg_log_likelihood_ = info.avg_log_likelihood

@@ -14,10 +14,10 @@ import numpy as np
 
 from streamgmm.core.gaussian import (
     design_matrix,
-    exp_normalize_rows,
+    exp_normalize_columns,
     log_det_cholesky,
     log_prob_coefficients,
-    logsumexp_rows,
+    logsumexp_columns,
 )
 from streamgmm.core.params import MixtureParams
 from streamgmm.core.suffstats import SufficientStats, centered_scatter
@@ -56,6 +56,7 @@ class _Scorer:
             params.means, params.precisions_cholesky, params.covariance_type, shift,
             self.log_weights,
         )
+        self.WT = np.ascontiguousarray(self.W.T)
         U, ctype = params.precisions_cholesky, params.covariance_type
         k = params.n_components
         # An upper bound of the largest eigenvalue of each precision.
@@ -73,14 +74,15 @@ class _Scorer:
         self.log_det = log_det_cholesky(U, ctype, params.n_features)
 
     def weighted_log_prob(self, X: np.ndarray, F: np.ndarray) -> np.ndarray:
+        """``log pi_k + log N(x_i | k)`` as a (K, n) array."""
         d = X.shape[1]
-        L = F @ self.W
+        LT = self.WT @ F.T
         z = F[:, 1 : 1 + d]
         z2 = float(np.max(np.einsum("ij,ij->i", z, z))) if len(z) else 0.0
         risky = np.flatnonzero(4.0 * _EPS * (z2 + self.m2) * self.lam > _EXPANSION_BUDGET)
         if len(risky):
-            L[:, risky] = self._direct(X, risky) + self.log_weights[risky]
-        return L
+            LT[risky] = self._direct(X, risky).T + self.log_weights[risky, None]
+        return LT
 
     def _direct(self, X: np.ndarray, components: np.ndarray) -> np.ndarray:
         p, d = self.params, X.shape[1]
@@ -103,15 +105,15 @@ class _Scorer:
 def _log_resp_chunk(
     scorer: _Scorer, X: np.ndarray, F: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised log-responsibilities and per-row log-likelihoods of one chunk."""
+    """Per-point log-likelihoods (n,) and log-responsibilities (n, K) of one chunk."""
     weighted = scorer.weighted_log_prob(X, F)
-    # Subtract the row maximum first: for a far outlier the log-densities are ~ -1e30, and
-    # (top + log(sum)) would round back to top, giving every component log-resp 0.
-    top = weighted.max(axis=1)
-    weighted -= top[:, None]
-    log_sum = logsumexp_rows(weighted)
-    weighted -= log_sum[:, None]
-    return top + log_sum, weighted
+    # Subtract each point's maximum first: for a far outlier the log-densities are ~ -1e30,
+    # and (top + log(sum)) would round back to top, giving every component log-resp 0.
+    top = weighted.max(axis=0)
+    weighted -= top
+    log_sum = logsumexp_columns(weighted)
+    weighted -= log_sum
+    return top + log_sum, weighted.T
 
 
 def estimate_log_prob_resp(
@@ -185,14 +187,14 @@ def batch_statistics(
     for start in range(0, n, step):
         stop = min(start + step, n)
         F = design_matrix(X[start:stop], shift, ctype)
-        resp, log_norm = exp_normalize_rows(scorer.weighted_log_prob(X[start:stop], F))
+        resp, log_norm = exp_normalize_columns(scorer.weighted_log_prob(X[start:stop], F))
         if sample_weight is None:
             total_ll += float(log_norm.sum())
         else:
             w = sample_weight[start:stop]
             total_ll += float(log_norm @ w)
-            resp *= w[:, None]
-        moments += resp.T @ F
+            resp *= w
+        moments += resp @ F
     n_points = float(n if sample_weight is None else np.sum(sample_weight))
     stats = SufficientStats.from_moments(moments, shift, ctype)
     lost = _lost_digits(stats, shift)
@@ -223,10 +225,10 @@ def _exact_scatter(X, scorer: _Scorer, stats: SufficientStats, components: np.nd
     for start in range(0, X.shape[0], step):
         Xc = X[start : start + step]
         F = design_matrix(Xc, scorer.shift, ctype)
-        resp, _ = exp_normalize_rows(scorer.weighted_log_prob(Xc, F))
+        resp, _ = exp_normalize_columns(scorer.weighted_log_prob(Xc, F))
         if sample_weight is not None:
-            resp *= sample_weight[start : start + step, None]
-        total += centered_scatter(Xc, resp, stats.means, ctype, components)
+            resp *= sample_weight[start : start + step]
+        total += centered_scatter(Xc, resp.T, stats.means, ctype, components)
     scatter = stats.scatter.copy()
     counts = stats.counts[components].reshape((-1,) + (1,) * (scatter.ndim - 1))
     scatter[components] = total[components] / counts

@@ -23,6 +23,7 @@ the origin.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -170,8 +171,13 @@ def n_quadratic_features(covariance_type: str, n_features: int) -> int:
     return 1
 
 
-def _triu(n_features: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.triu_indices(n_features)
+@functools.lru_cache(maxsize=64)
+def triu(n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cached ``np.triu_indices(n_features)`` (read-only): it is needed on every pass."""
+    rows, cols = np.triu_indices(n_features)
+    rows.flags.writeable = False
+    cols.flags.writeable = False
+    return rows, cols
 
 
 def design_matrix(X: np.ndarray, shift: np.ndarray, covariance_type: str) -> np.ndarray:
@@ -187,7 +193,7 @@ def design_matrix(X: np.ndarray, shift: np.ndarray, covariance_type: str) -> np.
     z = F[:, 1 : 1 + d]
     np.subtract(X, shift, out=z)
     if covariance_type in ("full", "tied"):
-        rows, cols = _triu(d)
+        rows, cols = triu(d)
         np.multiply(z[:, rows], z[:, cols], out=F[:, 1 + d :])
     elif covariance_type == "diag":
         np.square(z, out=F[:, 1 + d :])
@@ -224,7 +230,7 @@ def log_prob_coefficients(
         if covariance_type == "tied":
             P = np.broadcast_to(P, (n_components, d, d))
         Pm = np.einsum("kij,kj->ki", P, m)
-        rows, cols = _triu(d)
+        rows, cols = triu(d)
         quad = -P[:, rows, cols]
         quad[:, rows != cols] *= 2.0
         W[1 + d :] = 0.5 * quad.T
@@ -285,3 +291,26 @@ def logsumexp_rows(L: np.ndarray) -> np.ndarray:
     top = L.max(axis=1)
     E = np.maximum(L - top[:, None], _EXP_FLOOR)
     return top + np.log(np.exp(E, out=E).sum(axis=1))
+
+
+# Column versions: the E-step keeps its chunks as (K, n), components by points, because
+# numpy reduces over the leading axis of a C-ordered array ~20x faster than over a short
+# trailing one (measured: max over 16 components of 4,096 points, 7 us vs 170 us).
+
+
+def exp_normalize_columns(LT: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column-wise softmax of ``LT`` (K, n) and its log-normaliser (n,); overwrites ``LT``."""
+    top = LT.max(axis=0)
+    LT -= top
+    np.maximum(LT, _EXP_FLOOR, out=LT)
+    np.exp(LT, out=LT)
+    total = LT.sum(axis=0)
+    LT /= total
+    return LT, top + np.log(total)
+
+
+def logsumexp_columns(LT: np.ndarray) -> np.ndarray:
+    """``log(sum(exp(LT), axis=0))`` without overflow, for ``LT`` of shape (K, n)."""
+    top = LT.max(axis=0)
+    E = np.maximum(LT - top, _EXP_FLOOR)
+    return top + np.log(np.exp(E, out=E).sum(axis=0))

@@ -44,7 +44,9 @@ def step_size(t: int, decay: float = 0.6, offset: float = 2.0, constant: float |
     """
     if constant is not None:
         return float(constant)
-    return float(min(1.0, (t + offset) ** -decay))
+    base = t + offset
+    # base ** -decay >= 1 when base <= 1; checking first also avoids 0.0 ** -decay.
+    return 1.0 if base <= 1.0 else float(base**-decay)
 
 
 def stepwise_update(

@@ -24,8 +24,8 @@ import numpy as np
 from streamgmm.core.gaussian import (
     check_covariance_type,
     covariance_shape,
-    design_matrix,
     precision_cholesky,
+    triu,
 )
 from streamgmm.core.params import MixtureParams
 
@@ -142,7 +142,7 @@ class SufficientStats:
         second = moments[:, 1 + d :] / counts[:, None]
         if covariance_type in ("full", "tied"):
             k = moments.shape[0]
-            rows, cols = np.triu_indices(d)
+            rows, cols = triu(d)
             m2 = np.empty((k, d, d))
             m2[:, rows, cols] = second
             m2[:, cols, rows] = second

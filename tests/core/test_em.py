@@ -1,0 +1,133 @@
+"""E-step, fused statistics pass and the batch EM loop against scipy and scikit-learn."""
+
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+from scipy.stats import multivariate_normal
+from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+from streamgmm.core.em import batch_statistics, e_step, estimate_log_prob_resp, m_step, run_em
+from streamgmm.core.gaussian import COVARIANCE_TYPES
+from streamgmm.core.params import MixtureParams
+from streamgmm.core.suffstats import SufficientStats
+
+
+def random_params(rng, ctype, k, d, offset=0.0):
+    means = offset + rng.normal(0, 3, (k, d))
+    weights = rng.dirichlet(np.ones(k) * 3)
+    if ctype == "full":
+        A = rng.normal(size=(k, d, d))
+        covs = A @ np.swapaxes(A, 1, 2) / d + 0.5 * np.eye(d)
+    elif ctype == "tied":
+        A = rng.normal(size=(d, d))
+        covs = A @ A.T / d + 0.5 * np.eye(d)
+    elif ctype == "diag":
+        covs = rng.uniform(0.3, 2.0, (k, d))
+    else:
+        covs = rng.uniform(0.3, 2.0, k)
+    return MixtureParams.from_covariances(weights, means, covs, ctype)
+
+
+def reference_log_resp(X, params):
+    covs = params.full_covariances()
+    weighted = np.column_stack([
+        np.log(w) + multivariate_normal(m, c).logpdf(X)
+        for w, m, c in zip(params.weights, params.means, covs)
+    ])
+    norm = logsumexp(weighted, axis=1)
+    return norm, weighted - norm[:, None]
+
+
+@pytest.mark.parametrize("ctype", COVARIANCE_TYPES)
+def test_estimate_log_prob_resp_matches_scipy(ctype):
+    rng = np.random.default_rng(0)
+    params = random_params(rng, ctype, 4, 3, offset=100.0)
+    # More rows than one chunk, so the chunked loop is exercised.
+    X = 100.0 + rng.normal(0, 3, (20_000, 3))
+    norm, log_resp = estimate_log_prob_resp(X, params)
+    ref_norm, ref_resp = reference_log_resp(X, params)
+    np.testing.assert_allclose(norm, ref_norm, rtol=1e-10)
+    np.testing.assert_allclose(np.exp(log_resp), np.exp(ref_resp), atol=1e-10)
+    mean, log_resp2 = e_step(X, params)
+    assert mean == pytest.approx(ref_norm.mean(), rel=1e-12)
+    np.testing.assert_array_equal(log_resp2, log_resp)
+
+
+@pytest.mark.parametrize("ctype", COVARIANCE_TYPES)
+def test_batch_statistics_is_e_step_then_statistics(ctype):
+    rng = np.random.default_rng(1)
+    params = random_params(rng, ctype, 3, 2)
+    X = rng.normal(0, 3, (10_000, 2))
+    w = rng.uniform(0.0, 3.0, len(X))
+    ref_norm, ref_resp = reference_log_resp(X, params)
+    for weights in (None, w):
+        got = batch_statistics(X, params, sample_weight=weights)
+        ref = SufficientStats.from_responsibilities(X, np.exp(ref_resp), ctype, weights)
+        np.testing.assert_allclose(got.stats.counts, ref.counts, rtol=1e-10)
+        np.testing.assert_allclose(got.stats.means, ref.means, rtol=1e-9, atol=1e-10)
+        np.testing.assert_allclose(got.stats.scatter, ref.scatter, rtol=1e-8, atol=1e-10)
+        total = ref_norm.sum() if weights is None else ref_norm @ weights
+        assert got.log_likelihood == pytest.approx(total, rel=1e-11)
+        assert got.n_points == pytest.approx(len(X) if weights is None else w.sum())
+        assert got.mean_log_likelihood == pytest.approx(total / got.n_points, rel=1e-11)
+
+
+def _sklearn_em_step(X, params, reg_covar):
+    """One EM iteration by scikit-learn from ``params``: (lower bound, new parameters)."""
+    sk = SkGaussianMixture(
+        params.n_components, covariance_type=params.covariance_type, max_iter=1, tol=0,
+        reg_covar=reg_covar, weights_init=params.weights, means_init=params.means,
+        precisions_init=params.precisions,
+    )
+    with pytest.warns(Warning, match="did not converge"):
+        sk.fit(X)
+    return sk.lower_bound_, sk
+
+
+@pytest.mark.parametrize("ctype", COVARIANCE_TYPES)
+def test_one_em_iteration_matches_sklearn(ctype):
+    rng = np.random.default_rng(2)
+    params = random_params(rng, ctype, 3, 3)
+    X = rng.normal(0, 3, (500, 3))
+    lower, sk = _sklearn_em_step(X, params, 1e-4)
+    result = run_em(X, params, reg_covar=1e-4, tol=0.0, max_iter=1)
+    assert result.n_iter == 1 and not result.converged
+    assert result.lower_bound == pytest.approx(lower, abs=1e-9)
+    np.testing.assert_allclose(result.params.weights, sk.weights_, rtol=1e-9)
+    np.testing.assert_allclose(result.params.means, sk.means_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(result.params.covariances, sk.covariances_, rtol=1e-8)
+    np.testing.assert_allclose(
+        result.params.precisions_cholesky, sk.precisions_cholesky_, rtol=1e-7
+    )
+    # m_step is the M-step of the fused statistics.
+    again = m_step(batch_statistics(X, params).stats, 1e-4)
+    np.testing.assert_allclose(again.covariances, result.params.covariances, rtol=1e-12)
+
+
+@pytest.mark.parametrize("ctype", COVARIANCE_TYPES)
+def test_run_em_lower_bound_is_monotone(ctype):
+    rng = np.random.default_rng(3)
+    X = np.vstack([rng.normal(c, 1.0, (300, 2)) for c in (0.0, 4.0, 9.0)])
+    start = random_params(rng, ctype, 3, 2, offset=4.0)
+    result = run_em(X, start, reg_covar=1e-6, tol=1e-10, max_iter=200)
+    bounds = np.array(result.lower_bounds)
+    assert len(bounds) == result.n_iter
+    assert np.all(np.diff(bounds) >= -1e-10), "EM must never decrease the likelihood"
+    assert result.converged and result.lower_bound == bounds[-1]
+
+
+def test_run_em_callback_and_weighted_equals_repeated():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(200, 2))
+    w = rng.integers(1, 4, size=200).astype(float)
+    start = random_params(rng, "full", 2, 2)
+    calls = []
+    weighted = run_em(X, start, reg_covar=1e-6, tol=0.0, max_iter=5, sample_weight=w,
+                      callback=lambda n, change: calls.append(n))
+    repeated = run_em(np.repeat(X, w.astype(int), axis=0), start, reg_covar=1e-6, tol=0.0,
+                      max_iter=5)
+    assert calls == [1, 2, 3, 4, 5]
+    np.testing.assert_allclose(weighted.params.means, repeated.params.means, rtol=1e-9)
+    np.testing.assert_allclose(weighted.params.covariances, repeated.params.covariances,
+                               rtol=1e-8)
+    assert weighted.lower_bound == pytest.approx(repeated.lower_bound, rel=1e-10)
