@@ -15,6 +15,7 @@ rejections under. This module is pure: no sockets, no logging, no clocks.
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NoReturn
@@ -145,9 +146,19 @@ def _pack(obj: Mapping[str, object]) -> bytes:
     return msgpack.packb(obj, use_bin_type=True, default=_pack_default)
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3  # nesting shown; deeper levels print as "..."
+_REPR.maxstring = _REPR.maxother = 60
+
+
 def _short(value: object, limit: int = 60) -> str:
-    """repr() clipped, so that hostile values never blow up an error message."""
-    text = repr(value)
+    """A clipped repr, so that hostile values never blow up an error message.
+
+    ``reprlib`` limits the depth: msgpack nests up to 1024 levels, past Python's recursion
+    limit, and a plain ``repr()`` of such a value raises RecursionError (fuzzer finding
+    ``fuzz/findings/repr-recursion-*``).
+    """
+    text = _REPR.repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -60,6 +60,11 @@ _MAX_COALESCED_POINTS = 32_768
 _SEQ_LEASE = 100_000
 # Per-source sequence trackers kept (least recently seen evicted first).
 _MAX_SOURCES = 10_000
+# A forward jump of seq beyond this is a publisher that restarted with another numbering
+# (or a hostile one), not billions of lost messages.
+_MAX_SEQ_GAP = 2**32
+# Counters are reported as msgpack integers (at most 2**64 - 1); they saturate below that.
+_COUNTER_MAX = 2**63 - 1
 # Batches kept for re-application while a refit runs (older ones are still in the sample).
 _MAX_PENDING_POINTS = 1_000_000
 _CHECKPOINT_FORMAT = 1
@@ -82,7 +87,7 @@ class Counters:
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
 
     def as_dict(self) -> dict:
-        return {
+        return _saturate({
             "messages_received": self.messages_received,
             "messages_applied": self.messages_applied,
             "points_applied": self.points_applied,
@@ -91,7 +96,14 @@ class Counters:
             "messages_lost": self.messages_lost,
             "rejected": dict(self.rejected),
             "publisher_restarts": self.publisher_restarts,
-        }
+        })
+
+
+def _saturate(counters: dict) -> dict:
+    return {
+        k: _saturate(v) if isinstance(v, dict) else min(v, _COUNTER_MAX)
+        for k, v in counters.items()
+    }
 
 
 class SourceTracker:
@@ -109,7 +121,7 @@ class SourceTracker:
             self._last.popitem(last=False)
         if last is None:
             return 0, False
-        if seq <= last:
+        if seq <= last or seq - last - 1 > _MAX_SEQ_GAP:
             return 0, True
         return seq - last - 1, False
 
@@ -540,6 +552,13 @@ class Service:
         self.transport.reply(request, payload)
 
     def _handle_control(self, request: ControlRequest) -> None:
+        try:
+            self._answer(request)
+        except Exception as exc:  # whatever a peer sends, the daemon keeps serving
+            log.exception("control request failed")
+            self._reply(request, codec.error_reply(f"internal error: {type(exc).__name__}"))
+
+    def _answer(self, request: ControlRequest) -> None:
         try:
             msg = codec.decode_request(request.payload)
         except codec.DecodeError as err:
