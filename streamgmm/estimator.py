@@ -155,10 +155,11 @@ class GaussianMixture(_ParamsMixin):
     replay : bool, default=True
         Score a replay sample of the retained points at every online update, so the update
         aims at the EM map of the whole history and not of the newest batch alone.
-    relocate : bool, default=True
+    relocate : bool or "defer", default=True
         Refit on the retained sample when the stream keeps arriving where the model has no
         components (sensor-ordered data). ``replay=False, relocate=False`` gives textbook
-        stepwise EM.
+        stepwise EM. ``"defer"`` only raises the flag ``relocation_due_``: the caller runs
+        the refit when it suits it (the daemon does, on its refit thread).
 
     Attributes
     ----------
@@ -289,7 +290,7 @@ class GaussianMixture(_ParamsMixin):
             retain=self.retain,
             retain_size=max(int(self.retain_size), int(self.n_components)),
             replay=bool(self.replay),
-            relocate=bool(self.relocate),
+            relocate=self.relocate if self.relocate == "defer" else bool(self.relocate),
             tol=float(self.tol) if self.tol > 0 else 1e-3,
         )
 
@@ -526,6 +527,7 @@ class GaussianMixture(_ParamsMixin):
         self.n_seen_ = online.n_seen
         self.n_reseeded_ = online.n_reseeded
         self.n_relocations_ = online.n_relocations
+        self.relocation_due_ = online.relocation_due
         if online.params is not None:
             self._set_params(online.params)
             if not hasattr(self, "converged_"):

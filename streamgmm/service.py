@@ -35,8 +35,9 @@ import numpy as np
 from streamgmm import codec
 from streamgmm.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from streamgmm.config import Config, ConfigError, ModelConfig, load_config
-from streamgmm.core.em import batch_statistics, run_em
+from streamgmm.core.em import batch_statistics, robust_m_step, run_em
 from streamgmm.core.initialize import initial_responsibilities
+from streamgmm.core.online import align_components
 from streamgmm.core.params import MixtureParams
 from streamgmm.core.suffstats import SufficientStats
 from streamgmm.estimator import GaussianMixture
@@ -147,18 +148,20 @@ def refit_job(
     """
     started = time.perf_counter()
     ctype, k = current.covariance_type, current.n_components
-    warm = run_em(X, current, reg_covar=reg_covar, tol=1e-3, max_iter=max_iter)
-    best = warm
+    warm = run_em(X, current, reg_covar=reg_covar, tol=1e-3, max_iter=max_iter, robust=True)
+    params, lower_bound = warm.params, warm.lower_bound
+    stats = batch_statistics(X, params).stats
     if len(X) >= k:
         resp = initial_responsibilities(X, k, "k-means++", np.random.RandomState(seed))
-        start = SufficientStats.from_responsibilities(X, resp, ctype).to_params(reg_covar)
-        fresh = run_em(X, start, reg_covar=reg_covar, tol=1e-3, max_iter=max_iter)
+        start, _ = robust_m_step(SufficientStats.from_responsibilities(X, resp, ctype), reg_covar)
+        fresh = run_em(X, start, reg_covar=reg_covar, tol=1e-3, max_iter=max_iter, robust=True)
         if fresh.lower_bound > warm.lower_bound:
-            best = fresh
-    stats = batch_statistics(X, best.params).stats
-    return RefitResult(
-        best.params, stats, best.lower_bound, len(X), time.perf_counter() - started
-    )
+            # Keep each component's number where it continues a current one.
+            params, stats = align_components(
+                current, fresh.params, batch_statistics(X, fresh.params).stats
+            )
+            lower_bound = fresh.lower_bound
+    return RefitResult(params, stats, lower_bound, len(X), time.perf_counter() - started)
 
 
 # --------------------------------------------------------------------------- one model
@@ -184,7 +187,7 @@ class ModelRuntime:
         self.next_checkpoint = math.inf
         self.refit_future: Future | None = None
         self.refit_waiters: list[ControlRequest] = []
-        self.refit_kind_requested = False
+        self.refit_is_relocation = False
         self.pending: list[np.ndarray] = []
         self.pending_points = 0
         self.refits = 0
@@ -206,6 +209,8 @@ class ModelRuntime:
             step_constant=c.step_constant if c.step_constant > 0 else None,
             retain=c.retain,
             retain_size=c.window_points,
+            # Relocations are refits: they run on the refit thread, not in the ingest loop.
+            relocate="defer",
         )
 
     @property
@@ -460,6 +465,8 @@ class Service:
             return
         if model.config.publish_every_s == 0 and model.fitted:
             self._publish(model, "online")
+        if getattr(model.estimator, "relocation_due_", False) and model.refit_future is None:
+            self._start_refit(model, relocation=True)
 
     def _accept(self, frames: list[bytes], batches: dict) -> None:
         """Validate one message and queue its rows for every matching model.
@@ -664,9 +671,11 @@ class Service:
             if model.dirty and model.next_checkpoint == math.inf:
                 model.next_checkpoint = now + model.config.checkpoint_every_s
 
-    def _start_refit(self, model: ModelRuntime) -> None:
+    def _start_refit(self, model: ModelRuntime, relocation: bool = False) -> None:
         if model.refit_future is not None:
             return  # one at a time; waiters get the running one's result
+        model.refit_is_relocation = relocation
+        model.estimator._online.relocation_due = False  # one refit answers the flag
         online = model.estimator._online
         X = online.retained.points.copy()
         model.pending, model.pending_points = [], 0
@@ -674,7 +683,8 @@ class Service:
         model.refit_future = self.executor.submit(
             refit_job, X, model.estimator.params_, model.config.reg_covar, seed
         )
-        log.info("refit started model=%s points=%d", model.name, len(X))
+        log.info("refit started model=%s points=%d reason=%s", model.name, len(X),
+                 "relocation" if relocation else "schedule/request")
 
     def _finish_refit(self, model: ModelRuntime) -> None:
         future, model.refit_future = model.refit_future, None
@@ -683,7 +693,7 @@ class Service:
         try:
             result: RefitResult = future.result()
             online = model.estimator._online
-            online.set_params(result.params, result.stats)
+            online.adopt(result.params, result.stats, relocation=model.refit_is_relocation)
             for X in pending:  # points that arrived during the refit are not lost
                 online.update(X, remember=False)
             model.estimator._sync_online_attributes()

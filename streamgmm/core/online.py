@@ -86,7 +86,7 @@ class OnlineSettings:
     replay: bool = True
     replay_fraction: float = 0.25
     replay_min: int = 256
-    relocate: bool = True
+    relocate: bool | str = True  # True, False, or "defer" (flag it; the caller relocates)
     relocate_threshold: float = 0.02
     relocate_growth: float = 1.1
     relocate_max_iter: int = 30
@@ -107,6 +107,8 @@ class OnlineSettings:
             raise ValueError(f"replay_fraction must be in (0, 4], got {self.replay_fraction}")
         if self.replay_min < 0:
             raise ValueError(f"replay_min must be >= 0, got {self.replay_min}")
+        if self.relocate not in (True, False, "defer"):
+            raise ValueError(f"relocate must be True, False or 'defer', got {self.relocate!r}")
         if self.relocate_growth < 1.0:
             raise ValueError(f"relocate_growth must be >= 1, got {self.relocate_growth}")
 
@@ -159,6 +161,7 @@ class OnlineEM:
         self.n_reseeded = 0
         self.n_relocations = 0
         self.n_repaired = 0  # M-steps whose covariances had to be repaired
+        self.relocation_due = False  # with relocate="defer": the owner should relocate
         self.surprise = 0.0  # CUSUM of (history fit - new-batch fit), in nats
         self.seen_at_relocation = 0
         # Optional ``points -> MixtureParams`` used instead of k-means++ to start the batch EM
@@ -261,8 +264,12 @@ class OnlineEM:
             self.surprise = max(0.0, self.surprise + m * (gap - allowance))
             due = self.n_seen >= s.relocate_growth * self.seen_at_relocation
             if due and self.surprise > s.relocate_threshold * self.n_seen:
-                self.relocate()
-                relocated = True
+                if s.relocate == "defer":
+                    # The owner (the daemon) runs the refit off its ingest loop.
+                    self.relocation_due = True
+                else:
+                    self.relocate()
+                    relocated = True
         return UpdateInfo(new.mean_log_likelihood, step, reseeded, relocated)
 
     def _relocation_sample(self) -> np.ndarray:
@@ -283,9 +290,15 @@ class OnlineEM:
             # A fresh seeding numbers its components by chance: keep each one's number where
             # it continues a current component (users track components, or gave means_init).
             params, stats = align_components(self.params, fresh.params, fresh_stats)
+        self.adopt(params, stats, relocation=True)
+
+    def adopt(self, params: MixtureParams, stats: SufficientStats, relocation: bool) -> None:
+        """Take parameters fitted elsewhere (a relocation or a refit) as the current model."""
         self.set_params(params, stats)
-        self.n_relocations += 1
-        self.seen_at_relocation = self.n_seen
+        if relocation:
+            self.n_relocations += 1
+            self.seen_at_relocation = self.n_seen
+        self.relocation_due = False
 
     def _reseed_dead(self, X: np.ndarray, params: MixtureParams) -> int:
         """Move components whose weight fell below the floor onto badly explained points."""
