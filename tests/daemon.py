@@ -141,6 +141,12 @@ class Daemon:
             status = self.status()
         return status
 
+    def settle(self, timeout: float = 30.0) -> dict:
+        """Wait until no refit (scheduled, requested or a relocation) is running."""
+        return self.wait_for(
+            lambda s: not any(m["refit_running"] for m in s["models"].values()), timeout
+        )
+
     def updates(self, timeout: float = 1.0) -> list[dict]:
         """Every update received until ``timeout`` seconds pass without one."""
         out = []
