@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
-
 from streamgmm import GaussianMixture
 from streamgmm.plotting import plot_mixture
 from streamgmm.synthetic import lidar_scene

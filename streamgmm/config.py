@@ -354,7 +354,9 @@ def _host_port(key: str, value: Any) -> str:
         return value
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(key, f"expected \"host:port\", e.g. \"127.0.0.1:9100\" (got {_show(value)})")
+        raise ConfigError(
+            key, f"expected \"host:port\", e.g. \"127.0.0.1:9100\" (got {_show(value)})"
+        )
     return value
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from streamgmm.core.em import estimate_log_prob_resp, run_em
+from streamgmm.core.em import batch_statistics, estimate_log_prob_resp, run_em
 from streamgmm.core.gaussian import (
     COVARIANCE_TYPES,
     covariance_shape,
@@ -415,11 +415,19 @@ class GaussianMixture(_ParamsMixin):
 
     def fit(self, X, y=None) -> GaussianMixture:
         """Batch EM on ``X`` (n_samples, n_features); returns ``self``."""
-        self.fit_predict(X, y)
+        self._fit(X)
         return self
 
     def fit_predict(self, X, y=None) -> np.ndarray:
-        """Batch EM on ``X``, then the most likely component of each row."""
+        """Batch EM on ``X``, then the most likely component of each row.
+
+        Labels come from a final E-step, so they always agree with ``fit(X).predict(X)``.
+        """
+        Xf = self._fit(X)
+        return estimate_log_prob_resp(Xf, self._params)[1].argmax(axis=1)
+
+    def _fit(self, X) -> np.ndarray:
+        """Batch EM; returns the validated float64 data."""
         self._check_hyperparameters()
         X = self._validate_data(X, reset=True, min_samples=2)
         if X.shape[0] < self.n_components:
@@ -470,13 +478,10 @@ class GaussianMixture(_ParamsMixin):
         self._online.n_seen = self._online.retained.n_offered
         self._online.seen_at_relocation = self._online.n_seen
         self._online.n_updates = 1
-        # scikit-learn's final E-step (fit_predict agrees with predict); its responsibilities
-        # also give the statistics the online state continues from.
-        _, log_resp = estimate_log_prob_resp(Xf, params)
-        stats = SufficientStats.from_responsibilities(Xf, np.exp(log_resp), params.covariance_type)
-        self._online.set_params(params, stats)
+        # The statistics of the fitted parameters: where partial_fit continues from.
+        self._online.set_params(params, batch_statistics(Xf, params).stats)
         self._sync_online_attributes()
-        return log_resp.argmax(axis=1)
+        return Xf
 
     def _verbose_callback(self, n_iter: int, change: float) -> None:
         if n_iter % self.verbose_interval == 0:

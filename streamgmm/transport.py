@@ -169,7 +169,9 @@ class Transport:
     def reload_clients(self) -> None:
         """Re-read the allowed client certificates (SIGHUP); new handshakes use the new set."""
         if self.authenticator is not None:
-            self.authenticator.configure_curve(domain=ZAP_DOMAIN, location=self.curve.allowed_clients)
+            self.authenticator.configure_curve(
+                domain=ZAP_DOMAIN, location=self.curve.allowed_clients
+            )
 
     def bound_endpoints(self) -> dict[str, str]:
         """The endpoints actually bound (ports resolved when ``*``/0 was asked for)."""

@@ -105,8 +105,8 @@ class Daemon:
         if seq is None:
             seq = self.seq.get(source, -1) + 1
         self.seq[source] = seq
-        payload = codec.encode_points(points, seq=seq, stamp=time.time() if stamp is None else stamp,
-                                      source=source)
+        stamp = time.time() if stamp is None else stamp
+        payload = codec.encode_points(points, seq=seq, stamp=stamp, source=source)
         self.pub.send_multipart([topic.encode(), payload])
 
     def send_raw(self, frames: list[bytes]) -> None:

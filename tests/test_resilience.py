@@ -10,9 +10,7 @@ import time
 
 import numpy as np
 import pytest
-import zmq
 
-from streamgmm import codec
 from tests.daemon import Daemon, write_config
 
 MODEL = {"name": "lidar", "topic": "points/lidar", "dim": 3, "components": 16,
@@ -219,7 +217,7 @@ def _checkpoint_failure_scenario(daemon_factory, tmp_path, make_dir_unwritable: 
     d = daemon_factory([dict(MODEL, components=2, publish_every_s=0.0, checkpoint=str(path),
                              checkpoint_every_s=0.1)])
     X = np.random.default_rng(0).normal(size=(100, 3))
-    for i in range(10):
+    for _i in range(10):
         d.send("points/lidar", X)
         time.sleep(0.05)
     status = d.wait_for(lambda s: s["models"]["lidar"]["n_seen"] == 1000
@@ -264,7 +262,7 @@ def test_sigkill_at_random_moments_restarts_from_an_intact_checkpoint(daemon_fac
                  window_points=50_000)
     rng = np.random.default_rng(5)
     seen = 0
-    for trial in range(5):
+    for _trial in range(5):
         d = daemon_factory([model])
         start = d.status()["models"]["lidar"]["n_seen"]
         assert start >= seen  # never goes back past what a completed checkpoint held
