@@ -275,3 +275,42 @@ def test_sigkill_at_random_moments_restarts_from_an_intact_checkpoint(daemon_fac
         seen = d.status()["models"]["lidar"]["n_seen"] - 40_000  # a lower bound
         d.stop(signal.SIGKILL)
         assert not any(p.name.endswith(".corrupt") for p in tmp_path.iterdir())
+
+
+STEADY = r"""
+import sys, time, numpy as np, zmq
+from streamgmm import codec
+ctx = zmq.Context(); pub = ctx.socket(zmq.PUB); pub.connect(sys.argv[1])
+time.sleep(0.5)
+X = np.random.default_rng(int(sys.argv[3])).normal(size=(100, 3))
+for seq in range(int(sys.argv[4])):
+    pub.send_multipart([b"points/lidar", codec.encode_points(X, seq=seq, stamp=1.0,
+                                                             source=sys.argv[2])])
+    time.sleep(0.01)
+ctx.destroy(linger=2000)
+"""
+
+
+def test_frozen_publisher_does_not_hold_up_the_others(daemon_factory):
+    d = daemon_factory([dict(MODEL, components=2, publish_every_s=0.0)])
+    endpoint = f"ipc://{d.directory}/ingest"
+    frozen = subprocess.Popen([sys.executable, "-c", STEADY, endpoint, "frozen", "1", "300"])
+    steady = subprocess.Popen([sys.executable, "-c", STEADY, endpoint, "steady", "2", "300"])
+    try:
+        d.wait_for(lambda s: s["models"]["lidar"]["n_seen"] >= 5000)
+        frozen.send_signal(signal.SIGSTOP)
+        before = d.status()["models"]["lidar"]["n_seen"]
+        time.sleep(1.0)
+        during = d.status()["models"]["lidar"]["n_seen"]
+        assert during - before >= 3000, "the other publisher was held up by a frozen one"
+        frozen.send_signal(signal.SIGCONT)
+        assert frozen.wait(30) == 0 and steady.wait(30) == 0
+    finally:
+        for proc in (frozen, steady):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.kill()
+                proc.wait()
+    status = d.wait_for(lambda s: s["models"]["lidar"]["n_seen"] == 600 * 100)
+    assert status["counters"]["messages_lost"] == 0
+    assert d.stop() == 0
