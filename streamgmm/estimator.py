@@ -532,6 +532,7 @@ class GaussianMixture(_ParamsMixin):
         self.n_seen_ = online.n_seen
         self.n_reseeded_ = online.n_reseeded
         self.n_relocations_ = online.n_relocations
+        self.n_repaired_ = online.n_repaired
         self.relocation_due_ = online.relocation_due
         if online.params is not None:
             self._set_params(online.params)
@@ -649,7 +650,9 @@ class GaussianMixture(_ParamsMixin):
         Plain values and numpy arrays only; :meth:`from_state` restores it exactly, so a
         checkpointed model resumes bit for bit.
         """
-        self._check_is_fitted()
+        if not hasattr(self, "_online"):
+            self._check_is_fitted()
+        fitted = hasattr(self, "converged_")
         return {
             "format": 1,
             "hyperparameters": {
@@ -658,11 +661,12 @@ class GaussianMixture(_ParamsMixin):
             },
             "online": self._online.to_state(),
             "n_features_in": int(self.n_features_in_),
+            # None while partial_fit is still buffering its first n_components points.
             "fit": {
                 "converged": bool(self.converged_),
                 "n_iter": int(self.n_iter_),
                 "lower_bound": float(self.lower_bound_),
-            },
+            } if fitted else None,
         }
 
     @classmethod
@@ -674,12 +678,44 @@ class GaussianMixture(_ParamsMixin):
         gm.n_features_in_ = int(state["n_features_in"])
         gm._online = OnlineEM.from_state(state["online"])
         fit = state["fit"]
-        gm.converged_ = bool(fit["converged"])
-        gm.n_iter_ = int(fit["n_iter"])
-        gm.lower_bound_ = float(fit["lower_bound"])
-        gm.lower_bounds_ = []
+        if fit is not None:
+            gm.converged_ = bool(fit["converged"])
+            gm.n_iter_ = int(fit["n_iter"])
+            gm.lower_bound_ = float(fit["lower_bound"])
+            gm.lower_bounds_ = []
         gm._sync_online_attributes()
         return gm
+
+    @property
+    def online_(self) -> OnlineEM:
+        """The stepwise EM state behind ``partial_fit``: statistics, retained sample, counters.
+
+        Exists once ``fit`` or ``partial_fit`` has been called.
+        """
+        if not hasattr(self, "_online"):
+            raise NotFittedError(f"This {type(self).__name__} has no streaming state yet.")
+        return self._online
+
+    def adopt(self, params: MixtureParams, stats: SufficientStats, *, relocation: bool = False,
+              reapply=()) -> None:
+        """Take parameters fitted elsewhere (a refit on the retained points) as the model.
+
+        Parameters
+        ----------
+        params : MixtureParams
+        stats : SufficientStats
+            The statistics of the refit sample under ``params``.
+        relocation : bool
+            Count it as a relocation (it answered ``relocation_due_``).
+        reapply : iterable of ndarray
+            Batches absorbed while the refit ran; they are folded in again on top of it
+            (already counted in ``n_seen_`` and retained, so neither changes).
+        """
+        online = self.online_
+        online.adopt(params, stats, relocation=relocation)
+        for X in reapply:
+            online.update(X, remember=False)
+        self._sync_online_attributes()
 
     @classmethod
     def from_parameters(

@@ -273,13 +273,13 @@ class ModelRuntime:
             "seq": self.seq,
             "seq_lease": seq_lease,
             "last_stamp": self.last_stamp,
-            "estimator": self.estimator.get_state() if self.fitted else None,
-            "buffered": None if self.fitted else self._buffered_state(),
+            "estimator": self.estimator.get_state() if self.started else None,
         }
 
-    def _buffered_state(self) -> dict | None:
-        online = getattr(self.estimator, "_online", None)
-        return None if online is None else online.to_state()
+    @property
+    def started(self) -> bool:
+        """Has the estimator seen any point (it may still be buffering its first ones)?"""
+        return hasattr(self.estimator, "n_seen_")
 
     def restore(self, state: dict) -> None:
         c = self.config
@@ -294,13 +294,6 @@ class ModelRuntime:
             )
         if state.get("estimator") is not None:
             self.estimator = GaussianMixture.from_state(state["estimator"])
-        elif state.get("buffered") is not None:
-            from streamgmm.core.online import OnlineEM
-
-            self.estimator = self._new_estimator()
-            self.estimator.n_features_in_ = c.dim
-            self.estimator._online = OnlineEM.from_state(state["buffered"])
-            self.estimator._sync_online_attributes()
         # Continue above every seq that may have been published before the restart.
         self.seq = int(max(state.get("seq", 0), state.get("seq_lease", 0)))
         self.last_stamp = float(state.get("last_stamp", float("nan")))
@@ -634,8 +627,7 @@ class Service:
                     "last_stamp": m.last_stamp,
                     "n_reseeded": int(getattr(m.estimator, "n_reseeded_", 0)),
                     "n_relocations": int(getattr(m.estimator, "n_relocations_", 0)),
-                    "n_repaired": int(getattr(getattr(m.estimator, "_online", None),
-                                              "n_repaired", 0)),
+                    "n_repaired": int(getattr(m.estimator, "n_repaired_", 0)),
                     "refits": m.refits,
                     "refit_failures": m.refit_failures,
                     "refit_running": m.refit_future is not None,
@@ -643,8 +635,7 @@ class Service:
                     "checkpoints": m.checkpoints,
                     "checkpoint_failures": m.checkpoint_failures,
                     "last_checkpoint_s": m.last_checkpoint_seconds,
-                    "retained_points": len(m.estimator._online.retained)
-                    if hasattr(m.estimator, "_online") else 0,
+                    "retained_points": len(m.estimator.online_.retained) if m.started else 0,
                 }
                 for m in self.models
             },
@@ -675,8 +666,8 @@ class Service:
         if model.refit_future is not None:
             return  # one at a time; waiters get the running one's result
         model.refit_is_relocation = relocation
-        model.estimator._online.relocation_due = False  # one refit answers the flag
-        online = model.estimator._online
+        online = model.estimator.online_
+        online.relocation_due = False  # one refit answers the flag
         X = online.retained.points.copy()
         model.pending, model.pending_points = [], 0
         seed = int(online.rng.integers(0, 2**31 - 1))
@@ -692,11 +683,9 @@ class Service:
         waiters, model.refit_waiters = model.refit_waiters, []
         try:
             result: RefitResult = future.result()
-            online = model.estimator._online
-            online.adopt(result.params, result.stats, relocation=model.refit_is_relocation)
-            for X in pending:  # points that arrived during the refit are not lost
-                online.update(X, remember=False)
-            model.estimator._sync_online_attributes()
+            # Points that arrived during the refit are not lost: they are folded in again.
+            model.estimator.adopt(result.params, result.stats,
+                                  relocation=model.refit_is_relocation, reapply=pending)
         except Exception as exc:
             model.refit_failures += 1
             log.error("refit failed model=%s: %s", model.name, exc)

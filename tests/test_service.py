@@ -258,3 +258,17 @@ def test_endpoint_in_use_exits_2(tmp_path):
         ctx.destroy(linger=0)
     assert proc.returncode == 2
     assert "service.publish" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_points_buffered_before_initialisation_survive_a_restart(daemon_factory, tmp_path):
+    model = dict(MODEL, checkpoint=str(tmp_path / "lidar.ckpt"))  # 4 components
+    d = daemon_factory([model])
+    d.send("points/lidar", blobs(2))  # too few to seed 4 components: kept, not yet a model
+    d.wait_for(lambda s: s["counters"]["messages_applied"] == 1)
+    assert d.request(op="snapshot")["ok"] is False
+    assert d.stop() == 0
+    d2 = daemon_factory([model])
+    d2.send("points/lidar", blobs(3, seed=1))
+    status = d2.wait_for(lambda s: s["models"]["lidar"]["fitted"])
+    assert status["models"]["lidar"]["n_seen"] == 5
+    assert d2.stop() == 0
