@@ -159,11 +159,17 @@ class BatchStatistics:
         return self.log_likelihood / self.n_points if self.n_points else float("nan")
 
 
+def make_scorer(params: MixtureParams, shift: np.ndarray | None = None) -> _Scorer:
+    """The per-parameters part of the E-step, to share between batches scored alike."""
+    return _Scorer(params, default_shift(params) if shift is None else shift)
+
+
 def batch_statistics(
     X: np.ndarray,
     params: MixtureParams,
     sample_weight: np.ndarray | None = None,
     shift: np.ndarray | None = None,
+    scorer: _Scorer | None = None,
 ) -> BatchStatistics:
     """Fused E-step and sufficient statistics of a batch under ``params``.
 
@@ -175,11 +181,14 @@ def batch_statistics(
         Per-point weights (e.g. voxel counts); the statistics are weighted sums.
     shift : ndarray of shape (d,), optional
         Centre for the feature expansion; defaults to the mixture's mean.
+    scorer : optional
+        From :func:`make_scorer` for the same ``params``: saves rebuilding it when several
+        batches are scored under the same parameters (``shift`` is then the scorer's).
     """
-    if shift is None:
-        shift = default_shift(params)
+    if scorer is None:
+        scorer = make_scorer(params, shift)
+    shift = scorer.shift
     ctype = params.covariance_type
-    scorer = _Scorer(params, shift)
     moments = np.zeros((params.n_components, scorer.W.shape[0]))
     total_ll = 0.0
     n = X.shape[0]

@@ -60,6 +60,7 @@ from scipy.optimize import linear_sum_assignment
 from streamgmm.core.em import (
     batch_statistics,
     estimate_log_prob_resp,
+    make_scorer,
     robust_m_step,
     run_em,
 )
@@ -229,14 +230,17 @@ class OnlineEM:
             return UpdateInfo(float("nan"), 0.0, 0, False)
 
         params = self.params
-        new = batch_statistics(X, params)
+        scorer = make_scorer(params)  # shared by the new batch and the replay sample
+        new = batch_statistics(X, params, scorer=scorer)
         self.n_updates += 1
         step = step_size(self.n_updates, s.step_decay, s.step_offset, s.step_constant)
         history_ll = float("nan")
         n_hist = self.retained.represented
         if s.replay and len(self.retained) and n_hist:
             n_replay = max(s.replay_min, int(np.ceil(s.replay_fraction * m)))
-            replay = batch_statistics(self.retained.sample(n_replay, self.rng), params)
+            replay = batch_statistics(
+                self.retained.sample(n_replay, self.rng), params, scorer=scorer
+            )
             history_ll = replay.mean_log_likelihood
             # The history's statistics move towards their re-scored replay estimate by the
             # step, at most by the share of the history the replay stands for; the new batch
