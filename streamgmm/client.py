@@ -43,22 +43,7 @@ __all__ = [
 ]
 
 # Keys of an update map that become Mixture fields; the rest are protocol extensions.
-_MIXTURE_KEYS = frozenset(
-    (
-        "v",
-        "model",
-        "seq",
-        "stamp",
-        "n_seen",
-        "kind",
-        "covariance_type",
-        "weights",
-        "means",
-        "covariances",
-        "avg_log_likelihood",
-        "last_stamp",
-    )
-)
+_MIXTURE_KEYS = codec.UPDATE_KEYS
 # The request counter this module adds to control requests (echoed by the daemon, if it does).
 _ID_KEY = "id"
 # Keys of a snapshot reply that belong to the request/reply exchange, not to the mixture.

@@ -540,7 +540,8 @@ def _check_mixture_shapes(
     return None
 
 
-_UPDATE_KEYS = frozenset(
+# The keys of a section-2 update map; anything else in it is a protocol extension.
+UPDATE_KEYS = frozenset(
     (
         "v",
         "model",
@@ -615,7 +616,7 @@ def encode_update(
         raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}")
     if not isinstance(model, str):
         raise TypeError("model must be str")
-    clash = _UPDATE_KEYS.intersection(extra)
+    clash = UPDATE_KEYS.intersection(extra)
     if clash:
         raise ValueError(f"extra keys shadow protocol keys: {sorted(clash)}")
     w, mu, cov = (np.asarray(x, dtype=np.float64) for x in (weights, means, covariances))
