@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench lint fuzz fuzz-regress clean
+.PHONY: test demo bench soak lint fuzz fuzz-regress clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
+
+# 10 minutes at 100,000 points/s, then 60 s at twice the daemon's capacity (not in CI).
+soak: $(STAMP)
+	$(PY) benchmarks/soak.py
 
 # Coverage-guided fuzzing of the codec and the daemon's handlers (not in CI; see fuzz/README.md).
 fuzz: $(STAMP)

@@ -356,5 +356,143 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+
+# --------------------------------------------------------------------------- soak.py helpers
+#
+#   python benchmarks/_service_publisher.py stamped --endpoint E --record FILE.npz ...
+#   python benchmarks/_service_publisher.py updsub  --endpoint E --record FILE.npz
+#
+# ``stamped`` is ``paced`` reading legs ``RATE DURATION`` from stdin (prints READY first), and
+# records (seq, stamp, wall time just after the send) of every message it sends; ``updsub``
+# connects to a daemon's update PUB socket and records (wall time of receipt, seq, last_stamp,
+# n_seen, kind) of every update. Both write FILE.npz when they stop (EOF / SIGTERM /
+# ``--max-seconds``) and print one JSON line. Wall times are ``time.time()``: the two processes
+# run on the same machine, so they share that clock.
+
+_KINDS = ("online", "refit", "snapshot")
+
+
+class _RecordingPub:
+    """A PUB socket that records ``(seq, stamp, time.time() after the send)`` per message."""
+
+    def __init__(self, sock: zmq.Socket, limit: int) -> None:
+        import msgpack
+
+        self.sock, self.limit, self._unpack = sock, limit, msgpack.unpackb
+        self.seq: list[int] = []
+        self.stamp: list[float] = []
+        self.sent_at: list[float] = []
+
+    def send_multipart(self, frames: list[bytes]) -> None:
+        self.sock.send_multipart(frames)
+        now = time.time()
+        if len(self.seq) < self.limit:
+            head = self._unpack(frames[-1])
+            self.seq.append(int(head["seq"]))
+            self.stamp.append(float(head["stamp"]))
+            self.sent_at.append(now)
+
+    def save(self, path: str) -> None:
+        np.savez(path, seq=np.array(self.seq, np.int64), stamp=np.array(self.stamp),
+                 sent_at=np.array(self.sent_at))
+
+
+def stamped(args: argparse.Namespace) -> None:
+    """Paced legs from stdin (as ``paced``), every message recorded in ``--record``."""
+    _install_signals()
+    batches = _batches(args.batch, args.dim, args.dtype, args.seed)
+    ctx = zmq.Context()
+    sock = _pub(ctx, args.endpoint)
+    pub = _RecordingPub(sock, args.max_records)
+    topic = args.topic.encode()
+    try:
+        time.sleep(args.settle)
+        print("READY", flush=True)
+        seq = 0
+        for _ in range(10_000):
+            line = sys.stdin.readline().split()
+            if len(line) != 2 or _stop:
+                break
+            result = _paced_leg(pub, topic, batches, float(line[0]), float(line[1]),
+                                args.source, seq, args.batch)
+            seq += result["sent_messages"]
+            print(json.dumps(result), flush=True)
+    finally:
+        pub.save(args.record)
+        sock.close()
+        ctx.term()
+
+
+def updsub(args: argparse.Namespace) -> None:
+    """Record every mixture update received on ``--topic`` until SIGTERM."""
+    _install_signals()
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    rows: list[tuple[float, int, float, int, int]] = []
+    bad = 0
+    try:
+        sub.linger = 0
+        sub.setsockopt(zmq.SUBSCRIBE, args.topic.encode())
+        sub.connect(args.endpoint)
+        time.sleep(args.settle)  # slow joiner
+        print("READY", flush=True)
+        deadline = time.monotonic() + args.max_seconds
+        while not _stop and time.monotonic() < deadline:
+            if not sub.poll(100):
+                continue
+            for _ in range(1000):
+                try:
+                    frames = sub.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                now = time.time()
+                try:
+                    upd = codec.decode_update(frames[-1])
+                except codec.DecodeError:
+                    bad += 1
+                    continue
+                if len(rows) < args.max_records:
+                    kind = _KINDS.index(upd["kind"]) if upd["kind"] in _KINDS else -1
+                    rows.append((now, upd["seq"], upd["last_stamp"], upd["n_seen"], kind))
+    finally:
+        sub.close()
+        ctx.term()
+        table = np.array(rows, dtype=np.float64).reshape(-1, 5)
+        np.savez(args.record, received_at=table[:, 0], seq=table[:, 1].astype(np.int64),
+                 last_stamp=table[:, 2], n_seen=table[:, 3].astype(np.int64),
+                 kind=table[:, 4].astype(np.int64))
+        print(json.dumps({"updates": len(rows), "undecodable": bad}), flush=True)
+
+
+def soak_main(argv: list[str] | None = None) -> int:
+    """``main`` plus the modes of soak.py (``stamped``, ``updsub``)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] not in ("stamped", "updsub"):
+        return main(argv)
+    parser = argparse.ArgumentParser(description="soak.py helpers")
+    sub = parser.add_subparsers(dest="mode", required=True)
+    p = sub.add_parser("stamped")
+    p.add_argument("--endpoint", required=True, help="ingest endpoint to connect to")
+    p.add_argument("--topic", default="points/lidar")
+    p.add_argument("--source", default="soak")
+    p.add_argument("--batch", type=int, default=1000)
+    p.add_argument("--dim", type=int, default=3)
+    p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--settle", type=float, default=0.5)
+    p.add_argument("--record", required=True, help=".npz file written at the end")
+    p.add_argument("--max-records", type=int, default=10_000_000)
+    p = sub.add_parser("updsub")
+    p.add_argument("--endpoint", required=True, help="update PUB endpoint to connect to")
+    p.add_argument("--topic", default="gmm/")
+    p.add_argument("--settle", type=float, default=0.3)
+    p.add_argument("--record", required=True, help=".npz file written at the end")
+    p.add_argument("--max-records", type=int, default=10_000_000)
+    p.add_argument("--max-seconds", type=float, default=3600.0)
+    args = parser.parse_args(argv)
+    (stamped if args.mode == "stamped" else updsub)(args)
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(soak_main())
