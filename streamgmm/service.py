@@ -244,8 +244,8 @@ class ModelRuntime:
             while self.pending_points > _MAX_PENDING_POINTS and len(self.pending) > 1:
                 self.pending_points -= len(self.pending.pop(0))
 
-    def update_payload(self, kind: str, seq: int) -> bytes:
-        """The section-2 payload of the current parameters."""
+    def update_payload(self, kind: str, seq: int, **extra: object) -> bytes:
+        """The section-2 payload of the current parameters (``extra``: protocol extensions)."""
         gm = self.estimator
         avg = self.ll_sum / self.ll_points if self.ll_points else float("nan")
         return codec.encode_update(
@@ -262,6 +262,7 @@ class ModelRuntime:
             last_stamp=self.last_stamp,
             n_reseeded=int(gm.n_reseeded_),
             n_relocations=int(gm.n_relocations_),
+            **extra,
         )
 
     # ------------------------------------------------------------ checkpoint state
@@ -581,11 +582,9 @@ class Service:
                         f"model {model.name!r} has no parameters yet "
                         f"({model.n_seen} of {model.config.components} points needed)"
                     )
-                payload = codec.encode_update(
-                    **_update_fields(model, "snapshot"), ok=True,
-                    **({"id": rid} if rid is not None else {}),
-                )
-                self._reply(request, payload)
+                # Labelled with the seq of the last published update (the Clone pattern).
+                extra = {"ok": True} if rid is None else {"ok": True, "id": rid}
+                self._reply(request, model.update_payload("snapshot", model.seq, **extra))
             elif op == "refit":
                 model = self._find_model(msg)
                 if not model.fitted:
@@ -751,17 +750,6 @@ def _release_freed_memory() -> None:
 class _WithId:
     request: ControlRequest
     rid: object
-
-
-def _update_fields(model: ModelRuntime, kind: str) -> dict:
-    gm = model.estimator
-    avg = model.ll_sum / model.ll_points if model.ll_points else float("nan")
-    return dict(
-        model=model.name, seq=model.seq, stamp=time.time(), n_seen=model.n_seen, kind=kind,
-        covariance_type=model.config.covariance_type, weights=gm.weights_, means=gm.means_,
-        covariances=gm.covariances_, avg_log_likelihood=avg, last_stamp=model.last_stamp,
-        n_reseeded=int(gm.n_reseeded_), n_relocations=int(gm.n_relocations_),
-    )
 
 
 # --------------------------------------------------------------------------- entry point
