@@ -29,7 +29,7 @@ import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -91,16 +91,8 @@ class Counters:
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
 
     def as_dict(self) -> dict:
-        return _saturate({
-            "messages_received": self.messages_received,
-            "messages_applied": self.messages_applied,
-            "points_applied": self.points_applied,
-            "rows_dropped_nonfinite": self.rows_dropped_nonfinite,
-            "rows_dropped_range": self.rows_dropped_range,
-            "messages_lost": self.messages_lost,
-            "rejected": dict(self.rejected),
-            "publisher_restarts": self.publisher_restarts,
-        })
+        # Every field is a counter: a new one cannot be left out of the status reply.
+        return _saturate(asdict(self))
 
 
 def _saturate(counters: dict) -> dict:
