@@ -21,13 +21,15 @@ import socket
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zmq
 
 from streamgmm import codec
-from streamgmm.estimator import GaussianMixture
+
+if TYPE_CHECKING:
+    from streamgmm.estimator import GaussianMixture
 
 # One CurveKeys type for the whole package: (server_public, client_public, client_secret),
 # loadable from key files with CurveKeys.from_files(); re-exported here for the clients.
@@ -390,6 +392,10 @@ class Mixture:
             Ready for ``predict``, ``score_samples`` and ``sample``; ``n_seen_`` is this
             mixture's ``n_seen``.
         """
+        # Imported here: the estimator pulls in scipy (and scikit-learn when installed), which
+        # a client that only publishes or asks for status should not wait for.
+        from streamgmm.estimator import GaussianMixture
+
         gm = GaussianMixture.from_parameters(
             self.weights, self.means, self.covariances, self.covariance_type
         )
