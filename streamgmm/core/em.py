@@ -8,11 +8,13 @@ array of the whole batch is ever held, and nothing loops over points in Python.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from streamgmm.core.gaussian import (
+    _fill_design,
     design_matrix,
     exp_normalize_columns,
     log_det_cholesky,
@@ -73,10 +75,11 @@ class _Scorer:
         self.m2 = np.einsum("ki,ki->k", m, m)
         self.log_det = log_det_cholesky(U, ctype, params.n_features)
 
-    def weighted_log_prob(self, X: np.ndarray, F: np.ndarray) -> np.ndarray:
-        """``log pi_k + log N(x_i | k)`` as a (K, n) array."""
+    def weighted_log_prob(self, X: np.ndarray, F: np.ndarray,
+                          out: np.ndarray | None = None) -> np.ndarray:
+        """``log pi_k + log N(x_i | k)`` as a (K, n) array (written into ``out`` if given)."""
         d = X.shape[1]
-        LT = self.WT @ F.T
+        LT = np.matmul(self.WT, F.T, out=out)
         z = F[:, 1 : 1 + d]
         z2 = float(np.max(np.einsum("ij,ij->i", z, z))) if len(z) else 0.0
         risky = np.flatnonzero(4.0 * _EPS * (z2 + self.m2) * self.lam > _EXPANSION_BUDGET)
@@ -187,16 +190,53 @@ def batch_statistics(
     """
     if scorer is None:
         scorer = make_scorer(params, shift)
-    shift = scorer.shift
-    ctype = params.covariance_type
-    moments = np.zeros((params.n_components, scorer.W.shape[0]))
+    moments, total_ll = moments_pass(X, scorer, sample_weight)
+    n_points = float(X.shape[0] if sample_weight is None else np.sum(sample_weight))
+    return finish_statistics(
+        moments, total_ll, n_points, scorer,
+        lambda means, components: scatter_pass(X, scorer, means, components, sample_weight),
+    )
+
+
+def moments_pass(
+    X: np.ndarray, scorer: _Scorer, sample_weight: np.ndarray | None = None
+) -> tuple[np.ndarray, float]:
+    """Raw weighted moments ``R^T F`` (K, 1 + d + n_quad) and summed log-likelihood of ``X``.
+
+    The map half of a batch E-step: moments of disjoint batches scored by the same
+    ``scorer`` add up to those of their union (see :func:`finish_statistics`).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    scorer : from :func:`make_scorer`
+    sample_weight : ndarray of shape (n,), optional
+
+    Returns
+    -------
+    moments : ndarray of shape (n_components, 1 + d + n_quadratic)
+    log_likelihood : float
+        ``sum_i w_i log p(x_i)``.
+    """
+    ctype = scorer.params.covariance_type
+    n_cols, k = scorer.W.shape
+    moments = np.zeros((k, n_cols))
     total_ll = 0.0
     n = X.shape[0]
-    step = _chunk_rows(max(scorer.W.shape))
+    step = _chunk_rows(max(n_cols, k))
+    # One design buffer and one (K, rows) buffer for the whole pass: a fresh ~0.5 MB array
+    # per chunk is an mmap/munmap pair whenever glibc's mmap threshold is fixed (as
+    # MALLOC_TRIM_THRESHOLD_ does in dask workers), which cost 3x in throughput.
+    rows = min(step, n)
+    F_buf = np.empty(rows * n_cols)
+    LT_buf = np.empty(rows * k)
     for start in range(0, n, step):
         stop = min(start + step, n)
-        F = design_matrix(X[start:stop], shift, ctype)
-        resp, log_norm = exp_normalize_columns(scorer.weighted_log_prob(X[start:stop], F))
+        m = stop - start
+        F = _fill_design(F_buf[: m * n_cols].reshape(m, n_cols), X[start:stop], scorer.shift,
+                         ctype)
+        LT = scorer.weighted_log_prob(X[start:stop], F, out=LT_buf[: m * k].reshape(k, m))
+        resp, log_norm = exp_normalize_columns(LT)
         if sample_weight is None:
             total_ll += float(log_norm.sum())
         else:
@@ -204,12 +244,37 @@ def batch_statistics(
             total_ll += float(log_norm @ w)
             resp *= w
         moments += resp @ F
-    n_points = float(n if sample_weight is None else np.sum(sample_weight))
-    stats = SufficientStats.from_moments(moments, shift, ctype)
-    lost = _lost_digits(stats, shift)
+    return moments, total_ll
+
+
+def finish_statistics(
+    moments: np.ndarray,
+    log_likelihood: float,
+    n_points: float,
+    scorer: _Scorer,
+    exact_scatter,
+) -> BatchStatistics:
+    """The reduce half: statistics from summed moments, with the exact-scatter fallback.
+
+    Parameters
+    ----------
+    moments, log_likelihood : summed :func:`moments_pass` results of the whole data
+    n_points : float
+        Summed sample weight of the whole data.
+    scorer : the scorer the moments were computed with
+    exact_scatter : callable ``(means, components) -> ndarray``
+        Summed :func:`scatter_pass` of the whole data; called only when a one-pass
+        scatter lost its digits (a second pass over the data).
+    """
+    stats = SufficientStats.from_moments(moments, scorer.shift, scorer.params.covariance_type)
+    lost = _lost_digits(stats, scorer.shift)
     if len(lost):
-        stats = _exact_scatter(X, scorer, stats, lost, sample_weight, step)
-    return BatchStatistics(stats, total_ll, n_points)
+        total = exact_scatter(stats.means, lost)
+        scatter = stats.scatter.copy()
+        counts = stats.counts[lost].reshape((-1,) + (1,) * (scatter.ndim - 1))
+        scatter[lost] = total[lost] / counts
+        stats = SufficientStats(stats.covariance_type, stats.counts, stats.means, scatter)
+    return BatchStatistics(stats, log_likelihood, n_points)
 
 
 def _lost_digits(stats: SufficientStats, shift: np.ndarray) -> np.ndarray:
@@ -226,22 +291,42 @@ def _lost_digits(stats: SufficientStats, shift: np.ndarray) -> np.ndarray:
     return np.flatnonzero(var <= _SCATTER_DIGITS * raw)
 
 
-def _exact_scatter(X, scorer: _Scorer, stats: SufficientStats, components: np.ndarray,
-                   sample_weight, step: int) -> SufficientStats:
-    """Recompute some components' scatters about their own means (a second pass)."""
-    ctype = stats.covariance_type
-    total = np.zeros_like(stats.scatter)
+def scatter_pass(X: np.ndarray, scorer: _Scorer, means: np.ndarray, components: np.ndarray,
+                 sample_weight: np.ndarray | None = None) -> np.ndarray:
+    """Summed scatter of some components about ``means``, the direct way (a second pass).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    scorer : the scorer of the first pass (its responsibilities are recomputed)
+    means : ndarray of shape (n_components, d)
+    components : ndarray of int
+        The components to compute; the others are left zero.
+    sample_weight : ndarray of shape (n,), optional
+
+    Returns
+    -------
+    ndarray
+        Shaped as :class:`SufficientStats` scatter, not divided by the counts.
+    """
+    ctype = scorer.params.covariance_type
+    step = _chunk_rows(max(scorer.W.shape))
+    total = np.zeros(_scatter_like(means, ctype))
     for start in range(0, X.shape[0], step):
         Xc = X[start : start + step]
         F = design_matrix(Xc, scorer.shift, ctype)
         resp, _ = exp_normalize_columns(scorer.weighted_log_prob(Xc, F))
         if sample_weight is not None:
             resp *= sample_weight[start : start + step]
-        total += centered_scatter(Xc, resp.T, stats.means, ctype, components)
-    scatter = stats.scatter.copy()
-    counts = stats.counts[components].reshape((-1,) + (1,) * (scatter.ndim - 1))
-    scatter[components] = total[components] / counts
-    return SufficientStats(ctype, stats.counts, stats.means, scatter)
+        total += centered_scatter(Xc, resp.T, means, ctype, components)
+    return total
+
+
+def _scatter_like(means: np.ndarray, covariance_type: str) -> tuple:
+    k, d = means.shape
+    if covariance_type in ("full", "tied"):
+        return (k, d, d)
+    return (k, d) if covariance_type == "diag" else (k,)
 
 
 def m_step(stats: SufficientStats, reg_covar: float) -> MixtureParams:
@@ -282,6 +367,7 @@ class EMResult:
     converged: bool
     lower_bounds: list[float] = field(default_factory=list)
     n_repaired: int = 0  # M-steps whose covariances had to be repaired (robust=True)
+    stats: SufficientStats | None = None  # the statistics of the last M-step
 
 
 def run_em(
@@ -308,12 +394,47 @@ def run_em(
         shift = X.mean(axis=0)
     else:
         shift = np.average(X, axis=0, weights=sample_weight)
+    return em_loop(
+        lambda p: batch_statistics(X, p, sample_weight, shift), params, reg_covar=reg_covar,
+        tol=tol, max_iter=max_iter, lower_bound=lower_bound, callback=callback, robust=robust,
+    )
+
+
+def em_loop(
+    statistics: Callable[[MixtureParams], BatchStatistics],
+    params: MixtureParams,
+    *,
+    reg_covar: float,
+    tol: float = 1e-3,
+    max_iter: int = 100,
+    lower_bound: float = -np.inf,
+    callback=None,
+    robust: bool = False,
+) -> EMResult:
+    """The EM loop of :func:`run_em` over any source of statistics.
+
+    Parameters
+    ----------
+    statistics : callable
+        ``statistics(params)`` returns the :class:`BatchStatistics` of the whole data under
+        ``params``: :func:`batch_statistics` in memory, a map and reduce over a cluster in
+        :mod:`streamgmm.dask_em`.
+    params, reg_covar, tol, max_iter, lower_bound, callback, robust
+        As in :func:`run_em`.
+
+    Returns
+    -------
+    EMResult
+        ``stats`` holds the statistics whose M-step gave ``params``.
+    """
     lower_bounds: list[float] = []
     converged = False
     n_iter = n_repaired = 0
+    stats = None
     for n_iter in range(1, max_iter + 1):
         previous = lower_bound
-        batch = batch_statistics(X, params, sample_weight, shift)
+        batch = statistics(params)
+        stats = batch.stats
         if robust:
             params, repaired = robust_m_step(batch.stats, reg_covar)
             n_repaired += repaired
@@ -327,4 +448,4 @@ def run_em(
         if abs(change) < tol:
             converged = True
             break
-    return EMResult(params, lower_bound, n_iter, converged, lower_bounds, n_repaired)
+    return EMResult(params, lower_bound, n_iter, converged, lower_bounds, n_repaired, stats)

@@ -188,17 +188,28 @@ def design_matrix(X: np.ndarray, shift: np.ndarray, covariance_type: str) -> np.
     """
     n, d = X.shape
     n_quad = n_quadratic_features(covariance_type, d)
-    F = np.empty((n, 1 + d + n_quad), dtype=np.float64)
+    return _fill_design(np.empty((n, 1 + d + n_quad), dtype=np.float64), X, shift,
+                        covariance_type)
+
+
+def _fill_design(F: np.ndarray, X: np.ndarray, shift: np.ndarray,
+                 covariance_type: str) -> np.ndarray:
+    """Write :func:`design_matrix` of ``X`` into ``F`` (the E-step reuses one buffer)."""
+    d = X.shape[1]
     F[:, 0] = 1.0
     z = F[:, 1 : 1 + d]
     np.subtract(X, shift, out=z)
     if covariance_type in ("full", "tied"):
-        rows, cols = triu(d)
-        np.multiply(z[:, rows], z[:, cols], out=F[:, 1 + d :])
+        # Row by row of the upper triangle (triu order), straight into F: fancy-indexing
+        # z[:, rows] would allocate two (n, d(d+1)/2) temporaries per chunk.
+        col = 1 + d
+        for r in range(d):
+            np.multiply(z[:, r : r + 1], z[:, r:], out=F[:, col : col + d - r])
+            col += d - r
     elif covariance_type == "diag":
         np.square(z, out=F[:, 1 + d :])
     else:
-        F[:, 1 + d] = np.einsum("ij,ij->i", z, z)
+        np.einsum("ij,ij->i", z, z, out=F[:, 1 + d])
     return F
 
 
