@@ -270,7 +270,7 @@ class Daemon:
     def start(self) -> Daemon:
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", "import sys; from streamgmm.service import run_daemon; "
+                [sys.executable, "-c", "import sys; from streamgmm.daemon import run_daemon; "
                  "raise SystemExit(run_daemon(sys.argv[1]))", str(self.config)],
                 stdout=log, stderr=subprocess.STDOUT,
                 env=dict(os.environ, PYTHONUNBUFFERED="1"),

@@ -59,8 +59,8 @@ from bench_service import (  # noqa: E402
 )
 
 from streamgmm import codec  # noqa: E402
-from streamgmm.config import SocketOptions  # noqa: E402
-from streamgmm.service import _MAX_PENDING_POINTS  # noqa: E402
+from streamgmm.daemon.config import SocketOptions  # noqa: E402
+from streamgmm.daemon.model import _MAX_PENDING_POINTS  # noqa: E402
 
 MODEL = {  # the [[model]] of both daemons (K=16 full, D=3 are bench_service's defaults)
     "publish_every_s": 0.1, "refit_every_s": 60.0, "window_points": 200_000,

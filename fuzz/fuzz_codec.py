@@ -58,9 +58,10 @@ sys.path.insert(0, str(_HERE.parent))
 
 with atheris.instrument_imports(include=["streamgmm"]):
     from streamgmm import codec
-    from streamgmm.config import parse_config
-    from streamgmm.service import Counters, Service, SourceTracker
-    from streamgmm.transport import ControlRequest
+    from streamgmm.daemon.accounting import Counters, SourceTracker
+    from streamgmm.daemon.config import parse_config
+    from streamgmm.daemon.service import Service
+    from streamgmm.daemon.transport import ControlRequest
 
 from seeds import EMPTY_MODEL, FITTED_MODEL, valid_messages  # noqa: E402
 

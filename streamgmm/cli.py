@@ -127,31 +127,27 @@ def _curve_keys(args: argparse.Namespace) -> Any:
 # ---------------------------------------------------------------------------------------------
 
 
-def _load_csv(path: Path) -> np.ndarray:
-    with path.open(encoding="utf-8") as fh:
-        lines = fh.read().splitlines()
-    first = next((i for i, line in enumerate(lines) if line.strip()), None)
-    if first is None:
-        raise CliError(f"{path}: no points in the file")
-    delimiter = "," if "," in lines[first] else None
+@contextlib.contextmanager
+def _file_errors() -> Iterator[None]:
+    """Turn the errors of streamgmm.formats into a CliError (one line, exit 2)."""
     try:
-        [float(x) for x in lines[first].split(delimiter)]
-        skip = first
-    except ValueError:
-        skip = first + 1  # a header line: column names
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "input contained no data": checked later
-        return np.loadtxt(path, delimiter=delimiter, skiprows=skip, ndmin=2, dtype=np.float64)
+        yield
+    except OSError as exc:
+        name = exc.filename if exc.filename is not None else "the file"
+        raise CliError(f"cannot read {name}: {exc.strerror or exc}") from None
+    except (ValueError, ImportError) as exc:  # FormatError, MissingExtraError
+        raise CliError(str(exc)) from None
 
 
-def load_points(path: str | Path) -> np.ndarray:
-    """Read points of shape (n, d) from a ``.npy`` or ``.csv`` file.
+def load_points(path: str | Path, fields: Sequence[str] | None = None) -> np.ndarray:
+    """Read points of shape (n, d) from any file :mod:`streamgmm.formats` reads.
 
     Parameters
     ----------
     path : str or Path
-        ``.npy`` holding a 2-D numeric array (float32 stays float32), or ``.csv`` with numeric
-        columns, comma- or whitespace-separated, with an optional header line.
+        ``.npy``/``.csv`` (every column), a point cloud or a ROS bag (see ``docs/formats.md``).
+    fields : sequence of str, optional
+        Fields of formats that name them (default ``x, y, z``).
 
     Returns
     -------
@@ -161,30 +157,12 @@ def load_points(path: str | Path) -> np.ndarray:
     Raises
     ------
     CliError
-        If the file cannot be read or does not hold an (n, d) numeric table.
+        If the file cannot be read or does not hold points.
     """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".npy":
-            data = np.load(path, allow_pickle=False)
-        elif suffix == ".csv":
-            data = _load_csv(path)
-        else:
-            raise CliError(f"{path}: expected a .npy or .csv file")
-    except OSError as exc:
-        raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise CliError(f"{path}: not a numeric table: {exc}") from None
-    if not isinstance(data, np.ndarray) or data.dtype.kind not in "biuf":
-        raise CliError(f"{path}: expected numbers, got dtype {getattr(data, 'dtype', '?')}")
-    if data.ndim == 1:
-        data = data.reshape(-1, 1)  # a single column
-    if data.ndim != 2 or data.shape[0] < 1 or data.shape[1] < 1:
-        raise CliError(f"{path}: expected an array of shape (n, d), got {data.shape}")
-    if data.dtype != np.float32:
-        data = data.astype(np.float64, copy=False)
-    return data
+    from streamgmm.formats import read_points
+
+    with _file_errors():
+        return read_points(path, fields=fields)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,12 +266,9 @@ def _print_status(endpoint: str, reply: Mapping[str, Any]) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    try:
-        from streamgmm.service import run_daemon
-    except ModuleNotFoundError as exc:
-        if exc.name != "streamgmm.service":
-            raise
-        raise CliError("the daemon module streamgmm.service is not available") from None
+    # Imported here: every other subcommand runs without loading the daemon.
+    from streamgmm.daemon.service import run_daemon
+
     return int(run_daemon(args.config, log_level=args.log_level))
 
 

@@ -1,4 +1,4 @@
-"""Tests of the ``streamgmm`` command line, against fake daemons from ``tests/test_client.py``."""
+"""Tests of the ``streamgmm`` command line, against fake daemons from ``tests/helpers/fakes.py``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import zmq.auth
 
 from streamgmm import codec
 from streamgmm.cli import main
-from tests.test_client import (
+from tests.helpers.fakes import (
     MODEL,
     TOPIC,
     FakeControl,
@@ -27,13 +27,6 @@ from tests.test_client import (
 )
 
 COMMANDS = ["run", "publish", "watch", "status", "snapshot", "refit", "fit", "keygen"]
-
-
-@pytest.fixture
-def ctx() -> Iterator[zmq.Context]:
-    context = zmq.Context()
-    yield context
-    context.destroy(linger=0)
 
 
 @pytest.fixture
@@ -305,7 +298,7 @@ def test_keygen_and_curve_options(ctx, servers, tmp_path: Path, capsys) -> None:
 
 
 def test_run_calls_the_daemon(monkeypatch, tmp_path) -> None:
-    import streamgmm.service
+    import streamgmm.daemon.service
 
     calls = []
 
@@ -313,7 +306,7 @@ def test_run_calls_the_daemon(monkeypatch, tmp_path) -> None:
         calls.append((path, log_level))
         return 0
 
-    monkeypatch.setattr(streamgmm.service, "run_daemon", fake_run_daemon)
+    monkeypatch.setattr(streamgmm.daemon.service, "run_daemon", fake_run_daemon)
     config = str(tmp_path / "c.toml")
     assert main(["run", config, "--log-level", "debug"]) == 0
     assert main(["run", config]) == 0

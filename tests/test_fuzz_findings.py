@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from streamgmm import codec
-from streamgmm.service import Counters, SourceTracker
+from streamgmm.daemon.accounting import Counters, SourceTracker
 
 FINDINGS = Path(__file__).resolve().parent.parent / "fuzz" / "findings"
 DECODERS = [codec.decode_points, codec.decode_request, codec.decode_update, codec.decode_reply]

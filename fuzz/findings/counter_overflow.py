@@ -35,9 +35,9 @@ def payloads() -> list[bytes]:
 
 
 def in_process() -> int:
-    from streamgmm.config import parse_config
-    from streamgmm.service import Service
-    from streamgmm.transport import ControlRequest
+    from streamgmm.daemon.config import parse_config
+    from streamgmm.daemon.service import Service
+    from streamgmm.daemon.transport import ControlRequest
 
     class Transport:
         replies: list[bytes] = []
@@ -66,7 +66,7 @@ def in_process() -> int:
 
 
 def real_daemon() -> int:
-    from tests.daemon import Daemon, write_config
+    from tests.helpers.daemon import Daemon, write_config
 
     with tempfile.TemporaryDirectory() as tmp:
         d = Daemon(write_config(Path(tmp), [{"name": "a", "topic": "points/a", "dim": 2,

@@ -27,23 +27,18 @@ import signal
 import sys
 import threading
 import time
-from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
 from streamgmm import codec
-from streamgmm.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from streamgmm.config import Config, ConfigError, ModelConfig, load_config
-from streamgmm.core.em import batch_statistics, robust_m_step, run_em
-from streamgmm.core.initialize import initial_responsibilities
-from streamgmm.core.online import align_components
-from streamgmm.core.params import MixtureParams
-from streamgmm.core.suffstats import SufficientStats
-from streamgmm.estimator import GaussianMixture
-from streamgmm.metrics import MetricsServer
-from streamgmm.transport import BindError, ControlRequest, Transport
+from streamgmm.daemon.accounting import Counters, SourceTracker
+from streamgmm.daemon.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from streamgmm.daemon.config import Config, ConfigError, load_config
+from streamgmm.daemon.metrics import MetricsServer
+from streamgmm.daemon.model import ModelRuntime, RefitResult, refit_job
+from streamgmm.daemon.transport import BindError, ControlRequest, Transport
 
 log = logging.getLogger("streamgmm")
 
@@ -60,246 +55,13 @@ _MAX_COALESCED_POINTS = 32_768
 # Sequence numbers reserved ahead in each checkpoint: after a SIGKILL the daemon restarts
 # above anything it can have published since that checkpoint, so no seq is ever reused.
 _SEQ_LEASE = 100_000
-# Per-source sequence trackers kept (least recently seen evicted first).
-_MAX_SOURCES = 10_000
-# A forward jump of seq beyond this is a publisher that restarted with another numbering
-# (or a hostile one), not billions of lost messages.
-_MAX_SEQ_GAP = 2**32
-# Counters are reported as msgpack integers (at most 2**64 - 1); they saturate below that.
-_COUNTER_MAX = 2**63 - 1
-# Batches kept for re-application while a refit runs (older ones are still in the sample).
-# Re-applying is done in the loop when the refit is adopted: 250,000 points take ~60 ms,
-# which keeps control answers fast even when a refit finishes under overload.
-_MAX_PENDING_POINTS = 250_000
-_CHECKPOINT_FORMAT = 1
-
-
-@dataclass
-class Counters:
-    """Daemon-wide message accounting, reported by the ``status`` request."""
-
-    messages_received: int = 0
-    messages_applied: int = 0
-    points_applied: int = 0
-    rows_dropped_nonfinite: int = 0
-    rows_dropped_range: int = 0
-    messages_lost: int = 0
-    publisher_restarts: int = 0
-    rejected: dict[str, int] = field(default_factory=dict)
-
-    def reject(self, reason: str) -> None:
-        self.rejected[reason] = self.rejected.get(reason, 0) + 1
-
-    def as_dict(self) -> dict:
-        # Every field is a counter: a new one cannot be left out of the status reply.
-        return _saturate(asdict(self))
-
-
-def _saturate(counters: dict) -> dict:
-    return {
-        k: _saturate(v) if isinstance(v, dict) else min(v, _COUNTER_MAX)
-        for k, v in counters.items()
-    }
-
-
-class SourceTracker:
-    """Last ``seq`` per publisher: gaps are losses, a step back is a restart."""
-
-    def __init__(self, capacity: int = _MAX_SOURCES) -> None:
-        self._last: OrderedDict[str, int] = OrderedDict()
-        self.capacity = capacity
-
-    def observe(self, source: str, seq: int) -> tuple[int, bool]:
-        """Returns ``(messages lost before this one, publisher restarted)``."""
-        last = self._last.pop(source, None)
-        self._last[source] = seq
-        if len(self._last) > self.capacity:
-            self._last.popitem(last=False)
-        if last is None:
-            return 0, False
-        if seq <= last or seq - last - 1 > _MAX_SEQ_GAP:
-            return 0, True
-        return seq - last - 1, False
-
-
-# --------------------------------------------------------------------------- refits
-
-
-@dataclass(frozen=True)
-class RefitResult:
-    params: MixtureParams
-    stats: SufficientStats
-    lower_bound: float
-    n_points: int
-    seconds: float
-
-
-def refit_job(
-    X: np.ndarray, current: MixtureParams, reg_covar: float, seed: int, max_iter: int = 100
-) -> RefitResult:
-    """Batch EM on ``X`` from the current parameters and from a fresh k-means++ seeding.
-
-    Runs on the worker thread: pure numpy on its own copy of the points.
-    """
-    started = time.perf_counter()
-    ctype, k = current.covariance_type, current.n_components
-    warm = run_em(X, current, reg_covar=reg_covar, tol=1e-3, max_iter=max_iter, robust=True)
-    params, lower_bound = warm.params, warm.lower_bound
-    stats = batch_statistics(X, params).stats
-    if len(X) >= k:
-        resp = initial_responsibilities(X, k, "k-means++", np.random.RandomState(seed))
-        start, _ = robust_m_step(SufficientStats.from_responsibilities(X, resp, ctype), reg_covar)
-        fresh = run_em(X, start, reg_covar=reg_covar, tol=1e-3, max_iter=max_iter, robust=True)
-        if fresh.lower_bound > warm.lower_bound:
-            # Keep each component's number where it continues a current one.
-            params, stats = align_components(
-                current, fresh.params, batch_statistics(X, fresh.params).stats
-            )
-            lower_bound = fresh.lower_bound
-    return RefitResult(params, stats, lower_bound, len(X), time.perf_counter() - started)
-
-
-# --------------------------------------------------------------------------- one model
-
-
-class ModelRuntime:
-    """One ``[[model]]``: its estimator plus everything the daemon tracks about it."""
-
-    def __init__(self, config: ModelConfig) -> None:
-        self.config = config
-        self.topic = config.topic.encode()
-        self.update_topic = codec.update_topic(config.name)
-        self.estimator = self._new_estimator()
-        self.seq = 0  # of the last published update
-        self.seq_lease = 0  # highest seq a checkpoint has reserved
-        self.last_stamp = float("nan")
-        self.changed = False  # absorbed points not yet published
-        self.dirty = False  # state not yet checkpointed
-        self.ll_sum = 0.0
-        self.ll_points = 0
-        self.last_publish = 0.0
-        self.next_refit = math.inf
-        self.next_checkpoint = math.inf
-        self.refit_future: Future | None = None
-        self.refit_waiters: list[ControlRequest] = []
-        self.refit_is_relocation = False
-        self.pending: list[np.ndarray] = []
-        self.pending_points = 0
-        self.refits = 0
-        self.refit_failures = 0
-        self.last_refit_seconds = float("nan")
-        self.checkpoints = 0
-        self.checkpoint_failures = 0
-        self.last_checkpoint_seconds = float("nan")
-
-    def _new_estimator(self) -> GaussianMixture:
-        c = self.config
-        return GaussianMixture(
-            n_components=c.components,
-            covariance_type=c.covariance_type,
-            reg_covar=c.reg_covar,
-            random_state=c.seed,
-            step_decay=c.step_decay,
-            step_offset=c.step_offset,
-            step_constant=c.step_constant if c.step_constant > 0 else None,
-            retain=c.retain,
-            retain_size=c.window_points,
-            # Relocations are refits: they run on the refit thread, not in the ingest loop.
-            relocate="defer",
-        )
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def fitted(self) -> bool:
-        return hasattr(self.estimator, "means_")
-
-    @property
-    def n_seen(self) -> int:
-        return int(getattr(self.estimator, "n_seen_", 0))
-
-    def absorb(self, X: np.ndarray, stamp: float) -> None:
-        """Fold a batch into the model (one stepwise EM move)."""
-        self.estimator.partial_fit(X)
-        ll = self.estimator.last_avg_log_likelihood_
-        if math.isfinite(ll):
-            self.ll_sum += ll * len(X)
-            self.ll_points += len(X)
-        if not math.isfinite(self.last_stamp) or stamp > self.last_stamp:
-            self.last_stamp = stamp
-        self.changed = self.dirty = True
-        if self.refit_future is not None:
-            self.pending.append(X)
-            self.pending_points += len(X)
-            while self.pending_points > _MAX_PENDING_POINTS and len(self.pending) > 1:
-                self.pending_points -= len(self.pending.pop(0))
-
-    def update_payload(self, kind: str, seq: int, **extra: object) -> bytes:
-        """The section-2 payload of the current parameters (``extra``: protocol extensions)."""
-        gm = self.estimator
-        avg = self.ll_sum / self.ll_points if self.ll_points else float("nan")
-        return codec.encode_update(
-            model=self.name,
-            seq=seq,
-            stamp=time.time(),
-            n_seen=self.n_seen,
-            kind=kind,
-            covariance_type=self.config.covariance_type,
-            weights=gm.weights_,
-            means=gm.means_,
-            covariances=gm.covariances_,
-            avg_log_likelihood=avg,
-            last_stamp=self.last_stamp,
-            n_reseeded=int(gm.n_reseeded_),
-            n_relocations=int(gm.n_relocations_),
-            **extra,
-        )
-
-    # ------------------------------------------------------------ checkpoint state
-
-    def state(self, seq_lease: int) -> dict:
-        return {
-            "format": _CHECKPOINT_FORMAT,
-            "model": self.name,
-            "dim": self.config.dim,
-            "components": self.config.components,
-            "covariance_type": self.config.covariance_type,
-            "seq": self.seq,
-            "seq_lease": seq_lease,
-            "last_stamp": self.last_stamp,
-            "estimator": self.estimator.get_state() if self.started else None,
-        }
-
-    @property
-    def started(self) -> bool:
-        """Has the estimator seen any point (it may still be buffering its first ones)?"""
-        return hasattr(self.estimator, "n_seen_")
-
-    def restore(self, state: dict) -> None:
-        c = self.config
-        found = (state.get("dim"), state.get("components"), state.get("covariance_type"))
-        if found != (c.dim, c.components, c.covariance_type):
-            raise ConfigError(
-                f"model[{self.name}].checkpoint",
-                f"checkpoint {c.checkpoint!r} holds a model with dim/components/"
-                f"covariance_type {found}, the config says "
-                f"{(c.dim, c.components, c.covariance_type)}; move the file away or fix "
-                "the config",
-            )
-        if state.get("estimator") is not None:
-            self.estimator = GaussianMixture.from_state(state["estimator"])
-        # Continue above every seq that may have been published before the restart.
-        self.seq = int(max(state.get("seq", 0), state.get("seq_lease", 0)))
-        self.last_stamp = float(state.get("last_stamp", float("nan")))
 
 
 # --------------------------------------------------------------------------- the service
 
 
 class Service:
-    """The daemon. Build it from a :class:`~streamgmm.config.Config`, then :meth:`run`."""
+    """The daemon. Build it from a :class:`~streamgmm.daemon.config.Config`, then :meth:`run`."""
 
     def __init__(self, config: Config) -> None:
         self.config = config

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import zmq
 
-from streamgmm.config import ConfigError, CurveConfig, ServiceConfig, SocketOptions
+from streamgmm.daemon.config import ConfigError, CurveConfig, ServiceConfig, SocketOptions
 
 ZAP_DOMAIN = "streamgmm"
 

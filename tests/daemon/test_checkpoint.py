@@ -1,4 +1,4 @@
-"""Tests for streamgmm.checkpoint: round trips, rotation, corruption, I/O failures, kill -9."""
+"""Tests for streamgmm.daemon.checkpoint: round trips, rotation, corruption, I/O errors, kill -9."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-import streamgmm.checkpoint as ckpt
-from streamgmm.checkpoint import (
+import streamgmm.daemon.checkpoint as ckpt
+from streamgmm.daemon.checkpoint import (
     CheckpointError,
     decode_state,
     encode_state,

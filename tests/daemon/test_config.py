@@ -1,4 +1,4 @@
-"""Tests for streamgmm.config: defaults, the example file, and one error per bad key."""
+"""Tests for streamgmm.daemon.config: defaults, the example file, and one error per bad key."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from streamgmm.config import (
+from streamgmm.daemon.config import (
     Config,
     ConfigError,
     ModelConfig,
@@ -27,7 +27,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "configs" / "example.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "example.toml"
 
 MINIMAL_TOML = """
 [service]

@@ -10,8 +10,8 @@ import urllib.request
 import numpy as np
 import pytest
 
-from streamgmm.metrics import MetricsServer, render
-from tests.daemon import Daemon, write_config
+from streamgmm.daemon.metrics import MetricsServer, render
+from tests.helpers.daemon import Daemon, write_config
 
 STATUS = {
     "ok": True, "uptime_s": 12.5, "queue_depth": 3,

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.daemon import Daemon, write_config
+from tests.helpers.daemon import Daemon
 
 MODEL = {"name": "lidar", "topic": "points/lidar", "dim": 3, "components": 16,
          "publish_every_s": 0.05, "refit_every_s": 0.0}
@@ -42,17 +42,9 @@ ctx.destroy(linger=2000)
 
 
 @pytest.fixture
-def daemon_factory(tmp_path):
-    started = []
-
-    def start(models=None, service=None):
-        d = Daemon(write_config(tmp_path, models or [MODEL], service))
-        started.append(d)
-        return d
-
-    yield start
-    for d in started:
-        d.close()
+def daemon_model() -> dict:
+    """The model of this module's daemon_factory daemons (tests/conftest.py)."""
+    return MODEL
 
 
 def _rss_mb(pid: int) -> float:

@@ -14,7 +14,7 @@ import zmq
 
 from streamgmm import codec
 from streamgmm.keys import CurveKeys, generate_keys
-from tests.daemon import Daemon, write_config
+from tests.helpers.daemon import Daemon, write_config
 
 pytestmark = pytest.mark.skipif(not zmq.has("curve"), reason="libzmq built without CURVE")
 

@@ -11,25 +11,10 @@ import pytest
 import zmq
 
 from streamgmm import codec
-from tests.daemon import Daemon, write_config
+from tests.helpers.daemon import write_config
 
 MODEL = {"name": "lidar", "topic": "points/lidar", "dim": 3, "components": 4,
          "publish_every_s": 0.0, "refit_every_s": 0.0}
-
-
-@pytest.fixture
-def daemon_factory(tmp_path):
-    started: list[Daemon] = []
-
-    def start(models=None, service=None, directory=None):
-        directory = directory or tmp_path
-        d = Daemon(write_config(directory, models or [MODEL], service))
-        started.append(d)
-        return d
-
-    yield start
-    for d in started:
-        d.close()
 
 
 def blobs(n: int, seed: int = 0, dim: int = 3) -> np.ndarray:

@@ -1,0 +1,69 @@
+"""Message accounting: daemon-wide counters and per-source sequence tracking.
+
+Step two of socket -> codec -> **accounting** -> model -> publisher: every point message is
+counted here (received, applied, rejected by reason, rows dropped), and each publisher's
+``seq`` is followed to count lost messages and restarts.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+
+__all__ = ["Counters", "SourceTracker"]
+
+# Per-source sequence trackers kept (least recently seen evicted first).
+_MAX_SOURCES = 10_000
+# A forward jump of seq beyond this is a publisher that restarted with another numbering
+# (or a hostile one), not billions of lost messages.
+_MAX_SEQ_GAP = 2**32
+# Counters are reported as msgpack integers (at most 2**64 - 1); they saturate below that.
+_COUNTER_MAX = 2**63 - 1
+
+
+@dataclass
+class Counters:
+    """Daemon-wide message accounting, reported by the ``status`` request."""
+
+    messages_received: int = 0
+    messages_applied: int = 0
+    points_applied: int = 0
+    rows_dropped_nonfinite: int = 0
+    rows_dropped_range: int = 0
+    messages_lost: int = 0
+    publisher_restarts: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+
+    def reject(self, reason: str) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+    def as_dict(self) -> dict:
+        # Every field is a counter: a new one cannot be left out of the status reply.
+        return _saturate(asdict(self))
+
+
+def _saturate(counters: dict) -> dict:
+    return {
+        k: _saturate(v) if isinstance(v, dict) else min(v, _COUNTER_MAX)
+        for k, v in counters.items()
+    }
+
+
+class SourceTracker:
+    """Last ``seq`` per publisher: gaps are losses, a step back is a restart."""
+
+    def __init__(self, capacity: int = _MAX_SOURCES) -> None:
+        self._last: OrderedDict[str, int] = OrderedDict()
+        self.capacity = capacity
+
+    def observe(self, source: str, seq: int) -> tuple[int, bool]:
+        """Returns ``(messages lost before this one, publisher restarted)``."""
+        last = self._last.pop(source, None)
+        self._last[source] = seq
+        if len(self._last) > self.capacity:
+            self._last.popitem(last=False)
+        if last is None:
+            return 0, False
+        if seq <= last or seq - last - 1 > _MAX_SEQ_GAP:
+            return 0, True
+        return seq - last - 1, False
