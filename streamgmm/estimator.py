@@ -19,14 +19,10 @@ from typing import Any
 import numpy as np
 
 from streamgmm.core.em import batch_statistics, estimate_log_prob_resp, run_em
-from streamgmm.core.gaussian import (
-    COVARIANCE_TYPES,
-    covariance_shape,
-    precision_cholesky_from_precisions,
-)
+from streamgmm.core.gaussian import precision_cholesky_from_precisions
 from streamgmm.core.initialize import INIT_PARAMS, initial_responsibilities
 from streamgmm.core.online import OnlineEM, OnlineSettings
-from streamgmm.core.params import MixtureParams
+from streamgmm.core.params import COVARIANCE_TYPES, MixtureParams, covariance_shape
 from streamgmm.core.retain import RETAIN_KINDS
 from streamgmm.core.suffstats import SufficientStats
 
@@ -427,7 +423,12 @@ class GaussianMixture(_ParamsMixin):
         return estimate_log_prob_resp(Xf, self._params)[1].argmax(axis=1)
 
     def _fit(self, X) -> np.ndarray:
-        """Batch EM; returns the validated float64 data."""
+        """Batch EM; returns the validated float64 data (a dask array: the array itself)."""
+        if type(X).__module__.startswith("dask.array"):
+            # Distributed EM on the current dask client (streamgmm[dask]), see dask_em.
+            from streamgmm.dask_em import fit_dask
+
+            return fit_dask(self, X)
         self._check_hyperparameters()
         X = self._validate_data(X, reset=True, min_samples=2)
         if X.shape[0] < self.n_components:
@@ -438,40 +439,16 @@ class GaussianMixture(_ParamsMixin):
         self._check_initial_parameters(X.shape[1])
         Xf = X.astype(np.float64, copy=False)
         do_init = not (self.warm_start and hasattr(self, "converged_"))
-        n_init = self.n_init if do_init else 1
         random_state = _check_random_state(self.random_state)
-        best = None
-        self.converged_ = False
-        for init in range(n_init):
-            if self.verbose:
-                print(f"Initialization {init}")
-            start = self._initial_params(Xf, random_state) if do_init else self._params
-            previous = -np.inf if do_init else self.lower_bound_
-            if self.max_iter == 0:
-                result = (start, -np.inf, 0, False, [])
-            else:
-                em = run_em(
-                    Xf, start, reg_covar=self.reg_covar, tol=self.tol, max_iter=self.max_iter,
-                    lower_bound=previous, callback=self._verbose_callback if self.verbose else None,
-                )
-                result = (em.params, em.lower_bound, em.n_iter, em.converged, em.lower_bounds)
-            # scikit-learn's rule: the best lower bound wins; with max_iter=0 (no bound) the
-            # last initialisation is kept.
-            if best is None or self.max_iter == 0 or result[1] > best[1]:
-                best = result
-        params, lower_bound, n_iter, converged, lower_bounds = best
-        if not converged and self.max_iter > 0:
-            warnings.warn(
-                "Best performing initialization did not converge. Try different init "
-                "parameters, or increase max_iter, tol, or check for degenerate data.",
-                ConvergenceWarning,
-                stacklevel=2,
+
+        def run(start: MixtureParams, previous: float):
+            return run_em(
+                Xf, start, reg_covar=self.reg_covar, tol=self.tol, max_iter=self.max_iter,
+                lower_bound=previous, callback=self._verbose_callback if self.verbose else None,
             )
-        self.converged_ = converged
-        self._set_params(params)
-        self.n_iter_ = n_iter
-        self.lower_bound_ = lower_bound
-        self.lower_bounds_ = lower_bounds
+
+        self._em_over_inits(lambda rs: self._initial_params(Xf, rs), run, random_state, do_init)
+        params = self._params
         # A fitted model is also a starting point for partial_fit: seed the online state.
         self._online = OnlineEM(self._online_settings(), X.shape[1], seed=self._online_seed())
         self._online.retained.add(Xf, self._online.rng)
@@ -482,6 +459,45 @@ class GaussianMixture(_ParamsMixin):
         self._online.set_params(params, batch_statistics(Xf, params).stats)
         self._sync_online_attributes()
         return Xf
+
+    def _em_over_inits(self, initial, run, random_state, do_init: bool, stacklevel: int = 3):
+        """The ``n_init`` loop shared by in-memory and dask ``fit``; sets the fit attributes.
+
+        ``initial(random_state)`` gives a start, ``run(start, lower_bound)`` the
+        :class:`~streamgmm.core.em.EMResult` of EM from it. Returns the best result (None
+        when ``max_iter == 0``).
+        """
+        n_init = self.n_init if do_init else 1
+        best = None
+        self.converged_ = False
+        for init in range(n_init):
+            if self.verbose:
+                print(f"Initialization {init}")
+            start = initial(random_state) if do_init else self._params
+            previous = -np.inf if do_init else self.lower_bound_
+            if self.max_iter == 0:
+                em, result = None, (start, -np.inf, 0, False, [])
+            else:
+                em = run(start, previous)
+                result = (em.params, em.lower_bound, em.n_iter, em.converged, em.lower_bounds)
+            # scikit-learn's rule: the best lower bound wins; with max_iter=0 (no bound) the
+            # last initialisation is kept.
+            if best is None or self.max_iter == 0 or result[1] > best[1][1]:
+                best = (em, result)
+        params, lower_bound, n_iter, converged, lower_bounds = best[1]
+        if not converged and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. Try different init "
+                "parameters, or increase max_iter, tol, or check for degenerate data.",
+                ConvergenceWarning,
+                stacklevel=stacklevel,
+            )
+        self.converged_ = converged
+        self._set_params(params)
+        self.n_iter_ = n_iter
+        self.lower_bound_ = lower_bound
+        self.lower_bounds_ = lower_bounds
+        return best[0]
 
     def _verbose_callback(self, n_iter: int, change: float) -> None:
         if n_iter % self.verbose_interval == 0:
