@@ -13,16 +13,18 @@ import contextlib
 import json
 import math
 import os
+import signal
 import sys
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 import streamgmm
+from streamgmm.core.params import COVARIANCE_TYPES
 
 if TYPE_CHECKING:
     from streamgmm.client import Mixture
@@ -34,10 +36,12 @@ DEFAULT_INGEST = "tcp://127.0.0.1:5555"
 DEFAULT_PUBLISH = "tcp://127.0.0.1:5556"
 DEFAULT_CONTROL = "tcp://127.0.0.1:5557"
 
-COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
-LOG_LEVELS = ("debug", "info", "warning", "error")
 # Points in one synthetic sweep when --count does not say otherwise.
 SYNTHETIC_POINTS = 100_000
+# How long `publish` waits at the end for queued messages to leave before dropping them.
+PUBLISH_LINGER_S = 10.0
+# Points per message without --batch (a bag's clouds go one per message instead).
+DEFAULT_BATCH = 4096
 
 
 class CliError(Exception):
@@ -74,6 +78,25 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _speed(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a factor >= 0, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a factor >= 0, got {text!r}")
+    return value
+
+
+def _field_list(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(","))
+    if not names or any(not name for name in names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"a field is named twice in {text!r}")
+    return names
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -103,6 +126,36 @@ def _client_errors(what: str, curve: Any = None) -> Iterator[None]:
         raise CliError(f"{what}: the daemon says: {exc}") from None
     except zmq.ZMQError as exc:
         raise CliError(f"{what}: {exc}") from None
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block SIGTERM raises KeyboardInterrupt, so ``kill`` ends a command the way
+    Ctrl-C does: ``publish`` prints its summary, ``watch`` writes its plot."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (main() called from a thread): leave it
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _endpoint(text: str) -> str:
+    """A ZeroMQ endpoint; without ``scheme://`` zmq would only say "Invalid argument"."""
+    if "://" not in text:
+        hint = f"tcp://{text}" if ":" in text else f"ipc://{text}"
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has no transport scheme: write tcp://HOST:PORT or ipc://PATH "
+            f"(did you mean {hint}?)"
+        )
+    return text
 
 
 def _curve_keys(args: argparse.Namespace) -> Any:
@@ -267,8 +320,13 @@ def _print_status(endpoint: str, reply: Mapping[str, Any]) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     # Imported here: every other subcommand runs without loading the daemon.
+    from streamgmm.daemon.config import LOG_LEVELS
     from streamgmm.daemon.service import run_daemon
 
+    if args.log_level is not None and args.log_level not in LOG_LEVELS:
+        raise CliError(
+            f"--log-level must be one of {', '.join(LOG_LEVELS)} (got {args.log_level!r})"
+        )
     return int(run_daemon(args.config, log_level=args.log_level))
 
 
@@ -296,32 +354,81 @@ def _synthetic_batches(args: argparse.Namespace) -> Iterator[np.ndarray]:
         seed += 1
 
 
-def _file_batches(args: argparse.Namespace) -> Iterator[np.ndarray]:
-    data = load_points(args.file)
-    if args.dim is not None and data.shape[1] != args.dim:
-        raise CliError(f"{args.file} holds {data.shape[1]}-D points, not --dim {args.dim}")
-    while True:
-        for start in range(0, len(data), args.batch):
-            yield data[start : start + args.batch]
-        if not args.loop:
-            return
+class _Outgoing(NamedTuple):
+    """One message to send: points, sensor stamp (None: now), frame, recorded time (pacing)."""
+
+    points: np.ndarray
+    stamp: float | None = None
+    frame: str = ""
+    time: float | None = None
+
+
+def _file_batches(args: argparse.Namespace, dropped: list[int]) -> Iterator[_Outgoing]:
+    """Messages from --file: bag clouds one per message (split at --batch when given), other
+    files in --batch slices; NaN/Inf rows removed and added to ``dropped[0]``."""
+    from streamgmm.formats import iter_clouds
+
+    offset = 0.0  # recorded time of a pass, carried over so that --loop keeps pacing forward
+    with _file_errors():
+        while True:
+            first_time = last = None
+            sent_any = False
+            for cloud in iter_clouds(args.file, topic=args.ros_topic, fields=args.fields):
+                dropped[0] += cloud.dropped
+                data = cloud.points
+                if len(data) and args.dim is not None and data.shape[1] != args.dim:
+                    raise CliError(
+                        f"{args.file} holds {data.shape[1]}-D points, not --dim {args.dim}"
+                    )
+                when = None
+                if cloud.time is not None:
+                    first_time = cloud.time if first_time is None else first_time
+                    when = offset + cloud.time - first_time
+                    last = when
+                step = args.batch or (len(data) if cloud.time is not None else DEFAULT_BATCH)
+                for start in range(0, len(data), max(step, 1)):
+                    sent_any = True
+                    yield _Outgoing(data[start : start + step], cloud.stamp,
+                                    args.frame or cloud.frame, when)
+            if not args.loop or not sent_any:
+                return
+            if last is not None:
+                offset = last
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
     curve = _curve_keys(args)
-    batches = _file_batches(args) if args.file is not None else _synthetic_batches(args)
+    dropped = [0]  # NaN/Inf rows removed from --file clouds before sending
+    if args.file is not None:
+        batches = _file_batches(args, dropped)
+    else:
+        if args.ros_topic is not None or args.fields is not None:
+            raise CliError("--ros-topic and --fields apply to --file only")
+        args.batch = args.batch or DEFAULT_BATCH
+        batches = (_Outgoing(b) for b in _synthetic_batches(args))
     # Load/generate the first batch before opening the socket, so bad input fails fast.
     first = next(batches, None)
     if first is None:
-        raise CliError("no points to send")
+        raise CliError("no points to send"
+                       + (f" ({dropped[0]} rows with NaN/Inf dropped)" if dropped[0] else ""))
+
+    import zmq
 
     from streamgmm.client import PointPublisher
 
     messages = points = 0
-    with _client_errors(f"cannot publish to {args.endpoint}", curve):
-        pub = PointPublisher(
-            args.endpoint, args.topic, source=args.source, bind=args.bind, curve=curve
-        )
+    interrupted = False
+    # A context of our own: terminating it waits until the queued messages have left (see the
+    # end), so the summary measures delivery, not how fast ZeroMQ accepts messages.
+    context = zmq.Context()
+    try:
+        with _client_errors(f"cannot publish to {args.endpoint}", curve):
+            pub = PointPublisher(args.endpoint, args.topic, source=args.source, bind=args.bind,
+                                 curve=curve, context=context,
+                                 linger_ms=int(PUBLISH_LINGER_S * 1000))
+    except BaseException:
+        context.destroy(linger=0)
+        raise
     try:
         if args.wait_subscriber > 0 and not pub.wait_for_subscriber(args.wait_subscriber):
             print(
@@ -331,36 +438,52 @@ def _cmd_publish(args: argparse.Namespace) -> int:
             )
         start = time.perf_counter()
         try:
-            batch: np.ndarray | None = first
-            while batch is not None:
+            out: _Outgoing | None = first
+            while out is not None:
+                batch = out.points
                 if args.count is not None:
                     batch = batch[: args.count - points]
                 if len(batch):
+                    # Absolute schedules from the start: sleeping errors never accumulate.
                     if args.rate:
-                        # Absolute schedule from the start: sleeping errors never accumulate.
                         delay = start + points / args.rate - time.perf_counter()
-                        if delay > 0:
-                            time.sleep(delay)
-                    pub.send(batch, frame=args.frame)
+                    elif out.time is not None and args.speed > 0:
+                        delay = start + out.time / args.speed - time.perf_counter()
+                    else:
+                        delay = 0.0
+                    if delay > 0:
+                        time.sleep(delay)
+                    pub.send(batch, stamp=out.stamp, frame=out.frame or args.frame)
                     messages += 1
                     points += len(batch)
                 if args.count is not None and points >= args.count:
                     break
-                batch = next(batches, None)
+                out = next(batches, None)
             if args.rate:
                 # The last batch takes its time slot too, so the achieved rate is honest.
                 delay = start + points / args.rate - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
-        except KeyboardInterrupt:
-            pass
-        seconds = time.perf_counter() - start
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see main)
+            interrupted = True
     finally:
-        pub.close()
+        # After an interrupt hand over what is queued for a moment only: the user wants out.
+        pub.close(linger_ms=1000 if interrupted else None)
+        flush_start = time.perf_counter()
+        context.term()  # returns once every queued message is handed to the network (or linger)
+        end = time.perf_counter()
+    seconds = end - start
+    if end - flush_start >= (1.0 if interrupted else PUBLISH_LINGER_S) - 0.05:
+        print(
+            f"streamgmm publish: warning: messages still queued after "
+            f"{end - flush_start:.1f} s were dropped (the receiver did not keep up)",
+            file=sys.stderr,
+        )
     achieved = points / seconds if seconds > 0 else float("inf")
     print(
         f"sent {messages} messages, {points} points in {seconds:.3f} s "
         f"({achieved:.0f} points/s)"
+        + (f"; dropped {dropped[0]} rows with NaN/Inf" if dropped[0] else "")
     )
     return 0
 
@@ -592,30 +715,44 @@ def build_parser() -> argparse.ArgumentParser:
         "SIGTERM or SIGINT write the checkpoints and exit 0; a bad configuration exits 2.",
     )
     p.add_argument("config", metavar="CONFIG.toml", help="daemon configuration file")
-    p.add_argument("--log-level", choices=LOG_LEVELS, default=None,
-                   help="override the configuration's service.log_level")
+    # The levels are the config's (streamgmm.daemon.config.LOG_LEVELS), checked by _cmd_run so
+    # that building the parser does not import the daemon.
+    p.add_argument("--log-level", metavar="LEVEL", default=None,
+                   help="override the configuration's service.log_level (same values)")
     p.set_defaults(func=_cmd_run)
 
     p = commands.add_parser(
         "publish", help="send points from a file or a synthetic sensor to the daemon",
-        description="Replay a .npy/.csv file or a synthetic moving sensor as point messages "
-        "[topic, payload], in batches, optionally at a fixed rate; prints a summary line.",
+        description="Replay a file (.npy/.csv, a point cloud .pcd/.ply/.las/.laz/KITTI .bin, "
+        "or the PointCloud2 messages of a ROS bag .mcap/.db3/.bag) or a synthetic moving sensor "
+        "as point messages [topic, payload], in batches, optionally at a fixed rate; rows with "
+        "NaN/Inf are dropped and counted; prints a summary line. See docs/formats.md.",
     )
     p.add_argument("--endpoint", default=DEFAULT_INGEST,
                    help=f"daemon ingest endpoint (default {DEFAULT_INGEST})")
     p.add_argument("--topic", default="points/lidar",
                    help="topic of the messages (default points/lidar)")
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--file", metavar="X.npy|X.csv",
-                        help="points of shape (n, d): .npy, or .csv with an optional header")
+    source.add_argument("--file", metavar="FILE",
+                        help="points: .npy, .csv (optional header), .pcd, .ply, .las, .laz, "
+                        "KITTI .bin, or a ROS bag (.mcap, .db3, .bag, a rosbag2 directory)")
     source.add_argument("--synthetic", choices=("lidar", "moving"),
                         help="a LiDAR sweep of a room (3-D) or a sensor moving past blobs")
     p.add_argument("--dim", type=_positive_int, default=None,
                    help="point dimension (synthetic moving: default 3; a file must match)")
     p.add_argument("--rate", type=_positive_float, default=None, metavar="POINTS_PER_S",
                    help="points per second (default: as fast as possible)")
-    p.add_argument("--batch", type=_positive_int, default=4096,
-                   help="points per message (default 4096)")
+    p.add_argument("--batch", type=_positive_int, default=None,
+                   help=f"points per message (default {DEFAULT_BATCH}; a bag: one message per "
+                   "cloud, split at --batch when given)")
+    p.add_argument("--ros-topic", default=None, metavar="TOPIC",
+                   help="PointCloud2 topic of a bag (may be left out when it has one)")
+    p.add_argument("--fields", type=_field_list, default=None, metavar="x,y,z",
+                   help="fields of a point cloud or bag to send, in order (default x,y,z); "
+                   ".npy/.csv send every column")
+    p.add_argument("--speed", type=_speed, default=1.0, metavar="FACTOR",
+                   help="replay a bag at FACTOR times its recorded pace (default 1; 0 = as "
+                   "fast as possible); --rate overrides it")
     p.add_argument("--count", type=_positive_int, default=None, metavar="N_POINTS",
                    help="stop after this many points (default: the file once, or "
                    f"{SYNTHETIC_POINTS} synthetic points)")
@@ -679,10 +816,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser(
         "fit", help="fit a mixture to a file offline (batch EM)",
-        description="Batch EM on the points of a .npy or .csv file; prints convergence, BIC, "
-        "weights and means, and with --out saves the parameters with numpy.savez.",
+        description="Batch EM on the points of a file (.npy, .csv, or any point cloud or bag "
+        "that publish --file reads; their x,y,z); prints convergence, BIC, weights and means, "
+        "and with --out saves the parameters with numpy.savez.",
     )
-    p.add_argument("file", metavar="FILE", help="points of shape (n, d): .npy or .csv")
+    p.add_argument("file", metavar="FILE", help="points of shape (n, d): .npy, .csv, .pcd, ...")
     p.add_argument("--components", "-k", type=_positive_int, required=True,
                    help="number of components K")
     p.add_argument("--covariance-type", choices=COVARIANCE_TYPES, default="full",
@@ -726,7 +864,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         command = args.command
-        return args.func(args)
+        if command == "run":  # the daemon handles its signals itself
+            return args.func(args)
+        with _sigterm_as_interrupt():
+            return args.func(args)
     except CliError as exc:
         message = _one_line(str(exc))
         if not message.startswith("streamgmm"):  # parser errors carry the prog already

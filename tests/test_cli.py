@@ -81,7 +81,7 @@ def test_version(capsys) -> None:
         (["publish", "--file", "{tmp}/pts.npy", "--dim", "3"], "not --dim 3"),
         (["fit", "{tmp}/pts.npy"], "--components"),
         (["fit", "{tmp}/missing.npy", "-k", "2"], "cannot read"),
-        (["fit", "{tmp}/words.csv", "-k", "2"], "not a numeric table"),
+        (["fit", "{tmp}/words.csv", "-k", "2"], "line 2: 'a' is not a number"),
         (["fit", "{tmp}/pts.txt", "-k", "2"], ".npy or .csv"),
         (["fit", "{tmp}/pts.npy", "-k", "500"], "cannot fit"),
         (["fit", "{tmp}/pts.npy", "-k", "2", "--covariance-type", "round"], "invalid choice"),
@@ -93,6 +93,7 @@ def test_version(capsys) -> None:
         (["status", "--server-key", "{tmp}/s.key"], "give both"),
         (["status", "--server-key", "{tmp}/s.key", "--client-key", "{tmp}/c.key"], "key file"),
         (["keygen", "{tmp}"], "NAME"),
+        (["run", "{tmp}/c.toml", "--log-level", "verbose"], "--log-level must be one of"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(argv, says, tmp_path, capsys) -> None:

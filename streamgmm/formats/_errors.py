@@ -1,0 +1,33 @@
+"""Errors of the readers: a bad file, and a missing optional package."""
+
+from __future__ import annotations
+
+__all__ = ["FormatError", "MissingExtraError", "brief", "require"]
+
+
+class FormatError(ValueError):
+    """A file that cannot be read as points; the message names the file, in our words."""
+
+
+class MissingExtraError(ImportError):
+    """An optional package a reader needs is not installed; the message names the extra."""
+
+
+def require(module: str, what: str, package: str, extra: str):  # noqa: ANN201 - a module
+    """Import `module`, or raise MissingExtraError naming `package` and the extra."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingExtraError(
+            f"{what} needs {package}: pip install 'streamgmm[{extra}]'"
+        ) from None
+
+
+def brief(exc: BaseException) -> str:
+    """A library's exception as a short clause: its type when the text says nothing."""
+    text = " ".join(str(exc).split())
+    if len(text) > 160:
+        text = text[:157] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,119 @@
+"""Plain numeric tables: ``.npy``, ``.csv`` and KITTI Velodyne ``.bin`` scans (numpy only)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["KITTI_FIELDS", "read_csv", "read_kitti_bin", "read_npy"]
+
+# A KITTI Velodyne scan is float32 records of (x, y, z, reflectance).
+KITTI_FIELDS = ("x", "y", "z", "intensity")
+
+
+def read_npy(path: Path) -> np.ndarray:
+    """The array of a ``.npy`` file, refusing pickled objects.
+
+    Raises
+    ------
+    ValueError
+        If the file is not a .npy file or holds Python objects.
+    OSError
+        If it cannot be read.
+    """
+    try:
+        data = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        # numpy says "...allow_pickle=False": the array holds Python objects.
+        if "pickle" in str(exc):
+            raise ValueError(f"{path}: holds Python objects, not a numeric array") from None
+        raise ValueError(f"{path}: not a readable .npy array ({_first_clause(exc)})") from None
+    except EOFError:
+        raise ValueError(f"{path}: the .npy file is empty or truncated") from None
+    if not isinstance(data, np.ndarray):  # np.load of an .npz gives an NpzFile
+        raise ValueError(f"{path}: not a .npy array (an .npz archive?)")
+    return data
+
+
+def _first_clause(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    return text.split(". ")[0].rstrip(".")
+
+
+def read_csv(path: Path) -> np.ndarray:
+    """Numeric columns of a CSV (comma- or whitespace-separated) with an optional header line.
+
+    Raises
+    ------
+    ValueError
+        If there are no rows, a value is not a number, or rows differ in length; the message
+        names the line.
+    """
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        lines = fh.read().splitlines()
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if first is None:
+        raise ValueError(f"{path}: no points in the file")
+    delimiter = "," if "," in lines[first] else None
+    try:
+        [float(x) for x in lines[first].split(delimiter)]
+        start = first
+    except ValueError:
+        start = first + 1  # a header line: column names
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": below
+            data = np.loadtxt(path, delimiter=delimiter, skiprows=start, ndmin=2,
+                              dtype=np.float64, encoding="utf-8")
+    except ValueError:
+        _diagnose_csv(path, lines, start, delimiter)  # raises in our words
+        raise ValueError(f"{path}: not a table of numbers") from None
+    if data.size == 0:
+        raise ValueError(f"{path}: no points in the file")
+    return data
+
+
+def _diagnose_csv(path: Path, lines: list[str], start: int, delimiter: str | None) -> None:
+    """Raise a ValueError naming the first line numpy could not read."""
+    width = None
+    for number, line in enumerate(lines[start:], start=start + 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        cells = line.split("#")[0].split(delimiter)
+        if width is None:
+            width = len(cells)
+        elif len(cells) != width:
+            raise ValueError(
+                f"{path}: line {number} has {len(cells)} columns, the lines before it {width}"
+            )
+        bad = next((c for c in cells if not _is_float(c)), None)
+        if bad is not None:
+            raise ValueError(f"{path}: line {number}: {bad.strip()!r} is not a number")
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_kitti_bin(path: Path) -> dict[str, np.ndarray]:
+    """Columns of a KITTI Velodyne ``.bin`` scan: float32 x, y, z, intensity.
+
+    Raises
+    ------
+    ValueError
+        If the file size is not a whole number of 16-byte points.
+    """
+    size = path.stat().st_size
+    if size == 0 or size % 16:
+        raise ValueError(
+            f"{path}: {size} bytes is not a whole number of KITTI points (16 bytes each: "
+            "float32 x, y, z, intensity)"
+        )
+    scan = np.fromfile(path, dtype="<f4").reshape(-1, 4)
+    return {name: scan[:, j] for j, name in enumerate(KITTI_FIELDS)}
