@@ -6,12 +6,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench soak lint fuzz fuzz-regress clean
+.PHONY: test demo bench bench-dask soak lint fuzz fuzz-regress clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test,plot]"
+	$(PY) -m pip install --quiet -e ".[test,plot,dask]"
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -22,6 +22,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
+
+# Batch EM on a LocalCluster of 1, 2, ... workers against in-process fit and scikit-learn.
+bench-dask: $(STAMP)
+	$(PY) benchmarks/bench_dask.py
 
 # 10 minutes at 100,000 points/s, then 60 s at twice the daemon's capacity (not in CI).
 soak: $(STAMP)

@@ -44,6 +44,7 @@ __all__ = [
     "INIT_SAMPLE",
     "DaskData",
     "fit_dask",
+    "fit_shards",
     "is_dask_array",
     "open_shards",
     "require_dask",
@@ -485,3 +486,71 @@ def open_shards(paths: Sequence[str]):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return da.concatenate(chunks, axis=0)
+
+
+def fit_shards(
+    inputs: Sequence[str],
+    gm,
+    *,
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    progress: Callable[[int, float, float], None] | None = None,
+    connect_timeout: float = 30.0,
+) -> dict:
+    """Fit ``gm`` by batch EM to shard files on a cluster; what ``streamgmm fit`` runs.
+
+    Parameters
+    ----------
+    inputs : sequence of str
+        Globs, directories or paths of ``.npy`` (memory-mapped) or ``.parquet`` shards. The
+        workers open them by absolute path, so a remote cluster needs them on a shared
+        file system at the same path.
+    gm : GaussianMixture
+    scheduler : str, optional
+        Address of a running scheduler (``tcp://HOST:8786``); default a ``LocalCluster``
+        of ``n_workers`` single-threaded worker processes on this machine.
+    n_workers : int, optional
+        Workers of the local cluster (default: the machine's cores).
+    progress : callable, optional
+        ``progress(n_iter, lower_bound, seconds)`` after every iteration.
+    connect_timeout : float
+        Seconds to wait for the scheduler.
+
+    Returns
+    -------
+    dict
+        ``n_points``, ``n_shards``, ``n_workers`` and ``seconds`` (of EM, after placement).
+
+    Raises
+    ------
+    ValueError
+        For unreadable or inconsistent shards or data EM cannot fit.
+    ConnectionError
+        If the scheduler cannot be reached.
+    """
+    distributed = _require_distributed()
+    paths = shard_paths(inputs)
+    X = open_shards(paths)
+    cluster = None
+    try:
+        if scheduler:
+            try:
+                client = distributed.Client(scheduler, timeout=connect_timeout)
+            except (OSError, TimeoutError) as exc:
+                raise ConnectionError(f"cannot reach the scheduler {scheduler}: {exc}") from None
+        else:
+            cluster = distributed.LocalCluster(
+                n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1,
+                processes=True, dashboard_address=None,
+            )
+            client = distributed.Client(cluster)
+        with client:
+            workers = len(client.scheduler_info()["workers"])
+            t0 = time.perf_counter()
+            fit_dask(gm, X, client=client, progress=progress)
+            seconds = time.perf_counter() - t0
+    finally:
+        if cluster is not None:
+            cluster.close()
+    return {"n_points": int(X.shape[0]), "n_shards": len(paths), "n_workers": workers,
+            "seconds": seconds}
