@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from streamgmm.formats._errors import FormatError
+
 __all__ = ["KITTI_FIELDS", "read_csv", "read_kitti_bin", "read_npy"]
 
 # A KITTI Velodyne scan is float32 records of (x, y, z, reflectance).
@@ -28,12 +30,12 @@ def read_npy(path: Path) -> np.ndarray:
     except ValueError as exc:
         # numpy says "...allow_pickle=False": the array holds Python objects.
         if "pickle" in str(exc):
-            raise ValueError(f"{path}: holds Python objects, not a numeric array") from None
-        raise ValueError(f"{path}: not a readable .npy array ({_first_clause(exc)})") from None
+            raise FormatError(f"{path}: holds Python objects, not a numeric array") from None
+        raise FormatError(f"{path}: not a readable .npy array ({_first_clause(exc)})") from None
     except EOFError:
-        raise ValueError(f"{path}: the .npy file is empty or truncated") from None
+        raise FormatError(f"{path}: the .npy file is empty or truncated") from None
     if not isinstance(data, np.ndarray):  # np.load of an .npz gives an NpzFile
-        raise ValueError(f"{path}: not a .npy array (an .npz archive?)")
+        raise FormatError(f"{path}: not a .npy array (an .npz archive?)")
     return data
 
 
@@ -55,7 +57,7 @@ def read_csv(path: Path) -> np.ndarray:
         lines = fh.read().splitlines()
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
     if first is None:
-        raise ValueError(f"{path}: no points in the file")
+        raise FormatError(f"{path}: no points in the file")
     delimiter = "," if "," in lines[first] else None
     try:
         [float(x) for x in lines[first].split(delimiter)]
@@ -69,9 +71,9 @@ def read_csv(path: Path) -> np.ndarray:
                               dtype=np.float64, encoding="utf-8")
     except ValueError:
         _diagnose_csv(path, lines, start, delimiter)  # raises in our words
-        raise ValueError(f"{path}: not a table of numbers") from None
+        raise FormatError(f"{path}: not a table of numbers") from None
     if data.size == 0:
-        raise ValueError(f"{path}: no points in the file")
+        raise FormatError(f"{path}: no points in the file")
     return data
 
 
@@ -85,12 +87,12 @@ def _diagnose_csv(path: Path, lines: list[str], start: int, delimiter: str | Non
         if width is None:
             width = len(cells)
         elif len(cells) != width:
-            raise ValueError(
+            raise FormatError(
                 f"{path}: line {number} has {len(cells)} columns, the lines before it {width}"
             )
         bad = next((c for c in cells if not _is_float(c)), None)
         if bad is not None:
-            raise ValueError(f"{path}: line {number}: {bad.strip()!r} is not a number")
+            raise FormatError(f"{path}: line {number}: {bad.strip()!r} is not a number")
 
 
 def _is_float(text: str) -> bool:
@@ -111,7 +113,7 @@ def read_kitti_bin(path: Path) -> dict[str, np.ndarray]:
     """
     size = path.stat().st_size
     if size == 0 or size % 16:
-        raise ValueError(
+        raise FormatError(
             f"{path}: {size} bytes is not a whole number of KITTI points (16 bytes each: "
             "float32 x, y, z, intensity)"
         )
