@@ -503,21 +503,19 @@ def _write_plot(path: str, m: Mixture) -> None:
     matplotlib.use("Agg")  # no display needed
     import matplotlib.pyplot as plt
 
-    from streamgmm.plotting import plot_mixture
+    from streamgmm import plotting
 
     try:
-        covariances = m.to_estimator().params_.full_covariances()
+        # A 3-D model is taken for a point cloud in metres; other dimensions stay unnamed.
+        fig = plotting.mixture_figure(
+            m.to_estimator(), unit="m" if m.n_features == 3 else None,
+            title=f"model '{m.model}': seq {m.seq} ({m.kind}), {m.n_seen} points seen, "
+            f"K={m.n_components}",
+        )
     except ValueError as exc:
         raise CliError(f"cannot draw the mixture: {exc}") from None
-    fig, ax = plt.subplots(figsize=(7, 7))
     try:
-        plot_mixture(ax, None, m.weights, m.means[:, :2], covariances[:, :2, :2])
-        ax.set_title(
-            f"{m.model}: seq {m.seq} ({m.kind}), {m.n_seen} points, K={m.n_components}"
-        )
-        ax.set_xlabel("x[0]")
-        ax.set_ylabel("x[1]")
-        fig.savefig(path, dpi=90)
+        fig.savefig(path, dpi=100)
     except OSError as exc:
         raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:
@@ -536,17 +534,22 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     with _client_errors(f"cannot watch {args.endpoint}", curve):
         sub = MixtureSubscriber(args.endpoint, args.control, args.model, curve=curve)
     try:
-        while args.count is None or received < args.count:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                break
-            mixture = sub.recv(timeout=remaining)
-            if mixture is None:
-                break
-            received += 1
-            last = mixture
-            print(_mixture_line(mixture), flush=True)
-    except KeyboardInterrupt:
+        # An unknown model is refused at once (ControlError): exit 2 with the daemon's list.
+        with _client_errors(f"cannot watch model {args.model!r}", curve):
+            while args.count is None or received < args.count:
+                wait = None if deadline is None else deadline - time.monotonic()
+                if wait is not None and wait <= 0:
+                    break
+                if args.idle is not None and last is not None:
+                    # --idle: the stream has ended when no update came for that long.
+                    wait = args.idle if wait is None else min(wait, args.idle)
+                mixture = sub.recv(timeout=wait)
+                if mixture is None:
+                    break
+                received += 1
+                last = mixture
+                print(_mixture_line(mixture), flush=True)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see main): stop, then plot as usual
         pass
     finally:
         sub.close()
@@ -635,9 +638,76 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_shard_input(text: str) -> bool:
+    return os.path.isdir(text) or any(c in text for c in "*?[") or text.endswith(".parquet")
+
+
+def _save_mixture(path: str, gm: Any, covariance_type: str) -> None:
+    try:
+        with open(path, "wb") as fh:
+            np.savez(
+                fh,
+                weights=gm.weights_,
+                means=gm.means_,
+                covariances=gm.covariances_,
+                covariance_type=np.array(covariance_type),
+            )
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None
+    print(f"wrote {path}")
+
+
+def _cmd_fit_distributed(args: argparse.Namespace) -> int:
+    """``fit`` over shards on a Dask cluster (--scheduler) or a local one (several shards)."""
+    from streamgmm import ConvergenceWarning, GaussianMixture
+
+    try:
+        from streamgmm import dask_em
+
+        dask_em.require_dask()
+        import distributed  # noqa: F401
+    except ImportError:
+        raise CliError("fitting shards on a cluster needs dask.distributed: "
+                       "pip install 'streamgmm[dask]'") from None
+
+    def progress(n_iter: int, lower_bound: float, seconds: float) -> None:
+        print(f"iteration {n_iter}  lower bound {lower_bound:.6f}  {seconds:.2f} s",
+              file=sys.stderr, flush=True)
+
+    gm = GaussianMixture(
+        n_components=args.components, covariance_type=args.covariance_type,
+        max_iter=args.max_iter, n_init=args.n_init, random_state=args.seed,
+    )
+    where = args.scheduler or f"a local cluster of {args.workers or os.cpu_count()} workers"
+    print(f"streamgmm fit: EM on {where}", file=sys.stderr, flush=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            info = dask_em.fit_shards(args.file, gm, scheduler=args.scheduler,
+                                      n_workers=args.workers, progress=progress)
+    except ConnectionError as exc:
+        raise CliError(str(exc)) from None
+    except ValueError as exc:
+        raise CliError(f"cannot fit {' '.join(args.file)}: {exc}") from None
+    print(f"fitted {args.components} components ({args.covariance_type}) to "
+          f"{info['n_points']} points in {info['n_shards']} shards, d={gm.n_features_in_}, "
+          f"on {info['n_workers']} workers in {info['seconds']:.2f} s")
+    print(
+        f"converged: {gm.converged_}  iterations: {gm.n_iter_}  "
+        f"lower bound: {gm.lower_bound_:.6f} (mean log-likelihood per point)"
+    )
+    _print_components(gm.weights_, gm.means_)
+    if args.out:
+        _save_mixture(args.out, gm, args.covariance_type)
+    return 0
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     from streamgmm import ConvergenceWarning, GaussianMixture
 
+    if args.scheduler or len(args.file) > 1 or _is_shard_input(args.file[0]):
+        return _cmd_fit_distributed(args)
+    args.file = args.file[0]
     X = load_points(args.file)
     finite = np.isfinite(X).all(axis=1)
     if not finite.all():
@@ -667,18 +737,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     print(f"BIC: {gm.bic(X):.6g}")
     _print_components(gm.weights_, gm.means_)
     if args.out:
-        try:
-            with open(args.out, "wb") as fh:
-                np.savez(
-                    fh,
-                    weights=gm.weights_,
-                    means=gm.means_,
-                    covariances=gm.covariances_,
-                    covariance_type=np.array(args.covariance_type),
-                )
-        except OSError as exc:
-            raise CliError(f"cannot write {args.out}: {exc.strerror or exc}") from None
-        print(f"wrote {args.out}")
+        _save_mixture(args.out, gm, args.covariance_type)
     return 0
 
 
@@ -728,7 +787,7 @@ def build_parser() -> argparse.ArgumentParser:
         "as point messages [topic, payload], in batches, optionally at a fixed rate; rows with "
         "NaN/Inf are dropped and counted; prints a summary line. See docs/formats.md.",
     )
-    p.add_argument("--endpoint", default=DEFAULT_INGEST,
+    p.add_argument("--endpoint", default=DEFAULT_INGEST, type=_endpoint,
                    help=f"daemon ingest endpoint (default {DEFAULT_INGEST})")
     p.add_argument("--topic", default="points/lidar",
                    help="topic of the messages (default points/lidar)")
@@ -775,24 +834,28 @@ def build_parser() -> argparse.ArgumentParser:
         "line per mixture. Exits 0 after --count mixtures or --timeout seconds, 1 if none "
         "arrived.",
     )
-    p.add_argument("--endpoint", default=DEFAULT_PUBLISH,
+    p.add_argument("--endpoint", default=DEFAULT_PUBLISH, type=_endpoint,
                    help=f"daemon update endpoint (default {DEFAULT_PUBLISH})")
-    p.add_argument("--control", default=DEFAULT_CONTROL,
+    p.add_argument("--control", default=DEFAULT_CONTROL, type=_endpoint,
                    help=f"daemon control endpoint (default {DEFAULT_CONTROL})")
     p.add_argument("--model", required=True, help="model name")
     p.add_argument("--count", type=_positive_int, default=None,
                    help="stop after this many mixtures")
     p.add_argument("--timeout", type=_seconds, default=None, metavar="S",
                    help="stop after S seconds (default: run until Ctrl-C)")
+    p.add_argument("--idle", type=_positive_float, default=None, metavar="S",
+                   help="stop when no update came for S seconds after the first mixture "
+                   "(the stream has ended)")
     p.add_argument("--plot", metavar="FILE.png", default=None,
-                   help="draw the last mixture (first two dimensions); needs matplotlib")
+                   help="draw the last mixture at exit (also after Ctrl-C or SIGTERM): top "
+                   "view and, for 3-D models, side view; needs matplotlib")
     curve_options(p)
     p.set_defaults(func=_cmd_watch)
 
     def control_parser(name: str, help_text: str, timeout: float) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text[0].upper()
                                   + help_text[1:] + ".")
-        sub.add_argument("--control", default=DEFAULT_CONTROL,
+        sub.add_argument("--control", default=DEFAULT_CONTROL, type=_endpoint,
                          help=f"daemon control endpoint (default {DEFAULT_CONTROL})")
         sub.add_argument("--timeout", type=_positive_float, default=timeout, metavar="S",
                          help=f"seconds to wait for the reply (default {timeout:g})")
@@ -818,9 +881,17 @@ def build_parser() -> argparse.ArgumentParser:
         "fit", help="fit a mixture to a file offline (batch EM)",
         description="Batch EM on the points of a file (.npy, .csv, or any point cloud or bag "
         "that publish --file reads; their x,y,z); prints convergence, BIC, weights and means, "
-        "and with --out saves the parameters with numpy.savez.",
+        "and with --out saves the parameters with numpy.savez. Shards (a glob, a directory, "
+        "several files) or --scheduler run EM on Dask workers, with progress on stderr.",
     )
-    p.add_argument("file", metavar="FILE", help="points of shape (n, d): .npy, .csv, .pcd, ...")
+    p.add_argument("file", metavar="FILE", nargs="+",
+                   help="points of shape (n, d): .npy, .csv, .pcd, ...; or shards for a "
+                   "cluster: several files, a glob ('logs/*.npy'), a directory, .parquet")
+    p.add_argument("--scheduler", metavar="tcp://HOST:8786", default=None,
+                   help="run EM on this Dask scheduler's workers (needs streamgmm[dask]); "
+                   "several shards without it run on a local cluster")
+    p.add_argument("--workers", type=_positive_int, default=None,
+                   help="workers of the local cluster (default: the machine's cores)")
     p.add_argument("--components", "-k", type=_positive_int, required=True,
                    help="number of components K")
     p.add_argument("--covariance-type", choices=COVARIANCE_TYPES, default="full",

@@ -50,6 +50,9 @@ _MIXTURE_KEYS = codec.UPDATE_KEYS
 _ID_KEY = "id"
 # Keys of a snapshot reply that belong to the request/reply exchange, not to the mixture.
 _REPLY_KEYS = frozenset((_ID_KEY, "ok"))
+# How the daemon's refusal of a snapshot of an unknown model begins ("no model named 'x';
+# models: a, b"): the one refusal a subscriber does not wait out.
+_NO_SUCH_MODEL = "no model named"
 
 
 class ControlError(RuntimeError):
@@ -724,6 +727,10 @@ class MixtureSubscriber:
                 raise ControlError(f"snapshot is of model {mixture.model!r}, not {self.model!r}")
         except (ControlError, TimeoutError) as exc:
             self.last_error = str(exc)
+            if isinstance(exc, ControlError) and str(exc).startswith(_NO_SUCH_MODEL):
+                # Unlike "no parameters yet", this will not change while the daemon runs:
+                # waiting for it would only hide a typo in the model name.
+                raise
             self._next_snapshot = time.monotonic() + self.retry_interval
             return None
         self.last_error = None
@@ -792,6 +799,11 @@ class MixtureSubscriber:
         -------
         Mixture or None
             None when nothing new arrived within `timeout`.
+
+        Raises
+        ------
+        ControlError
+            The daemon has no model of this name (its message lists the models it has).
         """
         if self._sub is None:
             raise RuntimeError("the subscriber is closed")

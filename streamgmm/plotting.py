@@ -1,35 +1,200 @@
-"""Drawing a 2-D view of a mixture with matplotlib (the optional ``plot`` extra)."""
+"""Pictures of a mixture over its points with matplotlib (the optional ``plot`` extra).
+
+:func:`mixture_figure` is what ``streamgmm watch --plot``, ``make demo`` and the examples
+draw: a top view (x, y) and, for 3-D data, a side view (x, z) on the same scale, with the
+points under 1- and 2-sigma ellipses of each component, labelled axes and a legend.
+:func:`plot_mixture` draws one 2-D view into given axes.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
+__all__ = ["mixture_figure", "plot_mixture"]
 
-def plot_mixture(ax, points, weights, means, covariances, *, max_points: int = 20_000,
-                 sigmas=(1.0, 2.0)) -> None:
-    """Scatter ``points`` (n, 2) and draw 1- and 2-sigma ellipses of each component.
+ELLIPSE_COLOR = "C3"
+POINT_COLOR = "0.55"
+# Line widths of the 1- and 2-sigma ellipses (and of their legend entries).
+_WIDTHS = {1.0: 1.4, 2.0: 0.7}
+
+
+def _check_matplotlib() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ImportError(
+            "drawing needs matplotlib: pip install 'streamgmm[plot]'"
+        ) from None
+
+
+def plot_mixture(ax: Any, points: np.ndarray | None, weights: np.ndarray, means: np.ndarray,
+                 covariances: np.ndarray, *, max_points: int = 20_000,
+                 sigmas: Sequence[float] = (1.0, 2.0)) -> None:
+    """Scatter ``points`` (n, 2) and draw 1- and 2-sigma ellipses of each component over them.
+
+    Ellipses of heavier components are drawn more opaque; a ``+`` marks each mean.
 
     Parameters
     ----------
-    ax : matplotlib Axes
+    ax : matplotlib.axes.Axes
     points : ndarray of shape (n, 2), or None
+        Drawn first, in grey, under the ellipses; thinned to at most `max_points`.
     weights : ndarray of shape (K,)
     means : ndarray of shape (K, 2)
     covariances : ndarray of shape (K, 2, 2)
+        The components' covariances projected on the two axes drawn.
+    max_points : int, default=20000
+    sigmas : sequence of float, default=(1.0, 2.0)
+        Radii of the ellipses in standard deviations.
     """
     from matplotlib.patches import Ellipse
 
     if points is not None and len(points):
-        step = max(1, len(points) // max_points)
-        ax.scatter(points[::step, 0], points[::step, 1], s=1, c="0.6", alpha=0.5, linewidths=0)
+        step = max(1, -(-len(points) // max_points))
+        ax.scatter(points[::step, 0], points[::step, 1], s=1.5, c=POINT_COLOR, alpha=0.5,
+                   linewidths=0, zorder=1, rasterized=True)
     top = max(float(np.max(weights)), 1e-12)
     for w, mu, cov in zip(weights, means, covariances):
         vals, vecs = np.linalg.eigh(cov)
         vals = np.maximum(vals, 0.0)
+        # eigh sorts ascending: the last eigenvector is the major axis.
         angle = np.degrees(np.arctan2(vecs[1, 1], vecs[0, 1]))
         for s in sigmas:
-            ax.add_patch(Ellipse(mu, 2 * s * np.sqrt(vals[1]), 2 * s * np.sqrt(vals[0]),
-                                 angle=angle, fill=False, lw=1.2 if s == 1 else 0.7,
-                                 color="C3", alpha=0.3 + 0.7 * w / top))
-        ax.plot(mu[0], mu[1], "+", color="C3", ms=6)
-    ax.set_aspect("equal")
+            ax.add_patch(Ellipse(tuple(mu), 2 * s * np.sqrt(vals[1]), 2 * s * np.sqrt(vals[0]),
+                                 angle=angle, fill=False, lw=_WIDTHS.get(float(s), 0.7),
+                                 color=ELLIPSE_COLOR, alpha=0.35 + 0.65 * w / top, zorder=3))
+        ax.plot(mu[0], mu[1], "+", color=ELLIPSE_COLOR, ms=6, zorder=4)
+    ax.set_aspect("equal", adjustable="datalim")
+
+
+def _extent(values: list[np.ndarray]) -> tuple[float, float]:
+    lo = min(float(np.min(v)) for v in values if len(v))
+    hi = max(float(np.max(v)) for v in values if len(v))
+    pad = 0.05 * max(hi - lo, 1e-9)
+    return lo - pad, hi + pad
+
+
+def mixture_figure(model: Any, points: np.ndarray | None = None, *, title: str | None = None,
+                   sensor_origin: Sequence[float] | None = None, sweep: bool = False,
+                   unit: str | None = "m", max_points: int = 20_000,
+                   width: float = 7.5) -> Any:
+    """A figure of a fitted mixture: top view (x, y) and, for d >= 3, side view (x, z).
+
+    The views share the x axis and one scale (metres on both), so heights are seen true to
+    size. Points, when given, are drawn under the ellipses.
+
+    Parameters
+    ----------
+    model : GaussianMixture
+        A fitted :class:`streamgmm.GaussianMixture` (e.g. ``Mixture.to_estimator()``), with
+        ``d >= 2``.
+    points : ndarray of shape (n, d), optional
+    title : str, optional
+    sensor_origin : sequence of float, optional
+        Where the sensor sits; drawn as a marker in both views.
+    sweep : bool, default=False
+        Draw the sweep direction of a LiDAR around `sensor_origin`: counter-clockwise from
+        azimuth -180 degrees, the order of :func:`streamgmm.synthetic.lidar_scene`.
+    unit : str or None, default="m"
+        Unit of the axes, as in ``x [m]``; None labels them ``x[0]``, ``x[1]``, ...
+    max_points : int, default=20000
+        Points drawn at most per view (a regular thinning).
+    width : float, default=7.5
+        Figure width in inches.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Close it with ``matplotlib.pyplot.close(fig)`` after saving.
+    """
+    _check_matplotlib()
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    weights = np.asarray(model.weights_)
+    means = np.asarray(model.means_)
+    covs = np.asarray(model.params_.full_covariances())
+    d = means.shape[1]
+    if d < 2:
+        raise ValueError(f"a picture needs at least 2 dimensions, the mixture has {d}")
+    if points is not None:
+        points = np.asarray(points)
+        if points.ndim != 2 or points.shape[1] != d:
+            raise ValueError(f"points must have shape (n, {d}), got {points.shape}")
+    names = ["x", "y", "z"] if d <= 3 and unit else [f"x[{i}]" for i in range(d)]
+    labels = [f"{n} [{unit}]" if unit else n for n in names]
+    views = [(0, 1)] + ([(0, 2)] if d >= 3 else [])
+
+    # Panel heights in proportion to their data ranges, so both keep one scale.
+    spread = [means + 2 * np.sqrt(np.einsum("kii->ki", covs)),
+              means - 2 * np.sqrt(np.einsum("kii->ki", covs))]
+    if points is not None and len(points):
+        spread += [np.percentile(points, 0.5, axis=0)[None], np.percentile(points, 99.5,
+                                                                           axis=0)[None]]
+    if sensor_origin is not None:
+        spread.append(np.asarray(sensor_origin, dtype=float)[None, :d])
+    limits = [_extent([s[:, i] for s in spread]) for i in range(d)]
+    heights = [max(limits[j][1] - limits[j][0], 1e-9) for _, j in views]
+    x_span = limits[0][1] - limits[0][0]
+    # A side view at least a fifth of the top view's height, so it stays readable.
+    ratios = [heights[0], max(heights[1], 0.2 * heights[0])] if len(views) > 1 else [1.0]
+    fig_h = width * sum(ratios) / x_span + 1.2 * len(views)
+    fig, axes = plt.subplots(len(views), 1, figsize=(width, min(max(fig_h, 4.0), 14.0)),
+                             sharex=True, squeeze=False,
+                             gridspec_kw={"height_ratios": ratios})
+    axes = axes[:, 0]
+    for ax, (i, j) in zip(axes, views):
+        plot_mixture(ax, None if points is None else points[:, [i, j]], weights,
+                     means[:, [i, j]], covs[:, [i, j]][:, :, [i, j]], max_points=max_points)
+        ax.set_xlim(*limits[i])
+        ax.set_ylim(*limits[j])
+        ax.set_xlabel(labels[i])
+        ax.set_ylabel(labels[j])
+        ax.grid(True, lw=0.3, alpha=0.5)
+        if sensor_origin is not None:
+            ax.plot(sensor_origin[i], sensor_origin[j], marker="^", color="C0", ms=9,
+                    ls="none", zorder=5)
+    axes[0].set_title("top view" + (" (looking down)" if d >= 3 else ""), fontsize=10)
+    if len(axes) > 1:
+        axes[1].set_title("side view (looking along +y)", fontsize=10)
+    if sweep and sensor_origin is not None:
+        _draw_sweep(axes[0], sensor_origin, 0.12 * x_span)
+
+    handles = [Line2D([], [], color=ELLIPSE_COLOR, lw=_WIDTHS[1.0], label="1-sigma ellipse"),
+               Line2D([], [], color=ELLIPSE_COLOR, lw=_WIDTHS[2.0], label="2-sigma ellipse"),
+               Line2D([], [], color=ELLIPSE_COLOR, marker="+", ls="none", label="component mean")]
+    if points is not None and len(points):
+        handles.append(Line2D([], [], color=POINT_COLOR, marker=".", ls="none", label="points"))
+    if sensor_origin is not None:
+        handles.append(Line2D([], [], color="C0", marker="^", ls="none", label="sensor"))
+    if sweep and sensor_origin is not None:
+        handles.append(Line2D([], [], color="C0", lw=1.5, label="sweep direction"))
+    axes[0].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+                   frameon=False, borderaxespad=0.0)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _draw_sweep(ax: Any, origin: Sequence[float], radius: float) -> None:
+    """A counter-clockwise arrow around `origin`, starting at azimuth -180 degrees."""
+    from matplotlib.patches import FancyArrowPatch
+
+    start = np.radians(-170.0)
+    end = np.radians(80.0)
+    t = np.linspace(start, end, 60)
+    x0, y0 = float(origin[0]), float(origin[1])
+    ax.plot(x0 + radius * np.cos(t[:-3]), y0 + radius * np.sin(t[:-3]), color="C0", lw=1.5,
+            zorder=5)
+    ax.add_patch(FancyArrowPatch(
+        (x0 + radius * np.cos(t[-4]), y0 + radius * np.sin(t[-4])),
+        (x0 + radius * np.cos(t[-1]), y0 + radius * np.sin(t[-1])),
+        arrowstyle="-|>", mutation_scale=14, color="C0", lw=1.5, zorder=5))
+    ax.annotate("sweep", (x0 + radius * np.cos(np.radians(-45)),
+                          y0 + radius * np.sin(np.radians(-45))),
+                xytext=(4, -4), textcoords="offset points", color="C0", fontsize=8,
+                va="top")
