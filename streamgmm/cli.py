@@ -522,10 +522,25 @@ def _write_plot(path: str, m: Mixture) -> None:
         plt.close(fig)
 
 
+def _open_rerun(args: argparse.Namespace) -> Any:
+    """A RerunView for --rerun/--rerun-save, or None; a missing rerun-sdk is a CliError."""
+    if not (args.rerun or args.rerun_save):
+        return None
+    from streamgmm.rerun_view import RerunView
+
+    try:
+        return RerunView(save=args.rerun_save, spawn=True)
+    except ImportError as exc:
+        raise CliError(str(exc)) from None
+    except (OSError, RuntimeError) as exc:  # cannot write the .rrd, or spawn the viewer
+        raise CliError(f"cannot open the rerun view: {exc}") from None
+
+
 def _cmd_watch(args: argparse.Namespace) -> int:
     if args.plot:
         _check_matplotlib()
     curve = _curve_keys(args)
+    view = _open_rerun(args)
     from streamgmm.client import MixtureSubscriber
 
     received = 0
@@ -549,10 +564,14 @@ def _cmd_watch(args: argparse.Namespace) -> int:
                 received += 1
                 last = mixture
                 print(_mixture_line(mixture), flush=True)
+                if view is not None:
+                    view.log_mixture(mixture)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see main): stop, then plot as usual
         pass
     finally:
         sub.close()
+        if view is not None:
+            view.close()
     if last is None:
         why = f" (last snapshot error: {sub.last_error})" if sub.last_error else ""
         waited = "" if args.timeout is None else f" within {args.timeout:g} s"
@@ -670,7 +689,11 @@ def _cmd_fit_distributed(args: argparse.Namespace) -> int:
         raise CliError("fitting shards on a cluster needs dask.distributed: "
                        "pip install 'streamgmm[dask]'") from None
 
+    where = args.scheduler or f"a local cluster of {args.workers or os.cpu_count()} workers"
+
     def progress(n_iter: int, lower_bound: float, seconds: float) -> None:
+        if n_iter == 1:
+            print(f"streamgmm fit: EM on {where}", file=sys.stderr)
         print(f"iteration {n_iter}  lower bound {lower_bound:.6f}  {seconds:.2f} s",
               file=sys.stderr, flush=True)
 
@@ -678,8 +701,6 @@ def _cmd_fit_distributed(args: argparse.Namespace) -> int:
         n_components=args.components, covariance_type=args.covariance_type,
         max_iter=args.max_iter, n_init=args.n_init, random_state=args.seed,
     )
-    where = args.scheduler or f"a local cluster of {args.workers or os.cpu_count()} workers"
-    print(f"streamgmm fit: EM on {where}", file=sys.stderr, flush=True)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -849,6 +870,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="FILE.png", default=None,
                    help="draw the last mixture at exit (also after Ctrl-C or SIGTERM): top "
                    "view and, for 3-D models, side view; needs matplotlib")
+    p.add_argument("--rerun", action="store_true",
+                   help="show every update live in a rerun viewer as 3-D ellipsoids (1 and 2 "
+                   "sigma); needs rerun-sdk: pip install 'streamgmm[rerun]'")
+    p.add_argument("--rerun-save", metavar="OUT.rrd", default=None,
+                   help="log the updates to an .rrd file instead (open it with: rerun OUT.rrd)")
     curve_options(p)
     p.set_defaults(func=_cmd_watch)
 
