@@ -116,8 +116,8 @@ def _group_scatter(params: MixtureParams, shift: np.ndarray, means: np.ndarray,
 
 
 def _group_summary(*blocks) -> tuple:
-    """Rows, column sums and finiteness of a worker's chunks: the validation pass."""
-    n, total, finite = 0, None, True
+    """Rows, column sums and non-finite chunks of a worker's chunks: the validation pass."""
+    n, total, bad = 0, None, 0
     for block in blocks:
         b = _as_float64(block)
         s = b.sum(axis=0)
@@ -125,8 +125,8 @@ def _group_summary(*blocks) -> tuple:
         n += b.shape[0]
         # A finite column sum means a finite column (NaN and Inf propagate); only a sum
         # that overflowed needs the element-wise check.
-        finite = finite and bool(np.isfinite(s).all() or np.isfinite(b).all())
-    return n, total, finite
+        bad += not (np.isfinite(s).all() or np.isfinite(b).all())
+    return n, total, bad
 
 
 def _take(block, rows: np.ndarray) -> np.ndarray:
@@ -207,8 +207,8 @@ class DaskData:
             self._place_distributed(X)
         else:
             self._place_local(X, da)
-        n, total, finite = _add_partials(*self._map(_group_summary))
-        if not finite:
+        n, total, bad = _add_partials(*self._map(_group_summary))
+        if bad:
             raise ValueError(
                 "Input X contains NaN or infinity: drop or impute those rows before fitting "
                 "(the daemon drops and counts them for you)."
