@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from streamgmm.core.constraints import validate_params
 from streamgmm.core.em import batch_statistics, estimate_log_prob_resp, run_em
 from streamgmm.core.gaussian import precision_cholesky_from_precisions
-from streamgmm.core.initialize import INIT_PARAMS, initial_responsibilities
+from streamgmm.core.initialize import initial_responsibilities
 from streamgmm.core.online import OnlineEM, OnlineSettings
-from streamgmm.core.params import COVARIANCE_TYPES, MixtureParams, covariance_shape
-from streamgmm.core.retain import RETAIN_KINDS
+from streamgmm.core.params import MixtureParams, covariance_shape
 from streamgmm.core.suffstats import SufficientStats
 
 
@@ -54,6 +54,11 @@ def _check_random_state(seed) -> np.random.RandomState:
     if isinstance(seed, np.random.RandomState):
         return seed
     raise ValueError(f"random_state must be None, an int or a RandomState, got {seed!r}")
+
+
+# Hyper-parameters validated against PARAMETER_CONSTRAINTS by the estimator itself.
+_CHECKED_HERE = ("n_components", "max_iter", "n_init", "verbose_interval", "retain_size", "tol",
+                 "reg_covar", "covariance_type", "init_params", "retain")
 
 
 class _ParamsMixin:
@@ -216,7 +221,7 @@ class GaussianMixture(_ParamsMixin):
         retain: str = "reservoir",
         retain_size: int = 20_000,
         replay: bool = True,
-        relocate: bool = True,
+        relocate: bool | str = True,  # True, False or "defer"
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -244,34 +249,9 @@ class GaussianMixture(_ParamsMixin):
     # ------------------------------------------------------------------ validation
 
     def _check_hyperparameters(self) -> None:
-        def integer(name: str, low: int) -> None:
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-        def number(name: str, low: float, strict: bool) -> None:
-            value = getattr(self, name)
-            ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-            ok = ok and math.isfinite(value) and (value > low if strict else value >= low)
-            if not ok:
-                op = ">" if strict else ">="
-                raise ValueError(f"{name} must be a number {op} {low}, got {value!r}")
-
-        integer("n_components", 1)
-        integer("max_iter", 0)
-        integer("n_init", 1)
-        integer("verbose_interval", 1)
-        integer("retain_size", 1)
-        number("tol", 0.0, strict=False)
-        number("reg_covar", 0.0, strict=False)
-        if self.covariance_type not in COVARIANCE_TYPES:
-            raise ValueError(
-                f"covariance_type must be one of {COVARIANCE_TYPES}, got {self.covariance_type!r}"
-            )
-        if self.init_params not in INIT_PARAMS:
-            raise ValueError(f"init_params must be one of {INIT_PARAMS}, got {self.init_params!r}")
-        if self.retain not in RETAIN_KINDS:
-            raise ValueError(f"retain must be one of {RETAIN_KINDS}, got {self.retain!r}")
+        # The rules: streamgmm.core.constraints (shared with the daemon's config). The step
+        # schedule, retain_size and relocate are checked with the online settings below.
+        validate_params({name: getattr(self, name) for name in _CHECKED_HERE})
         self._online_settings().check()
 
     def _online_settings(self) -> OnlineSettings:

@@ -843,3 +843,21 @@ def test_property_nonfinite_rows_counted(n: int, d: int, dtype: type, data: st.D
     assert msg.rows_dropped_nonfinite == n - int(finite.sum())
     np.testing.assert_array_equal(msg.points, pts[finite])
     assert msg.points.shape == (int(finite.sum()), d)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad", [None, np.nan, np.inf, -np.inf])
+def test_finite_fast_path_drops_and_counts_like_the_row_mask(dtype: type, bad) -> None:
+    # Decoding takes a whole-array shortcut when every value is finite; with and without bad
+    # rows the kept rows and the count must be those of the per-row mask.
+    rng = np.random.default_rng(11)
+    for trial in range(20):
+        X = rng.normal(size=(int(rng.integers(0, 400)), int(rng.integers(1, 5)))).astype(dtype)
+        if bad is not None and len(X):
+            rows = rng.choice(len(X), size=int(rng.integers(1, len(X) + 1)), replace=False)
+            X[rows, rng.integers(0, X.shape[1], len(rows))] = bad
+        keep = np.isfinite(X).all(axis=1)
+        msg = decode_points(encode_points(X, seq=trial, stamp=1.0))
+        assert msg.rows_dropped_nonfinite == len(X) - int(keep.sum())
+        np.testing.assert_array_equal(msg.points, X[keep])
+        assert msg.points.dtype == X.dtype

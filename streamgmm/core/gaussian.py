@@ -28,31 +28,23 @@ import math
 
 import numpy as np
 
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
-
 _ILL_DEFINED = (
     "Fitting the mixture model failed because some components have ill-defined empirical "
     "covariance (for instance caused by singleton or collapsed samples). Try to decrease the "
     "number of components, increase reg_covar, or scale the input data."
 )
 
-
-def check_covariance_type(covariance_type: str) -> None:
-    """Raise ``ValueError`` unless ``covariance_type`` is one of :data:`COVARIANCE_TYPES`."""
-    if covariance_type not in COVARIANCE_TYPES:
-        raise ValueError(
-            f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}"
-        )
+# The covariance vocabulary lives in streamgmm.core.params; these names stay importable from
+# here (loaded on first use: params imports this module).
+_FROM_PARAMS = ("COVARIANCE_TYPES", "check_covariance_type", "covariance_shape")
 
 
-def covariance_shape(covariance_type: str, n_components: int, n_features: int) -> tuple:
-    """Shape of the covariances array of a mixture."""
-    return {
-        "full": (n_components, n_features, n_features),
-        "tied": (n_features, n_features),
-        "diag": (n_components, n_features),
-        "spherical": (n_components,),
-    }[covariance_type]
+def __getattr__(name: str):
+    if name in _FROM_PARAMS:
+        from streamgmm.core import params
+
+        return getattr(params, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------- Cholesky factors

@@ -57,6 +57,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from streamgmm.core.constraints import validate_online_settings
 from streamgmm.core.em import (
     batch_statistics,
     estimate_log_prob_resp,
@@ -67,7 +68,7 @@ from streamgmm.core.em import (
 from streamgmm.core.initialize import initial_responsibilities
 from streamgmm.core.params import MixtureParams
 from streamgmm.core.retain import Retained, make_retained
-from streamgmm.core.stepwise import check_schedule, step_size
+from streamgmm.core.stepwise import step_size
 from streamgmm.core.suffstats import SufficientStats
 
 
@@ -94,24 +95,21 @@ class OnlineSettings:
     # Relocation fits a uniform subsample of at most this many retained points: its cost,
     # and the pause it puts into the stream, stays bounded whatever retain_size is.
     relocate_max_points: int = 20_000
+    # Relocations and split-merge moves together may spend at most this many EM
+    # point-iterations per absorbed point (plus one relocation's worth up front): the cost
+    # per point of keeping up with a sensor-ordered stream is bounded by construction.
+    relocate_budget: float = 1.0
+    # Split-merge moves: a birth on the worst-explained retained points paid for by the
+    # exact merge of the two most redundant components, tried on a retained sample of
+    # ``move_points`` with ``move_iter`` EM iterations and kept only if it fits better.
+    moves: bool = True
+    move_points: int = 4096
+    move_iter: int = 3
     min_weight: float | None = None
     tol: float = 1e-3
 
     def check(self) -> None:
-        check_schedule(self.step_decay, self.step_offset, self.step_constant)
-        if self.retain_size < self.n_components:
-            raise ValueError(
-                f"retain_size must be >= n_components ({self.n_components}), "
-                f"got {self.retain_size}"
-            )
-        if not 0.0 < self.replay_fraction <= 4.0:
-            raise ValueError(f"replay_fraction must be in (0, 4], got {self.replay_fraction}")
-        if self.replay_min < 0:
-            raise ValueError(f"replay_min must be >= 0, got {self.replay_min}")
-        if self.relocate not in (True, False, "defer"):
-            raise ValueError(f"relocate must be True, False or 'defer', got {self.relocate!r}")
-        if self.relocate_growth < 1.0:
-            raise ValueError(f"relocate_growth must be >= 1, got {self.relocate_growth}")
+        validate_online_settings(self)  # the rules: streamgmm.core.constraints
 
     @property
     def weight_floor(self) -> float:
@@ -126,10 +124,174 @@ class UpdateInfo:
     step: float
     reseeded: int
     relocated: bool
+    moved: bool = False  # a split-merge move was accepted
 
 
 def _random_state(rng: np.random.Generator) -> np.random.RandomState:
     return np.random.RandomState(int(rng.integers(0, 2**31 - 1)))
+
+
+@dataclass(frozen=True)
+class RefitResult:
+    """Outcome of :func:`refit`: the better of a warm and a fresh batch EM on ``X``."""
+
+    params: MixtureParams
+    stats: SufficientStats  # of ``X`` under ``params``, counts in points
+    lower_bound: float  # mean log-likelihood of ``X`` at the last E-step
+    n_points: int
+    work: int  # EM point-iterations spent (both starts, seeding excluded)
+    n_repaired: int
+    fresh: bool  # the fresh k-means++ seeding won
+
+
+def refit(
+    X: np.ndarray,
+    current: MixtureParams,
+    *,
+    reg_covar: float,
+    rng: np.random.Generator,
+    tol: float = 1e-3,
+    max_iter: int = 100,
+    fresh: bool = True,
+) -> RefitResult:
+    """Batch EM on ``X`` from ``current`` and from a fresh k-means++ seeding; the better wins.
+
+    The one refit routine of streamgmm: the online model's relocations (a short run on a
+    subsample of the retained points) and the daemon's refits (a long run on all of them)
+    both call it, with different ``max_iter`` and sample sizes.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+        The points to fit (a copy the caller does not mutate meanwhile).
+    current : MixtureParams
+        The warm start.
+    reg_covar : float
+    rng : numpy.random.Generator
+        Draws the k-means++ seeding.
+    tol, max_iter : float, int
+        Stopping rule of each EM run (as :func:`streamgmm.core.em.run_em`).
+    fresh : bool, default=True
+        Also run from a fresh seeding (when ``len(X) >= n_components``).
+
+    Returns
+    -------
+    RefitResult
+        A fresh winner has its components renumbered to continue ``current``'s
+        (:func:`align_components`).
+    """
+    runs = [run_em(X, current, reg_covar=reg_covar, tol=tol, max_iter=max_iter, robust=True)]
+    repaired = 0
+    if fresh and len(X) >= current.n_components:
+        start, repaired = seed_params(X, current.n_components, current.covariance_type,
+                                      reg_covar, rng)
+        runs.append(run_em(X, start, reg_covar=reg_covar, tol=tol, max_iter=max_iter,
+                           robust=True))
+    repaired += sum(r.n_repaired for r in runs)
+    best = int(np.argmax([r.lower_bound for r in runs]))
+    params = runs[best].params
+    stats = batch_statistics(X, params).stats
+    if best == 1:
+        params, stats = align_components(current, params, stats)
+    # Work in EM point-iterations: every E-step of both runs plus the final statistics.
+    work = len(X) * (1 + sum(r.n_iter for r in runs))
+    return RefitResult(params, stats, runs[best].lower_bound, len(X), work, repaired,
+                       best == 1)
+
+
+def seed_params(
+    X: np.ndarray, n_components: int, covariance_type: str, reg_covar: float,
+    rng: np.random.Generator,
+) -> tuple[MixtureParams, bool]:
+    """A k-means++ seeding of ``X`` turned into parameters (and whether it was repaired)."""
+    resp = initial_responsibilities(X, n_components, "k-means++", _random_state(rng))
+    return robust_m_step(
+        SufficientStats.from_responsibilities(X, resp, covariance_type), reg_covar
+    )
+
+
+def _full_scatter(stats: SufficientStats) -> np.ndarray:
+    """Per-component scatter as (K, d, d) matrices, whatever the covariance type."""
+    k, d = stats.means.shape
+    if stats.covariance_type == "full":
+        return stats.scatter
+    if stats.covariance_type == "tied":
+        return np.broadcast_to(stats.scatter, (k, d, d))
+    if stats.covariance_type == "diag":
+        return stats.scatter[:, :, None] * np.eye(d)
+    return stats.scatter[:, None, None] * np.eye(d)
+
+
+def merge_costs(stats: SufficientStats, reg_covar: float) -> np.ndarray:
+    """Loss of log-likelihood (nats, per unit of count) of merging each pair of components.
+
+    With hard assignments, a Gaussian fitted to ``n`` points of covariance ``C`` explains
+    them with ``-n/2 (log|C| + d log 2 pi e)``; the merged pair's covariance is the exact
+    Chan merge of the two. So the cost of merging ``i`` and ``j`` (``n = n_i + n_j``) is::
+
+        n/2 log|C_ij| - n_i/2 log|C_i| - n_j/2 log|C_j| - n_i log(n/n_i) - n_j log(n/n_j)
+
+    (the last two terms: one weight instead of two). Returns a (K, K) array with ``inf`` on
+    the diagonal.
+    """
+    counts = np.maximum(stats.counts, 1e-300)
+    means = stats.means
+    scatter = _full_scatter(stats)
+    k, d = means.shape
+    eye = reg_covar * np.eye(d)
+    n = counts[:, None] + counts[None, :]
+    fa = counts[:, None] / n
+    fb = 1.0 - fa
+    delta = means[None, :, :] - means[:, None, :]
+    merged = (fa[..., None, None] * scatter[:, None] + fb[..., None, None] * scatter[None, :]
+              + (fa * fb)[..., None, None] * delta[..., :, None] * delta[..., None, :])
+    _, logdet_pair = np.linalg.slogdet(merged + eye)
+    _, logdet = np.linalg.slogdet(scatter + eye)
+    cost = (0.5 * n * logdet_pair - 0.5 * counts[:, None] * logdet[:, None]
+            - 0.5 * counts[None, :] * logdet[None, :]
+            - counts[:, None] * np.log(1.0 / fa) - counts[None, :] * np.log(1.0 / fb))
+    cost[np.arange(k), np.arange(k)] = np.inf
+    return cost
+
+
+def split_merge_candidate(
+    params: MixtureParams, stats: SufficientStats, Y: np.ndarray, log_norm: np.ndarray,
+    reg_covar: float, rng: np.random.Generator,
+) -> MixtureParams:
+    """Parameters with the cheapest pair merged and the freed component born on ``Y``'s misfits.
+
+    The merged pair's statistics are exact (their Chan merge). The newborn is centred on a
+    point drawn among the worst-explained 5% of ``Y`` (in a region no component covers, when
+    the stream has moved there), with the covariance of its nearest worst-explained
+    neighbours, and the weight of the points it stands for.
+    """
+    cost = merge_costs(stats, reg_covar)
+    i, j = np.unravel_index(np.argmin(cost), cost.shape)
+    counts = stats.counts.copy()
+    means = stats.means.copy()
+    scatter = stats.scatter.copy()
+    pair = SufficientStats(stats.covariance_type, counts[[i]], means[[i]],
+                           scatter if stats.covariance_type == "tied" else scatter[[i]])
+    other = SufficientStats(stats.covariance_type, counts[[j]], means[[j]],
+                            scatter if stats.covariance_type == "tied" else scatter[[j]])
+    joined = pair.merge(other)
+    counts[i], means[i] = joined.counts[0], joined.means[0]
+    if stats.covariance_type != "tied":
+        scatter[i] = joined.scatter[0]
+    # The newborn: a worst-explained point and its nearest worst-explained neighbours.
+    n_bad = max(int(0.05 * len(Y)), min(len(Y), 2 * Y.shape[1] + 2))
+    bad = np.argpartition(log_norm, n_bad - 1)[:n_bad]
+    centre = Y[bad[rng.integers(len(bad))]]
+    near = bad[np.argsort(((Y[bad] - centre) ** 2).sum(axis=1))[: max(n_bad // 4,
+                                                                      Y.shape[1] + 1)]]
+    local = SufficientStats.from_responsibilities(
+        Y[near], np.ones((len(near), 1)), stats.covariance_type)
+    counts[j] = stats.total * len(near) / len(Y)
+    means[j] = local.means[0]
+    if stats.covariance_type != "tied":
+        scatter[j] = local.scatter[0]
+    born = SufficientStats(stats.covariance_type, counts, means, scatter)
+    return robust_m_step(born, reg_covar)[0]
 
 
 class OnlineEM:
@@ -165,6 +327,9 @@ class OnlineEM:
         self.relocation_due = False  # with relocate="defer": the owner should relocate
         self.surprise = 0.0  # CUSUM of (history fit - new-batch fit), in nats
         self.seen_at_relocation = 0
+        self.work = 0  # EM point-iterations spent on relocations and moves
+        self.n_moves = 0  # split-merge moves accepted
+        self.n_move_trials = 0
         # Optional ``points -> MixtureParams`` used instead of k-means++ to start the batch EM
         # that initialises the model once enough points are buffered (the estimator sets it
         # when some of ``weights_init``/``means_init``/``precisions_init`` are given). It is
@@ -191,10 +356,8 @@ class OnlineEM:
         """Batch EM on ``X`` from ``start`` (or a k-means++ seeding); returns (result, stats)."""
         s = self.settings
         if start is None:
-            resp = initial_responsibilities(X, s.n_components, "k-means++", _random_state(self.rng))
-            start, repaired = robust_m_step(
-                SufficientStats.from_responsibilities(X, resp, s.covariance_type), s.reg_covar
-            )
+            start, repaired = seed_params(X, s.n_components, s.covariance_type, s.reg_covar,
+                                          self.rng)
             self.n_repaired += repaired
         result = run_em(X, start, reg_covar=s.reg_covar, tol=s.tol,
                         max_iter=s.relocate_max_iter, robust=True)
@@ -258,7 +421,7 @@ class OnlineEM:
             self.retained.add(X, self.rng)
             self.n_seen += m
 
-        relocated = False
+        relocated = moved = False
         if s.relocate and np.isfinite(history_ll):
             gap = history_ll - new.mean_log_likelihood
             # One-sided CUSUM with an allowance so that i.i.d. noise drifts it back to zero;
@@ -266,15 +429,39 @@ class OnlineEM:
             n_fit = max(self.retained.represented, 1)  # points the model is fitted to
             allowance = s.relocate_threshold + params.n_parameters() / n_fit
             self.surprise = max(0.0, self.surprise + m * (gap - allowance))
-            due = self.n_seen >= s.relocate_growth * self.seen_at_relocation
-            if due and self.surprise > s.relocate_threshold * self.n_seen:
-                if s.relocate == "defer":
-                    # The owner (the daemon) runs the refit off its ingest loop.
-                    self.relocation_due = True
-                else:
-                    self.relocate()
-                    relocated = True
-        return UpdateInfo(new.mean_log_likelihood, step, reseeded, relocated)
+            if self.surprise > s.relocate_threshold * self.n_seen:
+                if self._relocation_affordable():
+                    if s.relocate == "defer":
+                        # The owner runs the refit off its loop (see ``relocation_due``).
+                        self.relocation_due = True
+                    else:
+                        self.relocate()
+                        relocated = True
+                elif s.moves and self._move_affordable():
+                    moved = self.try_move()
+        return UpdateInfo(new.mean_log_likelihood, step, reseeded, relocated, moved)
+
+    # ------------------------------------------------------------------ budgets
+
+    def _allowance(self) -> float:
+        """EM point-iterations relocations and moves may have spent by now."""
+        s = self.settings
+        return s.relocate_budget * self.n_seen + self._relocation_cost()
+
+    def _relocation_cost(self) -> float:
+        s = self.settings
+        n = min(len(self.retained), s.relocate_max_points)
+        return 2.0 * n * (s.relocate_max_iter + 1)
+
+    def _relocation_affordable(self) -> bool:
+        s = self.settings
+        spaced = self.n_seen >= s.relocate_growth * self.seen_at_relocation
+        return spaced and self.work + self._relocation_cost() <= self._allowance()
+
+    def _move_affordable(self) -> bool:
+        s = self.settings
+        cost = 2.0 * min(len(self.retained), s.move_points) * (s.move_iter + 1)
+        return len(self.retained) > 4 * s.n_components and self.work + cost <= self._allowance()
 
     def _relocation_sample(self) -> np.ndarray:
         X = self.retained.points
@@ -285,16 +472,39 @@ class OnlineEM:
 
     def relocate(self) -> None:
         """Batch EM on the retained sample, from the current model and from a fresh seeding."""
-        X = self._relocation_sample()
-        warm, warm_stats = self._fit_sample(X, self.params)
-        fresh, fresh_stats = self._fit_sample(X, None)
-        if warm.lower_bound >= fresh.lower_bound:
-            params, stats = warm.params, warm_stats
-        else:
-            # A fresh seeding numbers its components by chance: keep each one's number where
-            # it continues a current component (users track components, or gave means_init).
-            params, stats = align_components(self.params, fresh.params, fresh_stats)
-        self.adopt(params, stats, relocation=True)
+        s = self.settings
+        result = refit(self._relocation_sample(), self.params, reg_covar=s.reg_covar,
+                       rng=self.rng, tol=s.tol, max_iter=s.relocate_max_iter)
+        self.work += result.work
+        self.n_repaired += result.n_repaired
+        self.adopt(result.params, result.stats, relocation=True)
+
+    def try_move(self) -> bool:
+        """One split-merge move on a retained sample; kept only if the sample fits better.
+
+        The baseline gets the same number of EM iterations on the same sample, so the move
+        is judged on what it changes, not on the in-sample gain of the iterations.
+        """
+        s = self.settings
+        Y = self.retained.sample(min(len(self.retained), s.move_points), self.rng)
+        log_norm, _ = estimate_log_prob_resp(Y, self.params)
+        candidate = split_merge_candidate(self.params, self.stats, Y, log_norm, s.reg_covar,
+                                          self.rng)
+        base = run_em(Y, self.params, reg_covar=s.reg_covar, tol=0.0, max_iter=s.move_iter,
+                      robust=True)
+        moved = run_em(Y, candidate, reg_covar=s.reg_covar, tol=0.0, max_iter=s.move_iter,
+                       robust=True)
+        self.work += len(Y) * (base.n_iter + moved.n_iter + 1)
+        self.n_move_trials += 1
+        if moved.lower_bound <= base.lower_bound + s.relocate_threshold:
+            self.surprise *= 0.5  # tried: wait for more evidence before the next trial
+            return False
+        # As after a relocation, the sample's statistics stand for the history's.
+        stats = batch_statistics(Y, moved.params).stats.normalized()
+        self.n_repaired += base.n_repaired + moved.n_repaired
+        self.n_moves += 1
+        self.set_params(moved.params, stats)
+        return True
 
     def adopt(self, params: MixtureParams, stats: SufficientStats, relocation: bool) -> None:
         """Take parameters fitted elsewhere (a relocation or a refit) as the current model."""
@@ -389,6 +599,9 @@ class OnlineEM:
             "n_repaired": self.n_repaired,
             "surprise": self.surprise,
             "seen_at_relocation": self.seen_at_relocation,
+            "work": self.work,
+            "n_moves": self.n_moves,
+            "n_move_trials": self.n_move_trials,
             "retained": self.retained.to_state(),
             "rng": self.rng.bit_generator.state,
         }
@@ -403,7 +616,9 @@ class OnlineEM:
         for key in ("n_updates", "n_averaged", "n_seen", "n_reseeded", "n_relocations",
                     "seen_at_relocation"):
             setattr(obj, key, int(state[key]))
-        obj.n_repaired = int(state.get("n_repaired", 0))
+        # Counters added later default to zero for older states.
+        for key in ("n_repaired", "work", "n_moves", "n_move_trials"):
+            setattr(obj, key, int(state.get(key, 0)))
         obj.surprise = float(state["surprise"])
         if state["stats"] is not None:
             obj.stats = SufficientStats.from_state(state["stats"])

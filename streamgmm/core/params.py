@@ -1,4 +1,11 @@
-"""MixtureParams: the parameters of a Gaussian mixture as one immutable value."""
+"""MixtureParams: the parameters of a Gaussian mixture as one immutable value.
+
+This module is also the one home of the covariance types (:data:`COVARIANCE_TYPES`) and of
+the shape each gives the covariances (:func:`covariance_shape`): the estimator, the codec,
+the CLI and the daemon's config all take them from here. A new covariance type starts with
+an entry in both, then its densities in :mod:`streamgmm.core.gaussian` and its statistics in
+:mod:`streamgmm.core.suffstats`.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +14,53 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamgmm.core.gaussian import (
-    check_covariance_type,
-    covariance_shape,
     covariances_from_precision_cholesky,
     precision_cholesky,
     precisions_from_cholesky,
 )
+
+# In the order of the wire contract (docs/protocol.md); error messages list them so.
+COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
+
+
+def check_covariance_type(covariance_type: str) -> None:
+    """Raise ``ValueError`` unless ``covariance_type`` is one of :data:`COVARIANCE_TYPES`."""
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(
+            f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}"
+        )
+
+
+def covariance_shape(covariance_type: str, n_components: int, n_features: int) -> tuple[int, ...]:
+    """Shape of the ``covariances`` array of a mixture.
+
+    Parameters
+    ----------
+    covariance_type : {"full", "diag", "spherical", "tied"}
+    n_components : int
+        Number of components ``K``.
+    n_features : int
+        Dimension ``d``.
+
+    Returns
+    -------
+    tuple of int
+        ``(K, d, d)`` full, ``(K, d)`` diag, ``(K,)`` spherical, ``(d, d)`` tied.
+
+    Raises
+    ------
+    ValueError
+        For an unknown covariance type.
+
+    Examples
+    --------
+    >>> covariance_shape("diag", 4, 3)
+    (4, 3)
+    """
+    check_covariance_type(covariance_type)
+    k, d = n_components, n_features
+    return {"full": (k, d, d), "diag": (k, d), "spherical": (k,), "tied": (d, d)}[covariance_type]
+
 
 
 @dataclass(frozen=True, eq=False)
@@ -28,7 +76,7 @@ class MixtureParams:
         Shape per ``covariance_type``: (K, d, d) full, (d, d) tied, (K, d) diag, (K,) spherical.
     precisions_cholesky : ndarray
         Upper Cholesky factors ``U`` of the precisions (``precision = U U^T``), same shape.
-    covariance_type : {"full", "tied", "diag", "spherical"}
+    covariance_type : {"full", "diag", "spherical", "tied"}
     """
 
     weights: np.ndarray

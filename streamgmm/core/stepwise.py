@@ -13,19 +13,18 @@ batches, which is what a drifting stream needs (Sato & Ishii 2000).
 
 from __future__ import annotations
 
+from streamgmm.core.constraints import validate_schedule
 from streamgmm.core.suffstats import SufficientStats
 
 
 def check_schedule(decay: float, offset: float, constant: float | None) -> None:
-    """Raise ``ValueError`` for a schedule that breaks the conditions above."""
-    if constant is not None:
-        if not 0.0 < constant <= 1.0:
-            raise ValueError(f"step_constant must be in (0, 1], got {constant!r}")
-        return
-    if not 0.5 < decay <= 1.0:
-        raise ValueError(f"step_decay (alpha) must be in (0.5, 1], got {decay!r}")
-    if offset < 0:
-        raise ValueError(f"step_offset (t0) must be >= 0, got {offset!r}")
+    """Raise ``ValueError`` for a schedule that breaks the conditions above.
+
+    The ranges are those of :data:`~streamgmm.core.constraints.PARAMETER_CONSTRAINTS`:
+    ``constant`` is ``None`` (decaying step) or in (0, 1]; with a constant step, ``decay``
+    and ``offset`` are not used and not checked.
+    """
+    validate_schedule(decay, offset, constant)
 
 
 def step_size(t: int, decay: float = 0.6, offset: float = 2.0, constant: float | None = None):

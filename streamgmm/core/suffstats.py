@@ -21,13 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streamgmm.core.gaussian import (
-    check_covariance_type,
-    covariance_shape,
-    precision_cholesky,
-    triu,
-)
-from streamgmm.core.params import MixtureParams
+from streamgmm.core.gaussian import precision_cholesky, triu
+from streamgmm.core.params import MixtureParams, check_covariance_type, covariance_shape
 
 # scikit-learn adds 10 * eps to every count so an empty component never divides by zero.
 COUNT_EPS = 10 * np.finfo(np.float64).eps

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 __all__ = ["Counters", "SourceTracker"]
 
@@ -21,18 +22,25 @@ _MAX_SEQ_GAP = 2**32
 _COUNTER_MAX = 2**63 - 1
 
 
+def _counter(help_text: str) -> Any:
+    return field(default=0, metadata={"help": help_text})
+
+
 @dataclass
 class Counters:
     """Daemon-wide message accounting, reported by the ``status`` request."""
 
-    messages_received: int = 0
-    messages_applied: int = 0
-    points_applied: int = 0
-    rows_dropped_nonfinite: int = 0
-    rows_dropped_range: int = 0
-    messages_lost: int = 0
-    publisher_restarts: int = 0
-    rejected: dict[str, int] = field(default_factory=dict)
+    # The help texts are those of the Prometheus counters (streamgmm.daemon.metrics).
+    messages_received: int = _counter("Point messages received on the ingest socket.")
+    messages_applied: int = _counter("Point messages folded into at least one model.")
+    points_applied: int = _counter("Points folded into the models.")
+    rows_dropped_nonfinite: int = _counter("Rows dropped because they held NaN or Inf.")
+    rows_dropped_range: int = _counter(
+        "Rows dropped because a coordinate exceeded max_abs_coordinate.")
+    messages_lost: int = _counter("Messages missing from per-source sequence numbers.")
+    publisher_restarts: int = _counter("Sources whose sequence number went back.")
+    rejected: dict[str, int] = field(
+        default_factory=dict, metadata={"help": "Point messages rejected, by reason."})
 
     def reject(self, reason: str) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + 1

@@ -1,17 +1,23 @@
 """Daemon configuration: a TOML file parsed into frozen dataclasses.
 
-The keys, their types and their defaults are the contract of PROTOCOL.md section 4; the keys
-marked *extension* below are optional additions. Parsing is strict: an unknown key, a wrong
+The keys, their types and their defaults are the contract of docs/protocol.md section 4; the
+keys marked *extension* below are optional additions. Parsing is strict: an unknown key, a wrong
 type or an impossible value raises :class:`ConfigError`, whose message is one line that starts
 with the dotted path of the offending key (``model[1].components: must be >= 1 (got 0)``), so
 the daemon can print it and exit.
 
 This module only parses and validates. Whether an endpoint can actually be bound is checked by
 the daemon when it opens its sockets.
+
+To add a key: a field (with its default) on the dataclass of its table, and its checker in the
+``_*_FIELDS`` table below. Defaults are read from the dataclasses, never written twice; keys
+that are also estimator parameters take their ranges from
+:data:`streamgmm.core.constraints.PARAMETER_CONSTRAINTS`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import os
@@ -19,6 +25,8 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from streamgmm.core.constraints import PARAMETER_CONSTRAINTS, Interval, Options
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -37,8 +45,7 @@ __all__ = [
 ]
 
 ENDPOINT_SCHEMES = ("tcp://", "ipc://", "inproc://")
-COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
-RETAIN_MODES = ("reservoir", "window")
+# service.log_level (and ``streamgmm run --log-level``).
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 # libzmq takes the millisecond and HWM options as a C int and ZMQ_MAXMSGSIZE as int64.
@@ -136,10 +143,10 @@ class ServiceConfig:
         CURVE encryption and client authentication on all three sockets (extension).
     """
 
-    ingest: tuple[str, ...]
-    connect: tuple[str, ...]
     publish: str
     control: str
+    ingest: tuple[str, ...] = ("tcp://*:5555",)
+    connect: tuple[str, ...] = ()
     sockets: SocketOptions = field(default_factory=SocketOptions)
     log_level: str = "info"
     metrics: str = ""
@@ -200,9 +207,9 @@ class ModelConfig:
         Exponent ``alpha`` in (0.5, 1] of the step size ``(t + t0)^-alpha`` (extension).
     step_offset : float
         Offset ``t0 >= 0`` of the step-size schedule (extension).
-    step_constant : float
-        ``0`` uses the decaying schedule; a value in (0, 1) is a constant step that keeps
-        tracking drifting data (extension).
+    step_constant : float or None
+        ``None`` uses the decaying schedule; a value in (0, 1] is a constant step that keeps
+        tracking drifting data (extension). The TOML file spells ``None`` as ``0``.
     max_points_per_message : int
         Messages with more points are rejected (extension).
     max_abs_coordinate : float
@@ -227,7 +234,7 @@ class ModelConfig:
     reg_covar: float = 1e-6
     step_decay: float = 0.6
     step_offset: float = 2.0
-    step_constant: float = 0.0
+    step_constant: float | None = None
     max_points_per_message: int = 1_000_000
     max_abs_coordinate: float = 1e15
     checkpoint_generations: int = 2
@@ -360,63 +367,106 @@ def _host_port(key: str, value: Any) -> str:
     return value
 
 
+def _shared(param: str, base: Checker) -> Checker:
+    """``base`` (the TOML type check), then the estimator's rule for ``param``."""
+    (rule,) = PARAMETER_CONSTRAINTS[param]
+    if isinstance(rule, Options):
+        return _choice(rule.values)
+
+    def check(key: str, value: Any) -> Any:
+        value = base(key, value)
+        if not rule.is_satisfied_by(value):
+            raise ConfigError(key, f"must be {rule.bounds()} (got {value})")
+        return value
+
+    return check
+
+
+def _step_constant(key: str, value: Any) -> float | None:
+    """``0`` is the decaying step (``None`` in the library); else a constant step in (0, 1]."""
+    value = _float()(key, value)
+    if value == 0.0:
+        return None
+    rule = next(c for c in PARAMETER_CONSTRAINTS["step_constant"] if isinstance(c, Interval))
+    if not rule.is_satisfied_by(value):
+        raise ConfigError(
+            key, f"must be {rule.bounds()}, or 0 for the decaying step (got {value})"
+        )
+    return value
+
+
 # ------------------------------------------------------------------------------- the schema
-# key -> (checker, default); _REQUIRED marks keys without a default.
+# key -> checker. The defaults (and which keys are required) are the dataclasses' own.
 
-_REQUIRED = object()
-
-_SOCKET_FIELDS: dict[str, tuple[Checker, Any]] = {
-    "linger_ms": (_int(0, _INT32_MAX), 1000),
-    "rcvhwm": (_int(0, _INT32_MAX), 1000),
-    "sndhwm": (_int(0, _INT32_MAX), 1000),
+_SOCKET_FIELDS: dict[str, Checker] = {
+    "linger_ms": _int(0, _INT32_MAX),
+    "rcvhwm": _int(0, _INT32_MAX),
+    "sndhwm": _int(0, _INT32_MAX),
     # Below 1 KiB not even a small header fits; -1 is libzmq's "unlimited".
-    "maxmsgsize": (_int(1024, _INT64_MAX, or_value=-1), 16_777_216),
-    "heartbeat_ivl_ms": (_int(0, _INT32_MAX), 1000),
-    "heartbeat_timeout_ms": (_int(0, _INT32_MAX), 3000),
-    "heartbeat_ttl_ms": (_int(0, _INT32_MAX), 3000),
-    "handshake_ivl_ms": (_int(0, _INT32_MAX), 5000),
-    "reconnect_ivl_ms": (_int(0, _INT32_MAX), 100),
-    "reconnect_ivl_max_ms": (_int(0, _INT32_MAX), 5000),
+    "maxmsgsize": _int(1024, _INT64_MAX, or_value=-1),
+    "heartbeat_ivl_ms": _int(0, _INT32_MAX),
+    "heartbeat_timeout_ms": _int(0, _INT32_MAX),
+    "heartbeat_ttl_ms": _int(0, _INT32_MAX),
+    "handshake_ivl_ms": _int(0, _INT32_MAX),
+    "reconnect_ivl_ms": _int(0, _INT32_MAX),
+    "reconnect_ivl_max_ms": _int(0, _INT32_MAX),
 }
 
-_SERVICE_FIELDS: dict[str, tuple[Checker, Any]] = {
-    "ingest": (_endpoint_list, ("tcp://*:5555",)),
-    "connect": (_endpoint_list, ()),
-    "publish": (_endpoint, _REQUIRED),
-    "control": (_endpoint, _REQUIRED),
-    "log_level": (_choice(LOG_LEVELS), "info"),
-    "metrics": (_host_port, ""),
-    "stall_after_s": (_float(above=0.0), 3.0),
+_SERVICE_FIELDS: dict[str, Checker] = {
+    "ingest": _endpoint_list,
+    "connect": _endpoint_list,
+    "publish": _endpoint,
+    "control": _endpoint,
+    "log_level": _choice(LOG_LEVELS),
+    "metrics": _host_port,
+    "stall_after_s": _float(above=0.0),
     # "sockets" and "curve" are sub-tables, handled separately.
 }
 
-_CURVE_FIELDS: dict[str, tuple[Checker, Any]] = {
-    "server_secret_key": (_str(non_empty=True), _REQUIRED),
-    "allowed_clients": (_str(non_empty=True), _REQUIRED),
+_CURVE_FIELDS: dict[str, Checker] = {
+    "server_secret_key": _str(non_empty=True),
+    "allowed_clients": _str(non_empty=True),
 }
 
-_MODEL_FIELDS: dict[str, tuple[Checker, Any]] = {
-    "name": (_str(non_empty=True), _REQUIRED),
-    "topic": (_str(), _REQUIRED),
-    "dim": (_int(1), _REQUIRED),
-    "components": (_int(1), _REQUIRED),
-    "covariance_type": (_choice(COVARIANCE_TYPES), "full"),
-    "seed": (_int(0), 0),
-    "checkpoint": (_str(), ""),
-    "checkpoint_every_s": (_float(0.0), 5.0),
-    "publish_every_s": (_float(0.0), 0.1),
-    "refit_every_s": (_float(0.0), 60.0),
-    "window_points": (_int(1), 200_000),  # also >= components, checked after parsing
-    "retain": (_choice(RETAIN_MODES), "reservoir"),
-    "reg_covar": (_float(above=0.0), 1e-6),
-    # alpha in (0.5, 1]: the Robbins-Monro conditions (sum = inf, sum of squares < inf).
-    "step_decay": (_float(above=0.5, maximum=1.0), 0.6),
-    "step_offset": (_float(0.0), 2.0),
-    "step_constant": (_float(0.0, below=1.0), 0.0),
-    "max_points_per_message": (_int(1), 1_000_000),
-    "max_abs_coordinate": (_float(above=0.0), 1e15),
-    "checkpoint_generations": (_int(1, 1000), 2),
+_MODEL_FIELDS: dict[str, Checker] = {
+    "name": _str(non_empty=True),
+    "topic": _str(),
+    "dim": _int(1),
+    "components": _shared("n_components", _int(1)),
+    "covariance_type": _shared("covariance_type", _str()),
+    "seed": _int(0),
+    "checkpoint": _str(),
+    "checkpoint_every_s": _float(0.0),
+    "publish_every_s": _float(0.0),
+    "refit_every_s": _float(0.0),
+    "window_points": _shared("retain_size", _int(1)),  # also >= components, checked after
+    "retain": _shared("retain", _str()),
+    # Stricter than the estimator (>= 0): an unregularised daemon model dies on the first
+    # collapsed component.
+    "reg_covar": _shared("reg_covar", _float(above=0.0)),
+    "step_decay": _shared("step_decay", _float()),
+    "step_offset": _shared("step_offset", _float()),
+    "step_constant": _step_constant,
+    "max_points_per_message": _int(1),
+    "max_abs_coordinate": _float(above=0.0),
+    "checkpoint_generations": _int(1, 1000),
 }
+
+_REQUIRED = object()
+
+
+def _defaults(cls: type) -> dict[str, Any]:
+    """Field name -> default of a config dataclass (``_REQUIRED`` where it has none)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+        else:
+            out[f.name] = _REQUIRED
+    return out
+
 
 _TOP_LEVEL = ("service", "model")
 
@@ -431,12 +481,14 @@ def _reject_unknown(table: Mapping[str, Any], known: Any, prefix: str) -> None:
 
 
 def _parse_table(
-    table: Mapping[str, Any], fields: Mapping[str, tuple[Checker, Any]], prefix: str
+    table: Mapping[str, Any], cls: type, fields: Mapping[str, Checker], prefix: str
 ) -> dict[str, Any]:
-    """Check every field of ``table`` against ``fields``; fill in the defaults."""
+    """Check every field of ``table`` against ``fields``; fill in the defaults of ``cls``."""
+    defaults = _defaults(cls)
     out: dict[str, Any] = {}
-    for key, (check, default) in fields.items():
+    for key, check in fields.items():
         path = f"{prefix}{key}"
+        default = defaults[key]
         if key in table:
             out[key] = check(path, table[key])
         elif default is _REQUIRED:
@@ -459,7 +511,7 @@ def _parse_service(data: Mapping[str, Any]) -> ServiceConfig:
     _reject_unknown(table, [*_SERVICE_FIELDS, "sockets", "curve"], "service.")
     if "ingest" not in table and "connect" not in table:
         raise ConfigError("service.ingest", "give at least one of 'ingest' or 'connect'")
-    values = _parse_table(table, _SERVICE_FIELDS, "service.")
+    values = _parse_table(table, ServiceConfig, _SERVICE_FIELDS, "service.")
     if not values["ingest"] and not values["connect"]:
         raise ConfigError("service.ingest", "'ingest' and 'connect' are both empty")
     # Two sockets of the daemon cannot bind the same endpoint; say so now, not as a bind error.
@@ -471,12 +523,16 @@ def _parse_service(data: Mapping[str, Any]) -> ServiceConfig:
 
     sockets_table = _expect_table("service.sockets", table.get("sockets", {}))
     _reject_unknown(sockets_table, _SOCKET_FIELDS, "service.sockets.")
-    sockets = SocketOptions(**_parse_table(sockets_table, _SOCKET_FIELDS, "service.sockets."))
+    sockets = SocketOptions(
+        **_parse_table(sockets_table, SocketOptions, _SOCKET_FIELDS, "service.sockets.")
+    )
     curve = None
     if "curve" in table:
         curve_table = _expect_table("service.curve", table["curve"])
         _reject_unknown(curve_table, _CURVE_FIELDS, "service.curve.")
-        curve = CurveConfig(**_parse_table(curve_table, _CURVE_FIELDS, "service.curve."))
+        curve = CurveConfig(
+            **_parse_table(curve_table, CurveConfig, _CURVE_FIELDS, "service.curve.")
+        )
     return ServiceConfig(sockets=sockets, curve=curve, **values)
 
 
@@ -494,7 +550,7 @@ def _parse_models(data: Mapping[str, Any]) -> tuple[ModelConfig, ...]:
         prefix = f"model[{i}]."
         table = _expect_table(f"model[{i}]", raw)
         _reject_unknown(table, _MODEL_FIELDS, prefix)
-        values = _parse_table(table, _MODEL_FIELDS, prefix)
+        values = _parse_table(table, ModelConfig, _MODEL_FIELDS, prefix)
         name = values["name"]
         if name in seen:
             raise ConfigError(

@@ -10,35 +10,22 @@ when the loop is stuck, which is exactly when ``/healthz`` must say 503.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from streamgmm.daemon.accounting import Counters
+from streamgmm.daemon.model import MODEL_STATUS
+
+# Both tables come from where the values are made: the counters' fields and the per-model
+# status keys, so a new counter or status metric cannot be left out here.
 _COUNTERS = {
-    "messages_received": "Point messages received on the ingest socket.",
-    "messages_applied": "Point messages folded into at least one model.",
-    "points_applied": "Points folded into the models.",
-    "rows_dropped_nonfinite": "Rows dropped because they held NaN or Inf.",
-    "rows_dropped_range": "Rows dropped because a coordinate exceeded max_abs_coordinate.",
-    "messages_lost": "Messages missing from per-source sequence numbers.",
-    "publisher_restarts": "Sources whose sequence number went back.",
+    f.name: f.metadata["help"] for f in dataclasses.fields(Counters) if f.name != "rejected"
 }
-_MODEL_GAUGES = {
-    "n_seen": ("counter", "Points absorbed by the model since it was created."),
-    "seq": ("counter", "Sequence number of the model's last published update."),
-    "n_reseeded": ("counter", "Components re-seeded after losing their weight."),
-    "n_relocations": ("counter", "Online relocations (short refits on the retained sample)."),
-    "n_repaired": ("counter", "M-steps whose covariances were repaired (degenerate data)."),
-    "refits": ("counter", "Batch EM refits adopted."),
-    "refit_failures": ("counter", "Batch EM refits that failed."),
-    "last_refit_s": ("gauge", "Duration of the last refit in seconds."),
-    "checkpoints": ("counter", "Checkpoints written."),
-    "checkpoint_failures": ("counter", "Checkpoint writes that failed."),
-    "last_checkpoint_s": ("gauge", "Duration of the last checkpoint write in seconds."),
-    "retained_points": ("gauge", "Points retained for refits."),
-}
+_MODEL_GAUGES = {key: (e.metric, e.help) for key, e in MODEL_STATUS.items() if e.metric}
 
 
 def _value(v) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -25,7 +26,7 @@ from streamgmm.daemon.config import ConfigError, ModelConfig
 from streamgmm.daemon.transport import ControlRequest
 from streamgmm.estimator import GaussianMixture
 
-__all__ = ["ModelRuntime", "RefitResult", "refit_job"]
+__all__ = ["MODEL_STATUS", "ModelRuntime", "RefitResult", "StatusKey", "refit_job"]
 
 # Batches kept for re-application while a refit runs (older ones are still in the sample).
 # Re-applying is done in the loop when the refit is adopted: 250,000 points take ~60 ms,
@@ -93,7 +94,7 @@ class ModelRuntime:
         self.next_refit = math.inf
         self.next_checkpoint = math.inf
         self.refit_future: Future | None = None
-        self.refit_waiters: list[ControlRequest] = []
+        self.refit_waiters: list[Waiter] = []  # control requests answered when it ends
         self.refit_is_relocation = False
         self.pending: list[np.ndarray] = []
         self.pending_points = 0
@@ -113,7 +114,7 @@ class ModelRuntime:
             random_state=c.seed,
             step_decay=c.step_decay,
             step_offset=c.step_offset,
-            step_constant=c.step_constant if c.step_constant > 0 else None,
+            step_constant=c.step_constant,  # None: the decaying step (0 in the TOML file)
             retain=c.retain,
             retain_size=c.window_points,
             # Relocations are refits: they run on the refit thread, not in the ingest loop.
@@ -126,6 +127,7 @@ class ModelRuntime:
 
     @property
     def fitted(self) -> bool:
+        """Has the model parameters (it can publish, answer snapshots, refit)?"""
         return hasattr(self.estimator, "means_")
 
     @property
@@ -147,6 +149,10 @@ class ModelRuntime:
             self.pending_points += len(X)
             while self.pending_points > _MAX_PENDING_POINTS and len(self.pending) > 1:
                 self.pending_points -= len(self.pending.pop(0))
+
+    def status(self) -> dict:
+        """This model's entry of the ``status`` reply (keys: :data:`MODEL_STATUS`)."""
+        return {key: entry.read(self) for key, entry in MODEL_STATUS.items()}
 
     def update_payload(self, kind: str, seq: int, **extra: object) -> bytes:
         """The section-2 payload of the current parameters (``extra``: protocol extensions)."""
@@ -181,11 +187,11 @@ class ModelRuntime:
             "seq": self.seq,
             "seq_lease": seq_lease,
             "last_stamp": self.last_stamp,
-            "estimator": self.estimator.get_state() if self.started else None,
+            "estimator": self.estimator.get_state() if self.has_points else None,
         }
 
     @property
-    def started(self) -> bool:
+    def has_points(self) -> bool:
         """Has the estimator seen any point (it may still be buffering its first ones)?"""
         return hasattr(self.estimator, "n_seen_")
 
@@ -206,3 +212,68 @@ class ModelRuntime:
         self.seq = int(max(state.get("seq", 0), state.get("seq_lease", 0)))
         self.last_stamp = float(state.get("last_stamp", float("nan")))
 
+
+@dataclass(frozen=True)
+class Waiter:
+    """A control request waiting for the running refit, with the ``id`` to echo."""
+
+    request: ControlRequest
+    rid: object
+
+
+@dataclass(frozen=True)
+class StatusKey:
+    """One key of a model's ``status`` entry.
+
+    Attributes
+    ----------
+    read : callable
+        ``read(model) -> value``.
+    metric : {"counter", "gauge"} or None
+        How ``/metrics`` exports it (``None``: status only).
+    help : str
+        The metric's help text.
+    """
+
+    read: Callable[[ModelRuntime], object]
+    metric: str | None = None
+    help: str = ""
+
+
+def _estimator_count(name: str) -> Callable[[ModelRuntime], int]:
+    return lambda m: int(getattr(m.estimator, name, 0))
+
+
+#: The per-model keys of the ``status`` reply (docs/protocol.md), in reply order; the
+#: Prometheus metrics are made from the same table (streamgmm.daemon.metrics).
+MODEL_STATUS: dict[str, StatusKey] = {
+    "n_seen": StatusKey(lambda m: m.n_seen, "counter",
+                        "Points absorbed by the model since it was created."),
+    "seq": StatusKey(lambda m: m.seq, "counter",
+                     "Sequence number of the model's last published update."),
+    "dim": StatusKey(lambda m: m.config.dim),
+    "components": StatusKey(lambda m: m.config.components),
+    "covariance_type": StatusKey(lambda m: m.config.covariance_type),
+    "fitted": StatusKey(lambda m: m.fitted),
+    "last_stamp": StatusKey(lambda m: m.last_stamp),
+    "n_reseeded": StatusKey(_estimator_count("n_reseeded_"), "counter",
+                            "Components re-seeded after losing their weight."),
+    "n_relocations": StatusKey(_estimator_count("n_relocations_"), "counter",
+                               "Online relocations (short refits on the retained sample)."),
+    "n_repaired": StatusKey(_estimator_count("n_repaired_"), "counter",
+                            "M-steps whose covariances were repaired (degenerate data)."),
+    "refits": StatusKey(lambda m: m.refits, "counter", "Batch EM refits adopted."),
+    "refit_failures": StatusKey(lambda m: m.refit_failures, "counter",
+                                "Batch EM refits that failed."),
+    "refit_running": StatusKey(lambda m: m.refit_future is not None),
+    "last_refit_s": StatusKey(lambda m: m.last_refit_seconds, "gauge",
+                              "Duration of the last refit in seconds."),
+    "checkpoints": StatusKey(lambda m: m.checkpoints, "counter", "Checkpoints written."),
+    "checkpoint_failures": StatusKey(lambda m: m.checkpoint_failures, "counter",
+                                     "Checkpoint writes that failed."),
+    "last_checkpoint_s": StatusKey(lambda m: m.last_checkpoint_seconds, "gauge",
+                                   "Duration of the last checkpoint write in seconds."),
+    "retained_points": StatusKey(
+        lambda m: len(m.estimator.online_.retained) if m.has_points else 0, "gauge",
+        "Points retained for refits."),
+}

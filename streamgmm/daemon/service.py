@@ -19,6 +19,7 @@ adopted. Signals only set a flag; the loop notices it within 100 ms.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import math
@@ -27,8 +28,8 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -37,7 +38,7 @@ from streamgmm.daemon.accounting import Counters, SourceTracker
 from streamgmm.daemon.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from streamgmm.daemon.config import Config, ConfigError, load_config
 from streamgmm.daemon.metrics import MetricsServer
-from streamgmm.daemon.model import ModelRuntime, RefitResult, refit_job
+from streamgmm.daemon.model import ModelRuntime, RefitResult, Waiter, refit_job
 from streamgmm.daemon.transport import BindError, ControlRequest, Transport
 
 log = logging.getLogger("streamgmm")
@@ -70,7 +71,7 @@ class Service:
         self.sources = SourceTracker()
         self.should_exit = False
         self.should_reload = False
-        self.started = time.monotonic()
+        self.started_at = time.monotonic()
         self.transport: Transport | None = None
         self.executor: ThreadPoolExecutor | None = None
         self.metrics: MetricsServer | None = None
@@ -248,11 +249,8 @@ class Service:
         c.rows_dropped_nonfinite += msg.rows_dropped_nonfinite
         X = np.asarray(msg.points, dtype=np.float64)
         bound = min(self.models[i].config.max_abs_coordinate for i in matching)
-        if len(X):
-            in_range = np.max(np.abs(X), axis=1) <= bound
-            if not in_range.all():
-                c.rows_dropped_range += int(len(X) - in_range.sum())
-                X = X[in_range]
+        X, dropped = drop_out_of_range(X, bound)
+        c.rows_dropped_range += dropped
         if len(X) == 0:
             c.reject("empty")
             return
@@ -326,31 +324,47 @@ class Service:
         if not isinstance(rid, (int, str)) or isinstance(rid, bool):
             rid = None
         op = msg["op"]
+        handler = self.CONTROL_HANDLERS.get(op)
         try:
-            if op == "status":
-                self._reply(request, self._status(), rid)
-            elif op == "snapshot":
-                model = self._find_model(msg)
-                if not model.fitted:
-                    raise LookupError(
-                        f"model {model.name!r} has no parameters yet "
-                        f"({model.n_seen} of {model.config.components} points needed)"
-                    )
-                # Labelled with the seq of the last published update (the Clone pattern).
-                extra = {"ok": True} if rid is None else {"ok": True, "id": rid}
-                self._reply(request, model.update_payload("snapshot", model.seq, **extra))
-            elif op == "refit":
-                model = self._find_model(msg)
-                if not model.fitted:
-                    raise LookupError(f"model {model.name!r} has no parameters yet to refit")
-                model.refit_waiters.append(_WithId(request, rid))
-                self._start_refit(model)
-            else:
+            if handler is None:
                 raise LookupError(
-                    f"unknown op {op!r}; expected one of {', '.join(codec.CONTROL_OPS)}"
+                    f"unknown op {op!r}; expected one of {', '.join(self.CONTROL_HANDLERS)}"
                 )
+            handler(self, request, msg, rid)
         except LookupError as err:
             self._reply(request, codec.error_reply(str(err.args[0])), rid)
+
+    # ------------------------------------------------------------ control ops
+    # Each handler answers (or queues the answer to) one request; a LookupError becomes an
+    # ok:false reply. Register a new op in CONTROL_HANDLERS and in codec.CONTROL_OPS.
+
+    def _op_snapshot(self, request: ControlRequest, msg: dict, rid: object) -> None:
+        model = self._find_model(msg)
+        if not model.fitted:
+            raise LookupError(
+                f"model {model.name!r} has no parameters yet "
+                f"({model.n_seen} of {model.config.components} points needed)"
+            )
+        # Labelled with the seq of the last published update (the Clone pattern).
+        extra = {"ok": True} if rid is None else {"ok": True, "id": rid}
+        self._reply(request, model.update_payload("snapshot", model.seq, **extra))
+
+    def _op_status(self, request: ControlRequest, msg: dict, rid: object) -> None:
+        self._reply(request, self._status(), rid)
+
+    def _op_refit(self, request: ControlRequest, msg: dict, rid: object) -> None:
+        model = self._find_model(msg)
+        if not model.fitted:
+            raise LookupError(f"model {model.name!r} has no parameters yet to refit")
+        model.refit_waiters.append(Waiter(request, rid))
+        self._start_refit(model)
+
+    #: op -> handler(service, request, decoded message, id to echo or None).
+    CONTROL_HANDLERS: dict[str, Callable[[Service, ControlRequest, dict, object], None]] = {
+        "snapshot": _op_snapshot,
+        "status": _op_status,
+        "refit": _op_refit,
+    }
 
     def _find_model(self, msg: dict) -> ModelRuntime:
         name = msg.get("model")
@@ -371,30 +385,8 @@ class Service:
     def _status(self) -> dict:
         return {
             "ok": True,
-            "uptime_s": time.monotonic() - self.started,
-            "models": {
-                m.name: {
-                    "n_seen": m.n_seen,
-                    "seq": m.seq,
-                    "dim": m.config.dim,
-                    "components": m.config.components,
-                    "covariance_type": m.config.covariance_type,
-                    "fitted": m.fitted,
-                    "last_stamp": m.last_stamp,
-                    "n_reseeded": int(getattr(m.estimator, "n_reseeded_", 0)),
-                    "n_relocations": int(getattr(m.estimator, "n_relocations_", 0)),
-                    "n_repaired": int(getattr(m.estimator, "n_repaired_", 0)),
-                    "refits": m.refits,
-                    "refit_failures": m.refit_failures,
-                    "refit_running": m.refit_future is not None,
-                    "last_refit_s": m.last_refit_seconds,
-                    "checkpoints": m.checkpoints,
-                    "checkpoint_failures": m.checkpoint_failures,
-                    "last_checkpoint_s": m.last_checkpoint_seconds,
-                    "retained_points": len(m.estimator.online_.retained) if m.started else 0,
-                }
-                for m in self.models
-            },
+            "uptime_s": time.monotonic() - self.started_at,
+            "models": {m.name: m.status() for m in self.models},
             "counters": self.counters.as_dict(),
             "queue_depth": self.last_drain,
         }
@@ -486,6 +478,31 @@ class Service:
                   model.last_checkpoint_seconds)
 
 
+def drop_out_of_range(X: np.ndarray, bound: float) -> tuple[np.ndarray, int]:
+    """``X`` without the rows that have a coordinate beyond ``bound`` in magnitude.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+        Finite points (the codec has dropped the NaN and infinite rows).
+    bound : float
+        The model's ``max_abs_coordinate``.
+
+    Returns
+    -------
+    X : ndarray
+        The rows within range (``X`` itself when all are).
+    dropped : int
+        How many rows were dropped.
+    """
+    # Two reductions over the whole array first (~8 us per 10,000 3-D points, against
+    # ~380 us for the per-row maximum, which is only computed when some row is out).
+    if len(X) == 0 or (X.max() <= bound and X.min() >= -bound):
+        return X, 0
+    in_range = np.max(np.abs(X), axis=1) <= bound
+    return X[in_range], int(len(X) - np.count_nonzero(in_range))
+
+
 def _release_freed_memory() -> None:
     """Give the refit's freed temporaries back to the OS (glibc only; a no-op elsewhere).
 
@@ -500,12 +517,6 @@ def _release_freed_memory() -> None:
         pass
 
 
-@dataclass(frozen=True)
-class _WithId:
-    request: ControlRequest
-    rid: object
-
-
 # --------------------------------------------------------------------------- entry point
 
 
@@ -516,6 +527,31 @@ def configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+
+
+@contextlib.contextmanager
+def capture_signals(service: Service) -> Iterator[None]:
+    """SIGTERM and SIGINT ask ``service`` to exit, SIGHUP to reload, inside the block.
+
+    The previous handlers come back when the block ends, so after the shutdown it wraps: a
+    second SIGTERM during shutdown only sets the flag again. Signals can only be handled in
+    the main thread; elsewhere (a daemon run from a thread) nothing is installed (the way
+    uvicorn's ``Server.capture_signals`` does it).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handlers = {
+        signal.SIGTERM: service.request_exit,
+        signal.SIGINT: service.request_exit,
+        signal.SIGHUP: service.request_reload,
+    }
+    previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_daemon(path: str | os.PathLike, log_level: str | None = None) -> int:
@@ -545,19 +581,12 @@ def run_daemon(path: str | os.PathLike, log_level: str | None = None) -> int:
         if service.transport is not None:
             service.transport.close(linger=0)
         return EXIT_CONFIG
-    previous = {
-        sig: signal.signal(sig, service.request_exit) for sig in (signal.SIGTERM, signal.SIGINT)
-    }
-    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, service.request_reload)
-    try:
-        service.run()
-    except Exception:
-        log.exception("internal error; writing checkpoints and exiting")
+    with capture_signals(service):
+        try:
+            service.run()
+        except Exception:
+            log.exception("internal error; writing checkpoints and exiting")
+            service.shutdown()
+            return EXIT_INTERNAL
         service.shutdown()
-        return EXIT_INTERNAL
-    finally:
-        if threading.current_thread() is threading.main_thread():
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-    service.shutdown()
     return EXIT_OK

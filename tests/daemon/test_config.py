@@ -94,7 +94,7 @@ def test_minimal_config_has_protocol_defaults(tmp_path: Path) -> None:
         "reg_covar": 1e-6,
         "step_decay": 0.6,
         "step_offset": 2.0,
-        "step_constant": 0.0,
+        "step_constant": None,  # the decaying step (TOML: 0)
         "max_points_per_message": 1_000_000,
         "max_abs_coordinate": 1e15,
         "checkpoint_generations": 2,
@@ -154,6 +154,59 @@ def test_explicit_empty_ingest_with_connect_binds_nothing() -> None:
     data["service"]["ingest"] = []
     data["service"]["connect"] = ["inproc://points"]
     assert parse_config(data).service.ingest == ()
+
+
+@pytest.mark.parametrize("value, expected", [(0, None), (0.0, None), (0.05, 0.05), (1.0, 1.0),
+                                             (1, 1.0)])
+def test_step_constant_zero_is_the_decaying_step_and_one_is_allowed(value, expected) -> None:
+    data = minimal()
+    data["model"][0]["step_constant"] = value
+    assert parse_config(data).models[0].step_constant == expected
+
+
+def test_step_constant_reaches_the_estimator_with_the_library_meaning() -> None:
+    from streamgmm.daemon.model import ModelRuntime
+
+    data = minimal()
+    for value, expected in ((0, None), (0.25, 0.25)):
+        data["model"][0]["step_constant"] = value
+        runtime = ModelRuntime(parse_config(data).models[0])
+        assert runtime.estimator.step_constant == expected
+
+
+def test_defaults_come_from_the_dataclasses_and_every_field_has_a_checker() -> None:
+    from streamgmm.daemon import config as cfg
+
+    tables = [(cfg.SocketOptions, cfg._SOCKET_FIELDS), (cfg.CurveConfig, cfg._CURVE_FIELDS),
+              (cfg.ModelConfig, cfg._MODEL_FIELDS),
+              (cfg.ServiceConfig, {**cfg._SERVICE_FIELDS, "sockets": None, "curve": None})]
+    for cls, checkers in tables:
+        assert set(checkers) == {f.name for f in dataclasses.fields(cls)}, cls
+    # A left-out key gets the dataclass default, whatever it is.
+    model = parse_config(minimal()).models[0]
+    for f in dataclasses.fields(cfg.ModelConfig):
+        if f.name not in minimal()["model"][0]:
+            assert getattr(model, f.name) == f.default, f.name
+
+
+def test_shared_keys_follow_the_estimator_rules() -> None:
+    from streamgmm.core.constraints import PARAMETER_CONSTRAINTS, is_valid
+
+    shared = {"components": "n_components", "step_decay": "step_decay",
+              "step_offset": "step_offset", "window_points": "retain_size"}
+    for key, param in shared.items():
+        for value in (-1, 0, 1, 2, 0.5, 0.75, 1.0, 1.5, 3.0):
+            data = minimal()
+            data["model"][0][key] = value
+            if key == "window_points":
+                data["model"][0]["components"] = 1
+            try:
+                parse_config(data)
+                accepted = True
+            except ConfigError as err:
+                assert err.key == f"model[0].{key}"
+                accepted = False
+            assert accepted == is_valid(value, PARAMETER_CONSTRAINTS[param]), (key, value)
 
 
 def test_config_error_is_a_picklable_value_error() -> None:
@@ -240,7 +293,8 @@ BAD = [
     ("retain", _set((*M0, "retain"), "latest"), "model[0].retain", "one of"),
     ("step-decay-0.5", _set((*M0, "step_decay"), 0.5), "model[0].step_decay", "> 0.5"),
     ("step-decay-1.2", _set((*M0, "step_decay"), 1.2), "model[0].step_decay", "<= 1.0"),
-    ("step-constant-1", _set((*M0, "step_constant"), 1.0), "model[0].step_constant", "< 1.0"),
+    ("step-constant-1.5", _set((*M0, "step_constant"), 1.5), "model[0].step_constant", "<= 1.0"),
+    ("step-constant-neg", _set((*M0, "step_constant"), -0.1), "model[0].step_constant", "or 0"),
     ("step-offset-neg", _set((*M0, "step_offset"), -1), "model[0].step_offset", ">= 0"),
     ("publish-every-neg", _set((*M0, "publish_every_s"), -0.1), "model[0].publish_every_s", ">="),
     ("refit-nan", _set((*M0, "refit_every_s"), math.nan), "model[0].refit_every_s", "finite"),

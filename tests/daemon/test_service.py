@@ -257,3 +257,89 @@ def test_points_buffered_before_initialisation_survive_a_restart(daemon_factory,
     status = d2.wait_for(lambda s: s["models"]["lidar"]["fitted"])
     assert status["models"]["lidar"]["n_seen"] == 5
     assert d2.stop() == 0
+
+
+# ------------------------------------------------------------------ in-process unit tests
+
+
+@pytest.mark.parametrize("bad_rows", [0, 1, 7, 300])
+def test_range_fast_path_drops_and_counts_like_the_row_maximum(bad_rows):
+    from streamgmm.daemon.service import drop_out_of_range
+
+    rng = np.random.default_rng(bad_rows)
+    bound = 1e3
+    for _ in range(10):
+        X = rng.normal(scale=100.0, size=(300, int(rng.integers(1, 5))))
+        rows = rng.choice(300, size=bad_rows, replace=False)
+        X[rows, rng.integers(0, X.shape[1], bad_rows)] = rng.choice([-1, 1], bad_rows) * 2e3
+        X[rng.integers(0, 300)] = bound  # on the bound: kept
+        keep = np.max(np.abs(X), axis=1) <= bound
+        kept, dropped = drop_out_of_range(X, bound)
+        assert dropped == 300 - int(keep.sum()) == bad_rows - int(keep[rows].sum())
+        np.testing.assert_array_equal(kept, X[keep])
+    empty, dropped = drop_out_of_range(np.zeros((0, 3)), bound)
+    assert empty.shape == (0, 3) and dropped == 0
+
+
+def test_control_dispatch_table_serves_exactly_the_codec_ops():
+    from streamgmm.daemon.service import Service
+
+    assert list(Service.CONTROL_HANDLERS) == list(codec.CONTROL_OPS)
+    assert all(callable(handler) for handler in Service.CONTROL_HANDLERS.values())
+
+
+def _config(tmp_path):
+    return write_config(tmp_path, [MODEL])
+
+
+def test_signal_handlers_stay_through_shutdown_and_are_restored(tmp_path, monkeypatch):
+    import os
+    import threading
+    import time
+
+    from streamgmm.daemon import service as svc
+
+    during_shutdown = {}
+    real_shutdown = svc.Service.shutdown
+
+    def shutdown(self):
+        during_shutdown[signal.SIGTERM] = signal.getsignal(signal.SIGTERM)
+        real_shutdown(self)
+
+    monkeypatch.setattr(svc.Service, "shutdown", shutdown)
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT,
+                                                      signal.SIGHUP)}
+
+    def terminate_once_installed():
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            handler = signal.getsignal(signal.SIGTERM)
+            if getattr(handler, "__name__", "") == "request_exit":
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=terminate_once_installed, daemon=True)
+    killer.start()
+    assert svc.run_daemon(_config(tmp_path)) == svc.EXIT_OK
+    killer.join(5)
+    # Shutdown ran under the daemon's handler; afterwards the previous handlers are back.
+    assert getattr(during_shutdown[signal.SIGTERM], "__name__", "") == "request_exit"
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+def test_run_daemon_from_a_thread_installs_no_signal_handlers(tmp_path, monkeypatch):
+    import threading
+
+    from streamgmm.daemon import service as svc
+
+    seen = []
+    monkeypatch.setattr(svc.Service, "run",
+                        lambda self: seen.append(signal.getsignal(signal.SIGTERM)))
+    before = signal.getsignal(signal.SIGTERM)
+    result = []
+    thread = threading.Thread(target=lambda: result.append(svc.run_daemon(_config(tmp_path))))
+    thread.start()
+    thread.join(30)
+    assert result == [svc.EXIT_OK]
+    assert seen == [before] and signal.getsignal(signal.SIGTERM) is before
