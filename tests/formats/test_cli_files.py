@@ -109,3 +109,17 @@ def test_daemon_receives_exactly_the_finite_points(daemon_factory, tmp_path: Pat
     assert status["counters"]["rows_dropped_nonfinite"] == 0  # none reached the daemon
     snapshot = d.request(op="snapshot", model="lidar")
     assert snapshot["n_seen"] == expected
+
+
+@pytest.mark.parametrize("module, file, extra", [("pypcd4", "a.pcd", "pointclouds"),
+                                                 ("mcap_ros2.decoder", "a.mcap", "ros"),
+                                                 ("rosbags.highlevel", "a.bag", "ros")])
+def test_missing_extra_names_it(monkeypatch, tmp_path: Path, capsys, module, file,
+                                extra) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, module, None)  # import now raises ImportError
+    (tmp_path / file).write_bytes(b"x")
+    assert main(["publish", "--file", str(tmp_path / file)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"pip install 'streamgmm[{extra}]'" in line

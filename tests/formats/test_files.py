@@ -136,3 +136,15 @@ def test_one_table_names_every_extension() -> None:
     assert set(FORMATS) == {".npy", ".csv", ".bin", ".pcd", ".ply", ".las", ".laz", ".mcap",
                             ".db3", ".bag"}
     assert {f.extra for f in FORMATS.values()} == {None, "pointclouds", "ros"}
+
+
+def test_optional_packages_stay_unimported() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, streamgmm, streamgmm.formats, streamgmm.cli, streamgmm.rerun_view; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'mcap', 'mcap_ros2', "
+            "'rosbags', 'pypcd4', 'plyfile', 'laspy', 'lazrs', 'rerun'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert out.strip() == "[]"
