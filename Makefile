@@ -14,8 +14,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test,plot,dask,ros,pointclouds,rerun]"
 	touch $(STAMP)
 
+# The tests, then the docstring examples (documentation that must stay true).
 test: $(STAMP)
 	$(PY) -m pytest -q
+	$(PY) -m pytest -q --doctest-modules streamgmm
 
 demo: $(STAMP)
 	$(PY) -m streamgmm.demo

@@ -68,7 +68,7 @@ from seeds import EMPTY_MODEL, FITTED_MODEL, valid_messages  # noqa: E402
 DecodeError = codec.DecodeError
 
 # ---------------------------------------------------------------------------------------------
-# Known (triaged, not yet fixed) findings, tolerated only when named in STREAMGMM_FUZZ_KNOWN.
+# Past findings (both fixed), tolerated only when named in STREAMGMM_FUZZ_KNOWN.
 # ---------------------------------------------------------------------------------------------
 
 

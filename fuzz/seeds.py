@@ -2,7 +2,8 @@
 
 ``valid_messages()`` gives plain dicts (arrays already as protocol array maps) that every
 decoder of their kind accepts; the harness mutates copies of them with the fuzzer's bytes.
-``hostile_payloads()`` gives raw payloads of known attack shapes (RELIABILITY.md A4, D2-D4).
+``hostile_payloads()`` gives raw payloads of known attack shapes (oversized, deeply nested
+and malformed messages).
 Everything is deterministic, so ``make_corpus.py`` always writes the same files.
 """
 

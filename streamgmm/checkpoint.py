@@ -1,7 +1,4 @@
 """Moved to :mod:`streamgmm.daemon.checkpoint`; the old import path still works."""
 
-import sys
-
-from streamgmm.daemon import checkpoint as _moved
-
-sys.modules[__name__] = _moved
+from streamgmm.daemon.checkpoint import *  # noqa: F403
+from streamgmm.daemon.checkpoint import __all__  # noqa: F401

@@ -1,7 +1,4 @@
 """Moved to :mod:`streamgmm.daemon.config`; the old import path still works."""
 
-import sys
-
-from streamgmm.daemon import config as _moved
-
-sys.modules[__name__] = _moved
+from streamgmm.daemon.config import *  # noqa: F403
+from streamgmm.daemon.config import __all__  # noqa: F401

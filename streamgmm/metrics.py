@@ -1,7 +1,4 @@
 """Moved to :mod:`streamgmm.daemon.metrics`; the old import path still works."""
 
-import sys
-
-from streamgmm.daemon import metrics as _moved
-
-sys.modules[__name__] = _moved
+from streamgmm.daemon.metrics import *  # noqa: F403
+from streamgmm.daemon.metrics import __all__  # noqa: F401

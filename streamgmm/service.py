@@ -1,7 +1,7 @@
 """Moved to :mod:`streamgmm.daemon.service`; the old import path still works."""
 
-import sys
-
-from streamgmm.daemon import service as _moved
-
-sys.modules[__name__] = _moved
+# Names users imported from the single-file daemon, now in its other modules.
+from streamgmm.daemon.accounting import Counters, SourceTracker  # noqa: F401
+from streamgmm.daemon.model import ModelRuntime, RefitResult, refit_job  # noqa: F401
+from streamgmm.daemon.service import *  # noqa: F403
+from streamgmm.daemon.service import __all__  # noqa: F401

@@ -1,7 +1,4 @@
 """Moved to :mod:`streamgmm.daemon.transport`; the old import path still works."""
 
-import sys
-
-from streamgmm.daemon import transport as _moved
-
-sys.modules[__name__] = _moved
+from streamgmm.daemon.transport import *  # noqa: F403
+from streamgmm.daemon.transport import __all__  # noqa: F401

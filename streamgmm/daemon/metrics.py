@@ -20,6 +20,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from streamgmm.daemon.accounting import Counters
 from streamgmm.daemon.model import MODEL_STATUS
 
+__all__ = [
+    "MetricsServer",
+    "render",
+]
+
 # Both tables come from where the values are made: the counters' fields and the per-model
 # status keys, so a new counter or status metric cannot be left out here.
 _COUNTERS = {

@@ -41,6 +41,17 @@ from streamgmm.daemon.metrics import MetricsServer
 from streamgmm.daemon.model import ModelRuntime, RefitResult, Waiter, refit_job
 from streamgmm.daemon.transport import BindError, ControlRequest, Transport
 
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_INTERNAL",
+    "EXIT_OK",
+    "Service",
+    "capture_signals",
+    "configure_logging",
+    "drop_out_of_range",
+    "run_daemon",
+]
+
 log = logging.getLogger("streamgmm")
 
 EXIT_OK = 0
@@ -359,11 +370,26 @@ class Service:
         model.refit_waiters.append(Waiter(request, rid))
         self._start_refit(model)
 
+    def _op_load(self, request: ControlRequest, msg: dict, rid: object) -> None:
+        """Replace a model's parameters by a mixture fitted elsewhere (docs/protocol.md)."""
+        model = self._find_model(msg)
+        try:
+            fields = codec.decode_load(msg, model.config.covariance_type)
+        except codec.DecodeError as err:
+            raise LookupError(f"load refused: {err}") from None
+        if model.refit_future is not None:
+            raise LookupError(f"load refused: a refit of {model.name!r} is running; retry")
+        model.load(fields)  # LookupError when it does not fit the model
+        seq = self._publish(model, "refit")
+        log.info("load model=%s weight=%g seq=%d", model.name, model.loaded_weight, seq)
+        self._reply(request, {"ok": True, "seq": seq}, rid)
+
     #: op -> handler(service, request, decoded message, id to echo or None).
     CONTROL_HANDLERS: dict[str, Callable[[Service, ControlRequest, dict, object], None]] = {
         "snapshot": _op_snapshot,
         "status": _op_status,
         "refit": _op_refit,
+        "load": _op_load,
     }
 
     def _find_model(self, msg: dict) -> ModelRuntime:

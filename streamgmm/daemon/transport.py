@@ -23,6 +23,15 @@ import zmq
 
 from streamgmm.daemon.config import ConfigError, CurveConfig, ServiceConfig, SocketOptions
 
+__all__ = [
+    "BindError",
+    "ControlRequest",
+    "Transport",
+    "ZAP_DOMAIN",
+    "check_secret_file",
+    "load_server_keys",
+]
+
 ZAP_DOMAIN = "streamgmm"
 
 
