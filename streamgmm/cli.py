@@ -515,7 +515,7 @@ def _write_plot(path: str, m: Mixture) -> None:
     except ValueError as exc:
         raise CliError(f"cannot draw the mixture: {exc}") from None
     try:
-        fig.savefig(path, dpi=100)
+        fig.savefig(path, dpi=100, bbox_inches="tight")
     except OSError as exc:
         raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:
@@ -643,6 +643,32 @@ def _cmd_refit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_load(args: argparse.Namespace) -> int:
+    curve = _curve_keys(args)
+    try:
+        with np.load(args.file, allow_pickle=False) as npz:
+            missing = [k for k in ("weights", "means", "covariances") if k not in npz]
+            if missing:
+                raise CliError(f"{args.file} lacks {', '.join(missing)} (write it with "
+                               "'streamgmm fit --out')")
+            fields = {k: np.asarray(npz[k]) for k in ("weights", "means", "covariances")}
+            ctype = str(npz["covariance_type"]) if "covariance_type" in npz else None
+            weight = args.weight
+            if weight is None and "n_points" in npz:
+                weight = float(npz["n_points"])
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot read {args.file}: {exc}") from None
+    from streamgmm.client import ControlClient
+
+    with _client_errors(f"load via {args.control}", curve):
+        with ControlClient(args.control, timeout=args.timeout, curve=curve) as ctl:
+            seq = ctl.load(args.model, covariance_type=ctype, weight=weight,
+                           timeout=args.timeout, **fields)
+    k, d = fields["means"].shape
+    print(f"loaded {args.file} ({k} components, d={d}) into {args.model} as seq {seq}")
+    return 0
+
+
 def _cmd_keygen(args: argparse.Namespace) -> int:
     from streamgmm.keys import generate_keys
 
@@ -670,6 +696,8 @@ def _save_mixture(path: str, gm: Any, covariance_type: str) -> None:
                 means=gm.means_,
                 covariances=gm.covariances_,
                 covariance_type=np.array(covariance_type),
+                # The points behind the fit: the prior weight `streamgmm load` sends.
+                n_points=np.array(int(getattr(gm, "n_seen_", 0))),
             )
     except OSError as exc:
         raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None
@@ -902,6 +930,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = control_parser("refit", "refit a model by batch EM on its retained points", 120.0)
     p.add_argument("--model", required=True, help="model name")
     p.set_defaults(func=_cmd_refit)
+
+    p = control_parser("load", "replace a model's mixture by one saved by 'fit --out'", 10.0)
+    p.add_argument("--model", required=True, help="model name")
+    p.add_argument("file", metavar="FILE.npz", help="weights, means, covariances (np.savez)")
+    p.add_argument("--weight", type=_positive_float, default=None, metavar="N_POINTS",
+                   help="prior weight in points (default: the file's n_points, else the "
+                   "points the model has seen)")
+    p.set_defaults(func=_cmd_load)
 
     p = commands.add_parser(
         "fit", help="fit a mixture to a file offline (batch EM)",

@@ -600,6 +600,62 @@ class ControlClient:
             raise ControlError(f"refit reply without an integer 'seq': {reply!r}", reply)
         return seq
 
+    def load(
+        self,
+        model: str,
+        weights,
+        means,
+        covariances,
+        covariance_type: str | None = None,
+        weight: float | None = None,
+        timeout: float = 10.0,
+    ) -> int:
+        """Replace a model's parameters by a mixture fitted elsewhere (op ``load``).
+
+        The daemon publishes the mixture as a ``kind: "refit"`` update and continues its
+        online updates from it, as a prior worth ``weight`` points (default: the points the
+        model has seen). Dimension, number of components and covariance type must be the
+        model's, or the daemon refuses.
+
+        Parameters
+        ----------
+        model : str
+        weights : array_like of shape (K,)
+        means : array_like of shape (K, d)
+        covariances : array_like
+            Shaped per covariance type, as in an update.
+        covariance_type : str, optional
+            Checked against the model's (default: assumed to be the model's).
+        weight : float, optional
+            Prior weight of the mixture in points (e.g. the points of the batch fit).
+        timeout : float, default=10.0
+
+        Returns
+        -------
+        int
+            The ``seq`` of the published refit update.
+
+        Raises
+        ------
+        TimeoutError, ControlError
+        """
+        fields: dict[str, object] = {
+            "model": model,
+            "weights": codec.encode_array(np.asarray(weights, dtype=np.float64), "<f8"),
+            "means": codec.encode_array(np.asarray(means, dtype=np.float64), "<f8"),
+            "covariances": codec.encode_array(np.asarray(covariances, dtype=np.float64), "<f8"),
+        }
+        if covariance_type is not None:
+            fields["covariance_type"] = covariance_type
+        if weight is not None:
+            fields["weight"] = float(weight)
+        _, reply = self._exchange("load", fields, _check_timeout("timeout", timeout))
+        self._raise_if_error("load", reply)
+        seq = reply.get("seq")
+        if isinstance(seq, bool) or not isinstance(seq, int):
+            raise ControlError(f"load reply without an integer 'seq': {reply!r}", reply)
+        return seq
+
     def close(self) -> None:
         """Close the socket (pending requests are abandoned)."""
         self._closed = True

@@ -36,6 +36,7 @@ __all__ = [
     "PointsMessage",
     "covariance_shape",
     "decode_array",
+    "decode_load",
     "decode_points",
     "decode_reply",
     "decode_request",
@@ -53,7 +54,7 @@ PROTOCOL_VERSION = 1
 DTYPES = ("<f4", "<f8")
 UPDATE_KINDS = ("online", "refit", "snapshot")
 # The daemon answers each with a handler of its dispatch table (a test keeps the two equal).
-CONTROL_OPS = ("snapshot", "status", "refit")
+CONTROL_OPS = ("snapshot", "status", "refit", "load")
 UPDATE_TOPIC_PREFIX = b"gmm/"
 
 _ARRAY_KEYS = frozenset(("dtype", "shape", "data"))
@@ -739,6 +740,53 @@ def decode_request(payload: bytes) -> dict:
     if "model" in msg:
         _get_str(msg, "model")
     return msg
+
+
+def decode_load(msg: Mapping[str, object], default_covariance_type: str = "full") -> dict:
+    """Validate the mixture of a ``load`` request (an extension, see docs/protocol.md).
+
+    Parameters
+    ----------
+    msg : Mapping[str, object]
+        A map from :func:`decode_request` with ``op == "load"``.
+    default_covariance_type : str
+        The shapes are checked against this type when the request names none (the
+        daemon passes its model's).
+
+    Returns
+    -------
+    dict
+        ``weights``, ``means``, ``covariances`` (float64 arrays), ``covariance_type`` and
+        ``weight`` (a float, or None when the request leaves it out).
+
+    Raises
+    ------
+    DecodeError
+        ``"schema"`` (a key missing or of the wrong type, ``weight`` not a positive finite
+        number), ``"dtype"``, ``"shape"``, ``"size"``, ``"too_large"`` or ``"nonfinite"``.
+    """
+    fields = dict(msg)
+    covariance_type = default_covariance_type
+    if fields.get("covariance_type") is not None:
+        covariance_type = _get_str(fields, "covariance_type")
+    if covariance_type not in COVARIANCE_TYPES:
+        raise DecodeError("schema", f"covariance_type must be one of {COVARIANCE_TYPES}, "
+                          f"got {_short(covariance_type)}")
+    arrays = [decode_array(_require(fields, key)).astype(np.float64)
+              for key in ("weights", "means", "covariances")]
+    problem = _check_mixture_shapes(covariance_type, *arrays)
+    if problem is not None:
+        raise DecodeError("shape", problem)
+    if not all(np.isfinite(a).all() for a in arrays):
+        raise DecodeError("nonfinite", "mixture parameters hold NaN or Inf")
+    weight = fields.get("weight")
+    if weight is not None:
+        if not _is_number(weight) or not math.isfinite(weight) or weight <= 0:
+            raise DecodeError("schema", "weight must be a positive number of points, got "
+                              f"{_short(weight)}")
+        weight = float(weight)
+    return {"weights": arrays[0], "means": arrays[1], "covariances": arrays[2],
+            "covariance_type": covariance_type, "weight": weight}
 
 
 def encode_reply(reply: Mapping[str, object]) -> bytes:

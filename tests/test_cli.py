@@ -132,7 +132,9 @@ def test_fit_writes_model(fmt: str, tmp_path: Path, capsys) -> None:
     text = capsys.readouterr().out
     assert "converged: True" in text and "BIC:" in text and f"wrote {out}" in text
     with np.load(out) as model:
-        assert set(model.files) == {"weights", "means", "covariances", "covariance_type"}
+        assert set(model.files) == {"weights", "means", "covariances", "covariance_type",
+                                    "n_points"}
+        assert int(model["n_points"]) == len(X)
         assert str(model["covariance_type"]) == "full"
         assert model["covariances"].shape == (2, 2, 2)
         np.testing.assert_allclose(np.sort(model["weights"]), [0.5, 0.5], atol=1e-6)

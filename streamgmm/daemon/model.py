@@ -101,6 +101,8 @@ class ModelRuntime:
         self.refits = 0
         self.refit_failures = 0
         self.last_refit_seconds = float("nan")
+        self.loads = 0  # load requests adopted
+        self.loaded_weight = float("nan")  # prior weight (points) of the last one
         self.checkpoints = 0
         self.checkpoint_failures = 0
         self.last_checkpoint_seconds = float("nan")
@@ -149,6 +151,44 @@ class ModelRuntime:
             self.pending_points += len(X)
             while self.pending_points > _MAX_PENDING_POINTS and len(self.pending) > 1:
                 self.pending_points -= len(self.pending.pop(0))
+
+    def load(self, fields: dict) -> None:
+        """Adopt a mixture fitted elsewhere (a ``load`` request) as the model's parameters.
+
+        The mixture becomes the prior the online updates continue from: its statistics
+        (:meth:`SufficientStats.from_params`) carry ``fields["weight"]`` points, by default
+        the points the model has seen (at least 1). The step counter and the retained
+        points are kept.
+
+        Raises
+        ------
+        LookupError
+            If the dimension, the number of components or the covariance type differ from
+            the model's, or a covariance is not positive definite.
+        """
+        c = self.config
+        w, mu, cov = fields["weights"], fields["means"], fields["covariances"]
+        found = (mu.shape[1], len(w), fields["covariance_type"])
+        if found != (c.dim, c.components, c.covariance_type):
+            raise LookupError(
+                f"load refused: model {self.name!r} has dim {c.dim}, {c.components} components, "
+                f"covariance {c.covariance_type}; the mixture has dim {found[0]}, {found[1]} "
+                f"components, covariance {found[2]}"
+            )
+        if np.any(w < 0) or not np.isclose(w.sum(), 1.0, atol=1e-6):
+            raise LookupError(f"load refused: weights must be >= 0 and sum to 1, got sum "
+                              f"{w.sum():.6g}")
+        try:
+            params = MixtureParams.from_covariances(w / w.sum(), mu, cov, c.covariance_type)
+        except ValueError as exc:
+            raise LookupError(f"load refused: {exc}") from None
+        weight = fields["weight"]
+        if weight is None:
+            weight = float(max(self.n_seen, 1))
+        self.estimator.adopt(params, SufficientStats.from_params(params, total=weight))
+        self.loaded_weight = weight
+        self.loads += 1
+        self.changed = self.dirty = True
 
     def status(self) -> dict:
         """This model's entry of the ``status`` reply (keys: :data:`MODEL_STATUS`)."""
@@ -268,6 +308,8 @@ MODEL_STATUS: dict[str, StatusKey] = {
     "refit_running": StatusKey(lambda m: m.refit_future is not None),
     "last_refit_s": StatusKey(lambda m: m.last_refit_seconds, "gauge",
                               "Duration of the last refit in seconds."),
+    "loads": StatusKey(lambda m: m.loads, "counter",
+                       "Mixtures loaded by a control request (op load)."),
     "checkpoints": StatusKey(lambda m: m.checkpoints, "counter", "Checkpoints written."),
     "checkpoint_failures": StatusKey(lambda m: m.checkpoint_failures, "counter",
                                      "Checkpoint writes that failed."),
