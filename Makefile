@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench bench-dask soak lint fuzz fuzz-regress clean
+.PHONY: test demo pictures bench bench-dask soak lint fuzz fuzz-regress clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,13 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m streamgmm.demo
+
+# Regenerates the README's pictures in docs/img/ on purpose (the demo and the examples write
+# into the untracked demo-out/ otherwise); about a minute.
+pictures: $(STAMP)
+	$(PY) examples/plot_mixture.py docs/img/mixture.png
+	$(PY) examples/plot_learning_curve.py docs/img/learning_curve.png
+	$(PY) -m streamgmm.demo --seconds 10 --out docs/img/demo-mixture.png
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

@@ -545,6 +545,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
 
     received = 0
     last: Mixture | None = None
+    streaming = False  # a live update arrived (--idle counts from then on)
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     with _client_errors(f"cannot watch {args.endpoint}", curve):
         sub = MixtureSubscriber(args.endpoint, args.control, args.model, curve=curve)
@@ -555,7 +556,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
                 wait = None if deadline is None else deadline - time.monotonic()
                 if wait is not None and wait <= 0:
                     break
-                if args.idle is not None and last is not None:
+                if args.idle is not None and streaming:
                     # --idle: the stream has ended when no update came for that long.
                     wait = args.idle if wait is None else min(wait, args.idle)
                 mixture = sub.recv(timeout=wait)
@@ -563,6 +564,8 @@ def _cmd_watch(args: argparse.Namespace) -> int:
                     break
                 received += 1
                 last = mixture
+                # A snapshot alone (an idle daemon) does not start the --idle clock.
+                streaming = streaming or mixture.kind != "snapshot"
                 print(_mixture_line(mixture), flush=True)
                 if view is not None:
                     view.log_mixture(mixture)
@@ -893,8 +896,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=_seconds, default=None, metavar="S",
                    help="stop after S seconds (default: run until Ctrl-C)")
     p.add_argument("--idle", type=_positive_float, default=None, metavar="S",
-                   help="stop when no update came for S seconds after the first mixture "
-                   "(the stream has ended)")
+                   help="stop when no update came for S seconds once updates flow (the "
+                   "stream has ended); the first snapshot alone does not start the clock")
     p.add_argument("--plot", metavar="FILE.png", default=None,
                    help="draw the last mixture at exit (also after Ctrl-C or SIGTERM): top "
                    "view and, for 3-D models, side view; needs matplotlib")

@@ -6,8 +6,10 @@
    order, at a fixed rate;
 3. watches the live mixture with :class:`~streamgmm.client.MixtureSubscriber` (the Clone
    pattern: subscribe, snapshot, then newer updates), printing one line per update;
-4. asks the daemon for a refit, draws the final mixture over the points into a PNG, and
-   stops everything (SIGTERM; the daemon writes its checkpoint and exits 0).
+4. asks the daemon for a refit, draws the final mixture over the points (top and side
+   views, in metres) into ``demo-out/demo-mixture.png`` (untracked; ``make pictures`` writes
+   the README's ``docs/img/demo-mixture.png``), and stops everything (SIGTERM; the daemon
+   writes its checkpoint and exits 0).
 """
 
 from __future__ import annotations
@@ -77,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         "\n")[0])
     parser.add_argument("--seconds", type=float, default=15.0, help="how long to stream")
     parser.add_argument("--rate", type=float, default=100_000.0, help="points per second")
-    parser.add_argument("--out", default="demo-mixture.png", help="PNG of the final mixture")
+    parser.add_argument("--out", default="demo-out/demo-mixture.png",
+                        help="PNG of the final mixture (default demo-out/demo-mixture.png)")
     args = parser.parse_args(argv)
 
     from streamgmm.client import ControlClient, MixtureSubscriber
@@ -150,17 +153,19 @@ def _draw(mixture, n_points: int, out: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from streamgmm.plotting import plot_mixture
+    from streamgmm.plotting import mixture_figure
 
     X = lidar_scene(n_points, seed=0)  # the same sweep the publisher sent
     gm = mixture.to_estimator()
-    fig, ax = plt.subplots(figsize=(7, 7))
-    plot_mixture(ax, X[:, :2], gm.weights_, gm.means_[:, :2],
-                 gm.params_.full_covariances()[:, :2, :2])
-    ax.set_title(f"live mixture '{mixture.model}', seq {mixture.seq} ({mixture.kind}), "
-                 f"{mixture.n_seen} points\nmean log-likelihood {gm.score(X):.3f} nats/point")
-    fig.tight_layout()
-    fig.savefig(out, dpi=90)
+    fig = mixture_figure(
+        gm, X, sensor_origin=(0.0, 0.0, 0.0), sweep=True,
+        title=f"daemon model '{mixture.model}' after the demo: seq {mixture.seq} "
+        f"({mixture.kind}), {mixture.n_seen} points\nmean log-likelihood {gm.score(X):.3f} "
+        "nats/point on the points sent",
+    )
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90, bbox_inches="tight")
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["mixture_figure", "plot_mixture"]
+__all__ = ["draw_views", "mixture_figure", "plot_mixture", "view_layout"]
 
 ELLIPSE_COLOR = "C3"
 POINT_COLOR = "0.55"
@@ -77,10 +77,115 @@ def _extent(values: list[np.ndarray]) -> tuple[float, float]:
     return lo - pad, hi + pad
 
 
+def _arrays(model: Any, points: np.ndarray | None):
+    weights = np.asarray(model.weights_)
+    means = np.asarray(model.means_)
+    covs = np.asarray(model.params_.full_covariances())
+    d = means.shape[1]
+    if d < 2:
+        raise ValueError(f"a picture needs at least 2 dimensions, the mixture has {d}")
+    if points is not None:
+        points = np.asarray(points)
+        if points.ndim != 2 or points.shape[1] != d:
+            raise ValueError(f"points must have shape (n, {d}), got {points.shape}")
+    return weights, means, covs, points
+
+
+def view_layout(model: Any, points: np.ndarray | None = None,
+                sensor_origin: Sequence[float] | None = None
+                ) -> tuple[list[tuple[float, float]], list[float]]:
+    """Axis limits per dimension and panel height ratios for :func:`draw_views`.
+
+    Parameters
+    ----------
+    model : GaussianMixture
+        Fitted, ``d >= 2``.
+    points : ndarray of shape (n, d), optional
+    sensor_origin : sequence of float, optional
+
+    Returns
+    -------
+    limits : list of (float, float)
+        Per dimension: what holds the 2-sigma boxes, the central 99% of the points and the
+        sensor.
+    ratios : list of float
+        Heights of the top view and (d >= 3) the side view, in data units of their y axes,
+        so that both views keep the x axis's scale (the side view at least a fifth of the top).
+    """
+    weights, means, covs, points = _arrays(model, points)
+    d = means.shape[1]
+    sd = np.sqrt(np.einsum("kii->ki", covs))
+    spread = [means + 2 * sd, means - 2 * sd]
+    if points is not None and len(points):
+        spread += [np.percentile(points, 0.5, axis=0)[None],
+                   np.percentile(points, 99.5, axis=0)[None]]
+    if sensor_origin is not None:
+        spread.append(np.asarray(sensor_origin, dtype=float)[None, :d])
+    limits = [_extent([v[:, i] for v in spread]) for i in range(d)]
+    tall = limits[1][1] - limits[1][0]
+    ratios = [tall]
+    if d >= 3:
+        ratios.append(max(limits[2][1] - limits[2][0], 0.2 * tall))
+    return limits, ratios
+
+
+def draw_views(axes: Sequence[Any], model: Any, points: np.ndarray | None = None, *,
+               sensor_origin: Sequence[float] | None = None, sweep: bool = False,
+               unit: str | None = "m", max_points: int = 20_000, legend: bool = True,
+               limits: list[tuple[float, float]] | None = None) -> None:
+    """Draw the top view (x, y) into ``axes[0]`` and, for d >= 3, the side view (x, z) into
+    ``axes[1]``; parameters as in :func:`mixture_figure`.
+
+    `limits` (from :func:`view_layout`) lets several models share one scale.
+    """
+    from matplotlib.lines import Line2D
+
+    weights, means, covs, points = _arrays(model, points)
+    d = means.shape[1]
+    if limits is None:
+        limits, _ = view_layout(model, points, sensor_origin)
+    names = ["x", "y", "z"] if d <= 3 and unit else [f"x[{i}]" for i in range(d)]
+    labels = [f"{n} [{unit}]" if unit else n for n in names]
+    views = [(0, 1)] + ([(0, 2)] if d >= 3 else [])
+    for ax, (i, j) in zip(axes, views):
+        plot_mixture(ax, None if points is None else points[:, [i, j]], weights,
+                     means[:, [i, j]], covs[:, [i, j]][:, :, [i, j]], max_points=max_points)
+        ax.set_xlim(*limits[i])
+        ax.set_ylim(*limits[j])
+        ax.set_aspect("equal", adjustable="box")
+        ax.set_xlabel(labels[i])
+        ax.set_ylabel(labels[j])
+        ax.grid(True, lw=0.3, alpha=0.5)
+        if sensor_origin is not None:
+            ax.plot(sensor_origin[i], sensor_origin[j], marker="^", color="C0", ms=9,
+                    ls="none", zorder=5)
+    if sweep and sensor_origin is not None:
+        _draw_sweep(axes[0], sensor_origin, 0.12 * (limits[0][1] - limits[0][0]))
+    if not legend:
+        return
+    handles = [Line2D([], [], color=ELLIPSE_COLOR, lw=_WIDTHS[1.0], label="1-sigma ellipse"),
+               Line2D([], [], color=ELLIPSE_COLOR, lw=_WIDTHS[2.0], label="2-sigma ellipse"),
+               Line2D([], [], color=ELLIPSE_COLOR, marker="+", ls="none",
+                      label="component mean")]
+    if points is not None and len(points):
+        handles.append(Line2D([], [], color=POINT_COLOR, marker=".", ls="none", label="points"))
+    if sensor_origin is not None:
+        handles.append(Line2D([], [], color="C0", marker="^", ls="none", label="sensor"))
+    if sweep and sensor_origin is not None:
+        handles.append(Line2D([], [], color="C0", lw=1.5, label="sweep direction"))
+    fig = axes[0].figure
+    if fig.get_layout_engine() is not None and len(fig.axes) == len(axes):
+        # A figure of its own (mixture_figure): one legend at the right, outside the views.
+        fig.legend(handles=handles, loc="outside right center", fontsize=8, frameon=False)
+    else:
+        axes[0].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                       fontsize=8, frameon=False, borderaxespad=0.0)
+
+
 def mixture_figure(model: Any, points: np.ndarray | None = None, *, title: str | None = None,
                    sensor_origin: Sequence[float] | None = None, sweep: bool = False,
                    unit: str | None = "m", max_points: int = 20_000,
-                   width: float = 7.5) -> Any:
+                   width: float = 8.0) -> Any:
     """A figure of a fitted mixture: top view (x, y) and, for d >= 3, side view (x, z).
 
     The views share the x axis and one scale (metres on both), so heights are seen true to
@@ -102,7 +207,7 @@ def mixture_figure(model: Any, points: np.ndarray | None = None, *, title: str |
         Unit of the axes, as in ``x [m]``; None labels them ``x[0]``, ``x[1]``, ...
     max_points : int, default=20000
         Points drawn at most per view (a regular thinning).
-    width : float, default=7.5
+    width : float, default=8.0
         Figure width in inches.
 
     Returns
@@ -112,71 +217,24 @@ def mixture_figure(model: Any, points: np.ndarray | None = None, *, title: str |
     """
     _check_matplotlib()
     import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
 
-    weights = np.asarray(model.weights_)
-    means = np.asarray(model.means_)
-    covs = np.asarray(model.params_.full_covariances())
-    d = means.shape[1]
-    if d < 2:
-        raise ValueError(f"a picture needs at least 2 dimensions, the mixture has {d}")
-    if points is not None:
-        points = np.asarray(points)
-        if points.ndim != 2 or points.shape[1] != d:
-            raise ValueError(f"points must have shape (n, {d}), got {points.shape}")
-    names = ["x", "y", "z"] if d <= 3 and unit else [f"x[{i}]" for i in range(d)]
-    labels = [f"{n} [{unit}]" if unit else n for n in names]
-    views = [(0, 1)] + ([(0, 2)] if d >= 3 else [])
-
-    # Panel heights in proportion to their data ranges, so both keep one scale.
-    spread = [means + 2 * np.sqrt(np.einsum("kii->ki", covs)),
-              means - 2 * np.sqrt(np.einsum("kii->ki", covs))]
-    if points is not None and len(points):
-        spread += [np.percentile(points, 0.5, axis=0)[None], np.percentile(points, 99.5,
-                                                                           axis=0)[None]]
-    if sensor_origin is not None:
-        spread.append(np.asarray(sensor_origin, dtype=float)[None, :d])
-    limits = [_extent([s[:, i] for s in spread]) for i in range(d)]
-    heights = [max(limits[j][1] - limits[j][0], 1e-9) for _, j in views]
+    limits, ratios = view_layout(model, points, sensor_origin)
     x_span = limits[0][1] - limits[0][0]
-    # A side view at least a fifth of the top view's height, so it stays readable.
-    ratios = [heights[0], max(heights[1], 0.2 * heights[0])] if len(views) > 1 else [1.0]
-    fig_h = width * sum(ratios) / x_span + 1.2 * len(views)
-    fig, axes = plt.subplots(len(views), 1, figsize=(width, min(max(fig_h, 4.0), 14.0)),
-                             sharex=True, squeeze=False,
+    # Height from the data's aspect (the axes get ~70% of the width, the legend the rest),
+    # plus room for titles and labels, so equal-scale views leave no white bands.
+    fig_h = 0.7 * width * sum(ratios) / x_span + 0.8 * len(ratios) + (0.6 if title else 0.2)
+    fig, axes = plt.subplots(len(ratios), 1, figsize=(width, min(max(fig_h, 3.5), 14.0)),
+                             squeeze=False, layout="constrained",
                              gridspec_kw={"height_ratios": ratios})
-    axes = axes[:, 0]
-    for ax, (i, j) in zip(axes, views):
-        plot_mixture(ax, None if points is None else points[:, [i, j]], weights,
-                     means[:, [i, j]], covs[:, [i, j]][:, :, [i, j]], max_points=max_points)
-        ax.set_xlim(*limits[i])
-        ax.set_ylim(*limits[j])
-        ax.set_xlabel(labels[i])
-        ax.set_ylabel(labels[j])
-        ax.grid(True, lw=0.3, alpha=0.5)
-        if sensor_origin is not None:
-            ax.plot(sensor_origin[i], sensor_origin[j], marker="^", color="C0", ms=9,
-                    ls="none", zorder=5)
-    axes[0].set_title("top view" + (" (looking down)" if d >= 3 else ""), fontsize=10)
+    axes = list(axes[:, 0])
+    draw_views(axes, model, points, sensor_origin=sensor_origin, sweep=sweep, unit=unit,
+               max_points=max_points, limits=limits)
+    d = np.asarray(model.means_).shape[1]
+    axes[0].set_title("top view" + (" (looking down)" if d >= 3 else ""), fontsize=9)
     if len(axes) > 1:
-        axes[1].set_title("side view (looking along +y)", fontsize=10)
-    if sweep and sensor_origin is not None:
-        _draw_sweep(axes[0], sensor_origin, 0.12 * x_span)
-
-    handles = [Line2D([], [], color=ELLIPSE_COLOR, lw=_WIDTHS[1.0], label="1-sigma ellipse"),
-               Line2D([], [], color=ELLIPSE_COLOR, lw=_WIDTHS[2.0], label="2-sigma ellipse"),
-               Line2D([], [], color=ELLIPSE_COLOR, marker="+", ls="none", label="component mean")]
-    if points is not None and len(points):
-        handles.append(Line2D([], [], color=POINT_COLOR, marker=".", ls="none", label="points"))
-    if sensor_origin is not None:
-        handles.append(Line2D([], [], color="C0", marker="^", ls="none", label="sensor"))
-    if sweep and sensor_origin is not None:
-        handles.append(Line2D([], [], color="C0", lw=1.5, label="sweep direction"))
-    axes[0].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
-                   frameon=False, borderaxespad=0.0)
+        axes[1].set_title("side view (looking along +y)", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     return fig
 
 
