@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from streamgmm.core.gaussian import (
+    _EXP_FLOOR,
     _fill_design,
     design_matrix,
     exp_normalize_columns,
@@ -75,13 +76,14 @@ class _Scorer:
         self.m2 = np.einsum("ki,ki->k", m, m)
         self.log_det = log_det_cholesky(U, ctype, params.n_features)
 
-    def weighted_log_prob(self, X: np.ndarray, F: np.ndarray,
-                          out: np.ndarray | None = None) -> np.ndarray:
-        """``log pi_k + log N(x_i | k)`` as a (K, n) array (written into ``out`` if given)."""
+    def weighted_log_prob(self, X: np.ndarray, F: np.ndarray, out: np.ndarray | None = None,
+                          scratch: np.ndarray | None = None) -> np.ndarray:
+        """``log pi_k + log N(x_i | k)`` as a (K, n) array (written into ``out`` if given;
+        ``scratch``, if given, is an (n,) work array)."""
         d = X.shape[1]
         LT = np.matmul(self.WT, F.T, out=out)
         z = F[:, 1 : 1 + d]
-        z2 = float(np.max(np.einsum("ij,ij->i", z, z))) if len(z) else 0.0
+        z2 = float(np.max(np.einsum("ij,ij->i", z, z, out=scratch))) if len(z) else 0.0
         risky = np.flatnonzero(4.0 * _EPS * (z2 + self.m2) * self.lam > _EXPANSION_BUDGET)
         if len(risky):
             LT[risky] = self._direct(X, risky).T + self.log_weights[risky, None]
@@ -227,16 +229,20 @@ def moments_pass(
     # One design buffer and one (K, rows) buffer for the whole pass: a fresh ~0.5 MB array
     # per chunk is an mmap/munmap pair whenever glibc's mmap threshold is fixed (as
     # MALLOC_TRIM_THRESHOLD_ does in dask workers), which cost 3x in throughput.
+    # The (rows,) temporaries too: freed at the top of the heap they make glibc trim and
+    # re-grow it at every chunk under a low MALLOC_TRIM_THRESHOLD_.
     rows = min(step, n)
     F_buf = np.empty(rows * n_cols)
     LT_buf = np.empty(rows * k)
+    vec = np.empty((3, rows))
     for start in range(0, n, step):
         stop = min(start + step, n)
         m = stop - start
         F = _fill_design(F_buf[: m * n_cols].reshape(m, n_cols), X[start:stop], scorer.shift,
                          ctype)
-        LT = scorer.weighted_log_prob(X[start:stop], F, out=LT_buf[: m * k].reshape(k, m))
-        resp, log_norm = exp_normalize_columns(LT)
+        LT = scorer.weighted_log_prob(X[start:stop], F, out=LT_buf[: m * k].reshape(k, m),
+                                      scratch=vec[0, :m])
+        resp, log_norm = _exp_normalize_into(LT, vec[1, :m], vec[2, :m])
         if sample_weight is None:
             total_ll += float(log_norm.sum())
         else:
@@ -245,6 +251,23 @@ def moments_pass(
             resp *= w
         moments += resp @ F
     return moments, total_ll
+
+
+def _exp_normalize_into(LT: np.ndarray, top: np.ndarray, total: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`exp_normalize_columns` with its (n,) arrays in given buffers (same bits).
+
+    Returns ``(LT, log_norm)``; ``log_norm`` is written into ``total``.
+    """
+    np.max(LT, axis=0, out=top)
+    LT -= top
+    np.maximum(LT, _EXP_FLOOR, out=LT)
+    np.exp(LT, out=LT)
+    np.sum(LT, axis=0, out=total)
+    LT /= total
+    np.log(total, out=total)
+    total += top
+    return LT, total
 
 
 def finish_statistics(
