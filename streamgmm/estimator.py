@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from streamgmm.core.constraints import validate_params
-from streamgmm.core.em import batch_statistics, estimate_log_prob_resp, run_em
+from streamgmm.core.em import estimate_log_prob_resp, run_em
 from streamgmm.core.gaussian import precision_cholesky_from_precisions
 from streamgmm.core.initialize import initial_responsibilities
 from streamgmm.core.online import OnlineEM, OnlineSettings
@@ -180,6 +180,9 @@ class GaussianMixture(_ParamsMixin):
         Components re-seeded online after losing their weight.
     n_relocations_ : int
         Online refits on the retained sample.
+    n_moves_ : int
+        Split-merge moves accepted: a component born on badly explained retained points,
+        paid for by merging the two most redundant components.
 
     Examples
     --------
@@ -400,6 +403,9 @@ class GaussianMixture(_ParamsMixin):
         Labels come from a final E-step, so they always agree with ``fit(X).predict(X)``.
         """
         Xf = self._fit(X)
+        if type(Xf).__module__.startswith("dask.array"):
+            # Labels stay on the workers, chunk by chunk.
+            return Xf.map_blocks(self.predict, drop_axis=1, dtype=np.intp)
         return estimate_log_prob_resp(Xf, self._params)[1].argmax(axis=1)
 
     def _fit(self, X) -> np.ndarray:
@@ -431,12 +437,7 @@ class GaussianMixture(_ParamsMixin):
         params = self._params
         # A fitted model is also a starting point for partial_fit: seed the online state.
         self._online = OnlineEM(self._online_settings(), X.shape[1], seed=self._online_seed())
-        self._online.retained.add(Xf, self._online.rng)
-        self._online.n_seen = self._online.retained.n_offered
-        self._online.seen_at_relocation = self._online.n_seen
-        self._online.n_updates = 1
-        # The statistics of the fitted parameters: where partial_fit continues from.
-        self._online.set_params(params, batch_statistics(Xf, params).stats)
+        self._online.start(params, fitted_on=Xf)  # where partial_fit continues from
         self._sync_online_attributes()
         return Xf
 
@@ -508,8 +509,7 @@ class GaussianMixture(_ParamsMixin):
             self._online = OnlineEM(self._online_settings(), X.shape[1], seed=self._online_seed())
             given = (self.weights_init, self.means_init, self.precisions_init)
             if all(v is not None for v in given):
-                self._online.set_params(self._initial_params(X, _check_random_state(0)))
-                self._online.n_updates = 1
+                self._online.start(self._initial_params(X, _check_random_state(0)))
             elif any(v is not None for v in given):
                 # Some *_init given: once n_components points are buffered, start the
                 # initial batch EM from them, the rest estimated as ``fit`` does (from
@@ -528,6 +528,7 @@ class GaussianMixture(_ParamsMixin):
         self.n_seen_ = online.n_seen
         self.n_reseeded_ = online.n_reseeded
         self.n_relocations_ = online.n_relocations
+        self.n_moves_ = online.n_moves
         self.n_repaired_ = online.n_repaired
         self.relocation_due_ = online.relocation_due
         if online.params is not None:
@@ -715,7 +716,7 @@ class GaussianMixture(_ParamsMixin):
             self.n_features_in_ = params.n_features
             self._online = OnlineEM(self._online_settings(), params.n_features,
                                     seed=self._online_seed())
-            self._online.n_updates = 1
+            self._online.start(params, stats)
         online = self.online_
         online.adopt(params, stats, relocation=relocation)
         for X in reapply:

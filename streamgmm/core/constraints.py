@@ -147,6 +147,13 @@ PARAMETER_CONSTRAINTS: dict[str, list[Constraint]] = {
     # True, False, or "defer": flag the relocation, the caller runs it (the daemon does).
     "relocate": [Options((True, False, "defer"))],
     "relocate_growth": [Interval(_REAL, 1, None, closed="left")],
+    # EM point-iterations per absorbed point that relocations / moves may spend.
+    "relocate_budget": [Interval(_REAL, 0, None, closed="left")],
+    "move_budget": [Interval(_REAL, 0, None, closed="left")],
+    "budget_head_start": [Interval(_REAL, 0, None, closed="left")],
+    "moves": [Options((True, False))],
+    "move_points": [Interval(_INT, 2, None, closed="left")],
+    "move_iter": [Interval(_INT, 1, None, closed="left")],
 }
 
 

@@ -91,19 +91,22 @@ class OnlineSettings:
     relocate: bool | str = True  # True, False, or "defer" (flag it; the caller relocates)
     relocate_threshold: float = 0.02
     relocate_growth: float = 1.1
-    relocate_max_iter: int = 30
+    relocate_max_iter: int = 15
     # Relocation fits a uniform subsample of at most this many retained points: its cost,
     # and the pause it puts into the stream, stays bounded whatever retain_size is.
-    relocate_max_points: int = 20_000
-    # Relocations and split-merge moves together may spend at most this many EM
-    # point-iterations per absorbed point (plus one relocation's worth up front): the cost
-    # per point of keeping up with a sensor-ordered stream is bounded by construction.
+    relocate_max_points: int = 8192
+    # Relocations may spend at most ``relocate_budget`` EM point-iterations per absorbed
+    # point, split-merge moves ``move_budget``, each after a head start of
+    # ``budget_head_start`` (so short streams are not starved): the cost per point of
+    # keeping up with a sensor-ordered stream is bounded by construction.
     relocate_budget: float = 1.0
+    move_budget: float = 0.5
+    budget_head_start: float = 300_000
     # Split-merge moves: a birth on the worst-explained retained points paid for by the
     # exact merge of the two most redundant components, tried on a retained sample of
     # ``move_points`` with ``move_iter`` EM iterations and kept only if it fits better.
     moves: bool = True
-    move_points: int = 4096
+    move_points: int = 2048
     move_iter: int = 3
     min_weight: float | None = None
     tol: float = 1e-3
@@ -327,7 +330,8 @@ class OnlineEM:
         self.relocation_due = False  # with relocate="defer": the owner should relocate
         self.surprise = 0.0  # CUSUM of (history fit - new-batch fit), in nats
         self.seen_at_relocation = 0
-        self.work = 0  # EM point-iterations spent on relocations and moves
+        self.work = 0  # EM point-iterations spent on relocations
+        self.move_work = 0  # ... and on split-merge moves
         self.n_moves = 0  # split-merge moves accepted
         self.n_move_trials = 0
         # Optional ``points -> MixtureParams`` used instead of k-means++ to start the batch EM
@@ -352,6 +356,30 @@ class OnlineEM:
         self.n_averaged = 0
         self.surprise = 0.0
 
+    def start(self, params: MixtureParams, stats: SufficientStats | None = None,
+              fitted_on: np.ndarray | None = None) -> None:
+        """Start the stream from ``params``: the one way an :class:`OnlineEM` gets going.
+
+        Parameters
+        ----------
+        params : MixtureParams
+            From ``*_init``, a ``load``, or a batch EM.
+        stats : SufficientStats, optional
+            Their statistics; by default those of ``fitted_on`` under ``params`` when given,
+            else :meth:`SufficientStats.from_params`.
+        fitted_on : ndarray of shape (n, d), optional
+            The points ``params`` were fitted on (``fit``): they are retained and counted in
+            ``n_seen``, as if streamed, and relocations are spaced from there.
+        """
+        if fitted_on is not None:
+            self.retained.add(fitted_on, self.rng)
+            self.n_seen = self.retained.n_offered
+            if stats is None:
+                stats = batch_statistics(fitted_on, params).stats
+        self.seen_at_relocation = self.n_seen
+        self.n_updates = 1
+        self.set_params(params, stats)
+
     def _fit_sample(self, X: np.ndarray, start: MixtureParams | None) -> tuple:
         """Batch EM on ``X`` from ``start`` (or a k-means++ seeding); returns (result, stats)."""
         s = self.settings
@@ -369,10 +397,8 @@ class OnlineEM:
         start = None if self.initializer is None else self.initializer(X)
         self.initializer = None  # used once
         result, stats = self._fit_sample(X, start)
-        self.set_params(result.params, stats)
-        self.n_seen = self.retained.n_offered
-        self.seen_at_relocation = self.n_seen
-        self.n_updates = 1
+        self.n_seen = self.retained.n_offered  # the buffered points, already retained
+        self.start(result.params, stats)
 
     # ------------------------------------------------------------------ the update
 
@@ -443,10 +469,6 @@ class OnlineEM:
 
     # ------------------------------------------------------------------ budgets
 
-    def _allowance(self) -> float:
-        """EM point-iterations relocations and moves may have spent by now."""
-        s = self.settings
-        return s.relocate_budget * self.n_seen + self._relocation_cost()
 
     def _relocation_cost(self) -> float:
         s = self.settings
@@ -456,12 +478,15 @@ class OnlineEM:
     def _relocation_affordable(self) -> bool:
         s = self.settings
         spaced = self.n_seen >= s.relocate_growth * self.seen_at_relocation
-        return spaced and self.work + self._relocation_cost() <= self._allowance()
+        allowance = s.relocate_budget * self.n_seen + s.budget_head_start
+        return spaced and self.work + self._relocation_cost() <= allowance
 
     def _move_affordable(self) -> bool:
         s = self.settings
         cost = 2.0 * min(len(self.retained), s.move_points) * (s.move_iter + 1)
-        return len(self.retained) > 4 * s.n_components and self.work + cost <= self._allowance()
+        enough = len(self.retained) > 4 * s.n_components
+        return enough and self.move_work + cost <= s.move_budget * self.n_seen + (
+            s.budget_head_start)
 
     def _relocation_sample(self) -> np.ndarray:
         X = self.retained.points
@@ -494,7 +519,7 @@ class OnlineEM:
                       robust=True)
         moved = run_em(Y, candidate, reg_covar=s.reg_covar, tol=0.0, max_iter=s.move_iter,
                        robust=True)
-        self.work += len(Y) * (base.n_iter + moved.n_iter + 1)
+        self.move_work += len(Y) * (base.n_iter + moved.n_iter + 1)
         self.n_move_trials += 1
         if moved.lower_bound <= base.lower_bound + s.relocate_threshold:
             self.surprise *= 0.5  # tried: wait for more evidence before the next trial
@@ -503,7 +528,9 @@ class OnlineEM:
         stats = batch_statistics(Y, moved.params).stats.normalized()
         self.n_repaired += base.n_repaired + moved.n_repaired
         self.n_moves += 1
+        surprise = self.surprise
         self.set_params(moved.params, stats)
+        self.surprise = 0.5 * surprise  # a relocation may still be due
         return True
 
     def adopt(self, params: MixtureParams, stats: SufficientStats, relocation: bool) -> None:
@@ -600,6 +627,7 @@ class OnlineEM:
             "surprise": self.surprise,
             "seen_at_relocation": self.seen_at_relocation,
             "work": self.work,
+            "move_work": self.move_work,
             "n_moves": self.n_moves,
             "n_move_trials": self.n_move_trials,
             "retained": self.retained.to_state(),
@@ -617,7 +645,7 @@ class OnlineEM:
                     "seen_at_relocation"):
             setattr(obj, key, int(state[key]))
         # Counters added later default to zero for older states.
-        for key in ("n_repaired", "work", "n_moves", "n_move_trials"):
+        for key in ("n_repaired", "work", "move_work", "n_moves", "n_move_trials"):
             setattr(obj, key, int(state.get(key, 0)))
         obj.surprise = float(state["surprise"])
         if state["stats"] is not None:

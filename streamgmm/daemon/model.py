@@ -17,9 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamgmm import codec
-from streamgmm.core.em import batch_statistics, robust_m_step, run_em
-from streamgmm.core.initialize import initial_responsibilities
-from streamgmm.core.online import align_components
+from streamgmm.core.online import RefitResult, refit
 from streamgmm.core.params import MixtureParams
 from streamgmm.core.suffstats import SufficientStats
 from streamgmm.daemon.config import ConfigError, ModelConfig
@@ -38,38 +36,23 @@ _CHECKPOINT_FORMAT = 1
 # --------------------------------------------------------------------------- refits
 
 
-@dataclass(frozen=True)
-class RefitResult:
-    params: MixtureParams
-    stats: SufficientStats
-    lower_bound: float
-    n_points: int
-    seconds: float
+# A requested or periodic refit runs EM to convergence over every retained point (the
+# library's relocations use the same routine on a subsample, with fewer iterations).
+REFIT_MAX_ITER = 100
 
 
 def refit_job(
-    X: np.ndarray, current: MixtureParams, reg_covar: float, seed: int, max_iter: int = 100
-) -> RefitResult:
-    """Batch EM on ``X`` from the current parameters and from a fresh k-means++ seeding.
+    X: np.ndarray, current: MixtureParams, reg_covar: float, seed: int,
+    max_iter: int = REFIT_MAX_ITER,
+) -> tuple[RefitResult, float]:
+    """:func:`streamgmm.core.online.refit` on the worker thread; returns it and its seconds.
 
-    Runs on the worker thread: pure numpy on its own copy of the points.
+    Pure numpy on the caller's copy of the points.
     """
     started = time.perf_counter()
-    ctype, k = current.covariance_type, current.n_components
-    warm = run_em(X, current, reg_covar=reg_covar, tol=1e-3, max_iter=max_iter, robust=True)
-    params, lower_bound = warm.params, warm.lower_bound
-    stats = batch_statistics(X, params).stats
-    if len(X) >= k:
-        resp = initial_responsibilities(X, k, "k-means++", np.random.RandomState(seed))
-        start, _ = robust_m_step(SufficientStats.from_responsibilities(X, resp, ctype), reg_covar)
-        fresh = run_em(X, start, reg_covar=reg_covar, tol=1e-3, max_iter=max_iter, robust=True)
-        if fresh.lower_bound > warm.lower_bound:
-            # Keep each component's number where it continues a current one.
-            params, stats = align_components(
-                current, fresh.params, batch_statistics(X, fresh.params).stats
-            )
-            lower_bound = fresh.lower_bound
-    return RefitResult(params, stats, lower_bound, len(X), time.perf_counter() - started)
+    result = refit(X, current, reg_covar=reg_covar, rng=np.random.default_rng(seed),
+                   max_iter=max_iter)
+    return result, time.perf_counter() - started
 
 
 # --------------------------------------------------------------------------- one model
@@ -95,7 +78,9 @@ class ModelRuntime:
         self.next_checkpoint = math.inf
         self.refit_future: Future | None = None
         self.refit_waiters: list[Waiter] = []  # control requests answered when it ends
-        self.refit_is_relocation = False
+        # Requests that came while a refit ran: answered by a refit started after it, so
+        # that the reply covers the points retained when they asked.
+        self.queued_waiters: list[Waiter] = []
         self.pending: list[np.ndarray] = []
         self.pending_points = 0
         self.refits = 0
@@ -119,8 +104,10 @@ class ModelRuntime:
             step_constant=c.step_constant,  # None: the decaying step (0 in the TOML file)
             retain=c.retain,
             retain_size=c.window_points,
-            # Relocations are refits: they run on the refit thread, not in the ingest loop.
-            relocate="defer",
+            # Relocations run inline, exactly as in partial_fit: their cost per point is
+            # bounded by the online settings' budget, and the daemon's model is then the
+            # library's on the same batches (tests/daemon/test_parity.py).
+            relocate=True,
         )
 
     @property
@@ -300,6 +287,9 @@ MODEL_STATUS: dict[str, StatusKey] = {
                             "Components re-seeded after losing their weight."),
     "n_relocations": StatusKey(_estimator_count("n_relocations_"), "counter",
                                "Online relocations (short refits on the retained sample)."),
+    "n_moves": StatusKey(_estimator_count("n_moves_"), "counter",
+                         "Split-merge moves: a component born on badly explained points, "
+                         "paid for by merging the two most redundant ones."),
     "n_repaired": StatusKey(_estimator_count("n_repaired_"), "counter",
                             "M-steps whose covariances were repaired (degenerate data)."),
     "refits": StatusKey(lambda m: m.refits, "counter", "Batch EM refits adopted."),

@@ -38,7 +38,7 @@ from streamgmm.daemon.accounting import Counters, SourceTracker
 from streamgmm.daemon.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from streamgmm.daemon.config import Config, ConfigError, load_config
 from streamgmm.daemon.metrics import MetricsServer
-from streamgmm.daemon.model import ModelRuntime, RefitResult, Waiter, refit_job
+from streamgmm.daemon.model import ModelRuntime, Waiter, refit_job
 from streamgmm.daemon.transport import BindError, ControlRequest, Transport
 
 __all__ = [
@@ -152,10 +152,11 @@ class Service:
         for model in self.models:
             if model.changed and model.fitted:
                 self._publish(model, "online")
-            for waiter in model.refit_waiters:
+            for waiter in model.refit_waiters + model.queued_waiters:
                 self._reply(waiter.request, codec.error_reply("daemon is shutting down"),
                             waiter.rid)
             model.refit_waiters.clear()
+            model.queued_waiters.clear()
             if model.config.checkpoint:
                 self._checkpoint(model, final=True)
         if self.executor is not None:
@@ -228,8 +229,6 @@ class Service:
             return
         if model.config.publish_every_s == 0 and model.fitted:
             self._publish(model, "online")
-        if getattr(model.estimator, "relocation_due_", False) and model.refit_future is None:
-            self._start_refit(model, relocation=True)
 
     def _accept(self, frames: list[bytes], batches: dict) -> None:
         """Validate one message and queue its rows for every matching model.
@@ -367,8 +366,13 @@ class Service:
         model = self._find_model(msg)
         if not model.fitted:
             raise LookupError(f"model {model.name!r} has no parameters yet to refit")
-        model.refit_waiters.append(Waiter(request, rid))
-        self._start_refit(model)
+        if model.refit_future is None:
+            model.refit_waiters.append(Waiter(request, rid))
+            self._start_refit(model)
+        else:
+            # The running refit works on an older copy of the retained points: this request
+            # is answered by the next one, started as soon as the running one is adopted.
+            model.queued_waiters.append(Waiter(request, rid))
 
     def _op_load(self, request: ControlRequest, msg: dict, rid: object) -> None:
         """Replace a model's parameters by a mixture fitted elsewhere (docs/protocol.md)."""
@@ -436,12 +440,10 @@ class Service:
             if model.dirty and model.next_checkpoint == math.inf:
                 model.next_checkpoint = now + model.config.checkpoint_every_s
 
-    def _start_refit(self, model: ModelRuntime, relocation: bool = False) -> None:
+    def _start_refit(self, model: ModelRuntime) -> None:
         if model.refit_future is not None:
-            return  # one at a time; waiters get the running one's result
-        model.refit_is_relocation = relocation
+            return  # one at a time (a periodic refit skips its turn)
         online = model.estimator.online_
-        online.relocation_due = False  # one refit answers the flag
         X = online.retained.points.copy()
         model.pending, model.pending_points = [], 0
         seed = int(online.rng.integers(0, 2**31 - 1))
@@ -449,35 +451,42 @@ class Service:
             refit_job, X, model.estimator.params_, model.config.reg_covar, seed
         )
         log.info("refit started model=%s points=%d reason=%s", model.name, len(X),
-                 "relocation" if relocation else "schedule/request")
+                 "request" if model.refit_waiters else "schedule")
 
     def _finish_refit(self, model: ModelRuntime) -> None:
         future, model.refit_future = model.refit_future, None
         pending, model.pending, model.pending_points = model.pending, [], 0
         waiters, model.refit_waiters = model.refit_waiters, []
         try:
-            result: RefitResult = future.result()
+            result, seconds = future.result()
             # Points that arrived during the refit are not lost: they are folded in again.
-            model.estimator.adopt(result.params, result.stats,
-                                  relocation=model.refit_is_relocation, reapply=pending)
+            model.estimator.adopt(result.params, result.stats, reapply=pending)
         except Exception as exc:
             model.refit_failures += 1
             log.error("refit failed model=%s: %s", model.name, exc)
             for waiter in waiters:
                 self._reply(waiter.request, codec.error_reply(f"refit failed: {exc}"),
                             waiter.rid)
+            self._start_queued_refit(model)
             return
         model.refits += 1
-        model.last_refit_seconds = result.seconds
+        model.last_refit_seconds = seconds
         _release_freed_memory()
         seq = self._publish(model, "refit")
         log.info(
             "refit done model=%s points=%d seconds=%.3f avg_log_likelihood=%.4f seq=%d "
-            "reapplied=%d", model.name, result.n_points, result.seconds, result.lower_bound,
+            "reapplied=%d", model.name, result.n_points, seconds, result.lower_bound,
             seq, len(pending),
         )
         for waiter in waiters:
             self._reply(waiter.request, {"ok": True, "seq": seq}, waiter.rid)
+        self._start_queued_refit(model)
+
+    def _start_queued_refit(self, model: ModelRuntime) -> None:
+        """Start the refit that answers requests made while the previous one ran."""
+        if model.queued_waiters and model.fitted:
+            model.refit_waiters, model.queued_waiters = model.queued_waiters, []
+            self._start_refit(model)
 
     def _checkpoint(self, model: ModelRuntime, final: bool = False) -> None:
         """Write the model's state; a failure is logged and counted, ingest goes on."""
