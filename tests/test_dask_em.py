@@ -69,7 +69,8 @@ def test_ten_iterations_match_in_memory(client, ctype):
 
 def test_convergence_test_is_the_in_memory_one(client):
     X = _blobs(seed=2)
-    start = GaussianMixture(3, max_iter=1, random_state=0, init_params="random").fit(X)
+    with pytest.warns(ConvergenceWarning):
+        start = GaussianMixture(3, max_iter=1, random_state=0, init_params="random").fit(X)
     init = {"weights_init": start.weights_, "means_init": start.means_,
             "precisions_init": start.precisions_}
     ref = GaussianMixture(3, tol=1e-5, **init).fit(X)
@@ -82,6 +83,12 @@ def test_convergence_test_is_the_in_memory_one(client):
     assert got.stats_.total == pytest.approx(len(X))
     got.partial_fit(X[:500])
     assert got.n_seen_ == len(X) + 500
+    # fit_predict returns the labels as a dask array, computed on the workers.
+    Xd = da.from_array(X, chunks=1000)
+    gm = GaussianMixture(3, tol=1e-5, **init)
+    labels = gm.fit_predict(Xd)
+    assert dask_em.is_dask_array(labels)
+    np.testing.assert_array_equal(labels.compute(), gm.predict(X))
 
 
 @pytest.mark.parametrize("init_params", ["k-means++", "random", "kmeans"])
@@ -93,8 +100,9 @@ def test_initialisation_is_deterministic_and_sampled(client, monkeypatch, init_p
     fits = [GaussianMixture(3, init_params=init_params, random_state=7).fit(Xd)
             for _ in range(2)]
     np.testing.assert_array_equal(fits[0].means_, fits[1].means_)
-    other = GaussianMixture(3, init_params=init_params, random_state=8, max_iter=1).fit(Xd)
-    first = GaussianMixture(3, init_params=init_params, random_state=7, max_iter=1).fit(Xd)
+    with pytest.warns(ConvergenceWarning):  # one iteration: not converged, and said so
+        other = GaussianMixture(3, init_params=init_params, random_state=8, max_iter=1).fit(Xd)
+        first = GaussianMixture(3, init_params=init_params, random_state=7, max_iter=1).fit(Xd)
     assert not np.array_equal(first.means_, other.means_)
     if init_params != "random":  # (random responsibilities may end in a local optimum)
         # The three blobs are found from the sampled start.
