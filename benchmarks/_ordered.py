@@ -1,0 +1,239 @@
+"""Shared pieces of ``bench_order.py`` and ``bench_drift.py``: held-out splits, batch EM
+references, scikit-learn's EM point rate, timed online passes, and a real daemon started with
+``streamgmm run CONFIG`` that is fed a stream in recorded order over ipc://.
+
+Everything here goes through the public API (``streamgmm.GaussianMixture``, the CLI, the
+clients in ``streamgmm.client``), so the figures measure whatever the algorithm is when they
+run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from bench_service import Daemon as _ServiceDaemon  # noqa: E402
+
+TEXTBOOK = {"replay": False, "relocate": False}
+
+
+# --------------------------------------------------------------------------- data
+
+
+def split_heldout(X: np.ndarray, seed: int, fraction: float = 0.1):
+    """Hold out ``fraction`` of the rows uniformly at random; the rest keep their order.
+
+    Returns ``(train, test, held)`` where ``held`` is the boolean mask over the rows of ``X``.
+    """
+    rng = np.random.default_rng(seed)
+    held = np.zeros(X.shape[0], dtype=bool)
+    held[rng.choice(X.shape[0], int(X.shape[0] * fraction), replace=False)] = True
+    return X[~held], X[held], held
+
+
+# --------------------------------------------------------------------------- references
+
+
+def batch_reference(train: np.ndarray, test: np.ndarray, k: int, n_init: int = 3,
+                    random_state: int = 0) -> dict:
+    """streamgmm batch EM (``fit``, full, best of ``n_init`` k-means starts) on ``train``."""
+    from streamgmm import GaussianMixture
+
+    start = time.perf_counter()
+    gm = GaussianMixture(k, n_init=n_init, random_state=random_state).fit(train)
+    return {"score": float(gm.score(test)), "seconds": time.perf_counter() - start,
+            "n_iter": int(gm.n_iter_)}
+
+
+def sklearn_point_rate(X: np.ndarray, k: int, iters: int = 4, fits: int = 2,
+                       init: str = "k-means++") -> dict:
+    """scikit-learn's batch EM point rate on ``X``: N x iterations per second (full, K=k).
+
+    As in ``bench_core`` figure 1: the end of every EM iteration is time-stamped through
+    scikit-learn's per-iteration hook, from one start (``max_iter=1`` fit with ``init``),
+    ``tol=0``; seconds per iteration is the smallest interval over ``fits`` fits, so
+    initialisation and the final E-step are excluded.
+    """
+    from sklearn.mixture import GaussianMixture as SkGM
+
+    class ClockedSk(SkGM):
+        def _print_verbose_msg_iter_end(self, n_iter, diff_ll):
+            self._ticks.append(time.perf_counter())
+            super()._print_verbose_msg_iter_end(n_iter, diff_ll)
+
+    start = SkGM(k, max_iter=1, init_params=init, random_state=0).fit(X)
+    best = float("inf")
+    for _ in range(fits):
+        est = ClockedSk(k, init_params="random_from_data", max_iter=1 + iters, tol=0.0,
+                        random_state=0, weights_init=start.weights_, means_init=start.means_,
+                        precisions_init=start.precisions_)
+        est._ticks = []
+        est.fit(X)
+        if len(est._ticks) >= 2:
+            best = min(best, float(np.min(np.diff(est._ticks))))
+    return {"n": X.shape[0], "s_per_iter": best, "rate": X.shape[0] / best}
+
+
+def timed_pass(X: np.ndarray, batch: int, k: int = 16, repeat: int = 1,
+               random_state: int = 0, **kwargs) -> dict:
+    """``partial_fit`` over ``X`` in ``batch``-row batches; the first batch (initialisation:
+    k-means++ and a short batch EM) untimed; best of ``repeat`` passes, last model kept."""
+    from streamgmm import GaussianMixture
+
+    best, gm = float("inf"), None
+    for _ in range(max(1, repeat)):
+        gm = GaussianMixture(k, random_state=random_state, **kwargs)
+        gm.partial_fit(X[:batch])
+        start = time.perf_counter()
+        for s in range(batch, X.shape[0], batch):
+            gm.partial_fit(X[s:s + batch])
+        best = min(best, time.perf_counter() - start)
+    n = X.shape[0] - batch
+    return {"n": n, "seconds": best, "rate": n / best if best > 0 else float("nan"),
+            "model": gm, "relocations": int(getattr(gm, "n_relocations_", 0)),
+            "reseeded": int(getattr(gm, "n_reseeded_", 0))}
+
+
+# --------------------------------------------------------------------------- daemon
+
+
+class CliDaemon(_ServiceDaemon):
+    """``streamgmm run CONFIG`` (the CLI entry point) with ipc endpoints in ``directory``.
+
+    The daemon process gets one BLAS/OpenMP thread (``OPENBLAS_NUM_THREADS=1``,
+    ``OMP_NUM_THREADS=1``), like the library figures, and shares the machine's cores with
+    the publisher (this process).
+    """
+
+    def start(self) -> CliDaemon:
+        env = dict(os.environ, PYTHONUNBUFFERED="1", OPENBLAS_NUM_THREADS="1",
+                   OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        t0 = time.perf_counter()
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "streamgmm", "run", str(self.config)],
+                stdout=log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 60.0
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited {self.proc.returncode}: {self.log()[-800:]}")
+            with contextlib.suppress(TimeoutError):
+                if self.req.request("status", timeout=0.5).get("ok"):
+                    self.startup_s = time.perf_counter() - t0
+                    return self
+        raise TimeoutError(f"daemon not answering status: {self.log()[-800:]}")
+
+
+class StreamFeeder:
+    """Feeds one stream, in order, to a model of a running :class:`CliDaemon`.
+
+    ``PointPublisher`` for the points (waits for the daemon's subscription first),
+    ``ControlClient`` for status, snapshots and refits. ``send(X, upto)`` publishes rows up
+    to ``upto`` as fast as possible or paced at ``rate`` points/s (absolute schedule on
+    ``perf_counter``); ``wait_seen(n)`` waits (bounded) until the model's ``n_seen`` reaches
+    ``n``.
+    """
+
+    def __init__(self, daemon: CliDaemon, model: str = "lidar", topic: str = "points/lidar",
+                 batch: int = 4096, dtype: str = "float32") -> None:
+        import zmq
+
+        from streamgmm.client import ControlClient, PointPublisher
+
+        self.daemon, self.model, self.batch, self.dtype = daemon, model, batch, np.dtype(dtype)
+        self.ctx = zmq.Context()
+        self.pub = PointPublisher(daemon.ingest, topic, source="bench", context=self.ctx,
+                                  sndhwm=100_000, linger_ms=2000)
+        self.ctl = ControlClient(daemon.control, timeout=30.0, context=self.ctx)
+        if not self.pub.wait_for_subscriber(10.0):
+            raise TimeoutError("the daemon did not subscribe to the points within 10 s")
+        time.sleep(0.1)
+        self.sent_rows = 0
+        self.sent_messages = 0
+        self.send_seconds = 0.0
+        self.max_late_s = 0.0
+        self.base = self.counters()
+
+    def counters(self) -> dict:
+        return dict(self.ctl.status()["counters"])
+
+    def n_seen(self) -> int:
+        return int(self.ctl.status()["models"][self.model]["n_seen"])
+
+    def send(self, X: np.ndarray, upto: int, rate: float | None = None) -> None:
+        """Publish rows ``sent_rows .. upto`` of ``X`` in messages of ``batch`` rows."""
+        start = self.sent_rows
+        t0 = time.perf_counter()
+        i = 0
+        for s in range(start, upto, self.batch):
+            if rate is not None:
+                target = t0 + i * self.batch / rate
+                now = time.perf_counter()
+                if target > now:
+                    time.sleep(target - now)
+                else:
+                    self.max_late_s = max(self.max_late_s, now - target)
+            self.pub.send(X[s:min(s + self.batch, upto)].astype(self.dtype, copy=False),
+                          stamp=float(s))
+            self.sent_messages += 1
+            i += 1
+        self.send_seconds += time.perf_counter() - t0
+        self.sent_rows = upto
+
+    def wait_seen(self, n: int, timeout: float = 120.0) -> float:
+        """Seconds until ``n_seen >= n`` (bounded by ``timeout`` and by a 10 s stall)."""
+        t0 = time.perf_counter()
+        deadline = t0 + timeout
+        last, last_change = -1, t0
+        while time.perf_counter() < deadline:
+            seen = self.n_seen()
+            if seen >= n:
+                return time.perf_counter() - t0
+            if seen != last:
+                last, last_change = seen, time.perf_counter()
+            elif time.perf_counter() - last_change > 10.0:
+                break
+            time.sleep(0.005)
+        raise TimeoutError(f"model {self.model} saw {last:,} of {n:,} points (lost?); "
+                           f"counters {self.counters()}")
+
+    def loss(self) -> dict:
+        """Messages sent by this feeder vs applied/lost by the daemon since it started."""
+        c = self.counters()
+        applied = int(c["messages_applied"]) - int(self.base["messages_applied"])
+        lost = int(c["messages_lost"]) - int(self.base["messages_lost"])
+        return {"sent": self.sent_messages, "applied": applied, "lost": lost,
+                "missing": self.sent_messages - applied}
+
+    def snapshot_score(self, test: np.ndarray) -> tuple[float, object]:
+        snap = self.ctl.snapshot(self.model)
+        return float(snap.to_estimator().score(test)), snap
+
+    def refit_score(self, test: np.ndarray) -> dict:
+        """``refit`` request, then a snapshot: the refit's parameters, scored on ``test``."""
+        t0 = time.perf_counter()
+        seq = self.ctl.refit(self.model, timeout=300.0)
+        seconds = time.perf_counter() - t0
+        score, snap = self.snapshot_score(test)
+        return {"score": score, "seq": seq, "snapshot_seq": snap.seq, "seconds": seconds}
+
+    def close(self) -> None:
+        self.pub.close(linger_ms=2000)
+        self.ctl.close()
+        self.ctx.term()
+
+    def __enter__(self) -> StreamFeeder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
