@@ -278,13 +278,19 @@ def _mixture_dict(m: Mixture) -> dict[str, Any]:
     }
 
 
-def _mixture_line(m: Mixture) -> str:
+def _mixture_line(m: Mixture, previous: Mixture | None = None) -> str:
     top = np.sort(m.weights)[::-1][:3]
-    return (
+    line = (
         f"{m.model} seq {m.seq:>6}  {m.kind:<8}  n_seen {m.n_seen:>10}  "
         f"avg_ll {_fmt_float(m.avg_log_likelihood, '9.4f')}  K {m.n_components}  "
         f"top w {' '.join(f'{w:.3f}' for w in top)}"
     )
+    # Drift made visible: say when the daemon saw the stream leave what the model describes.
+    changes = m.extra.get("n_change_points")
+    before = None if previous is None else previous.extra.get("n_change_points")
+    if isinstance(changes, int) and isinstance(before, int) and changes > before:
+        line += f"  CHANGE POINT ({changes} so far; moves {m.extra.get('n_moves', 0)})"
+    return line
 
 
 def _print_status(endpoint: str, reply: Mapping[str, Any]) -> None:
@@ -563,10 +569,10 @@ def _cmd_watch(args: argparse.Namespace) -> int:
                 if mixture is None:
                     break
                 received += 1
-                last = mixture
+                previous, last = last, mixture
                 # A snapshot alone (an idle daemon) does not start the --idle clock.
                 streaming = streaming or mixture.kind != "snapshot"
-                print(_mixture_line(mixture), flush=True)
+                print(_mixture_line(mixture, previous), flush=True)
                 if view is not None:
                     view.log_mixture(mixture)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see main): stop, then plot as usual

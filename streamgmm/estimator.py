@@ -183,6 +183,10 @@ class GaussianMixture(_ParamsMixin):
     n_moves_ : int
         Split-merge moves accepted: a component born on badly explained retained points,
         paid for by merging the two most redundant components.
+    n_change_points_ : int
+        Times the stream left what the model describes (the CUSUM of "history fits better
+        than the new batches" crossed its threshold); ``online_.last_change_point`` is the
+        ``n_seen_`` of the last one.
 
     Examples
     --------
@@ -529,6 +533,7 @@ class GaussianMixture(_ParamsMixin):
         self.n_reseeded_ = online.n_reseeded
         self.n_relocations_ = online.n_relocations
         self.n_moves_ = online.n_moves
+        self.n_change_points_ = online.n_change_points
         self.n_repaired_ = online.n_repaired
         self.relocation_due_ = online.relocation_due
         if online.params is not None:

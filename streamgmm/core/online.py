@@ -128,6 +128,28 @@ class UpdateInfo:
     reseeded: int
     relocated: bool
     moved: bool = False  # a split-merge move was accepted
+    change_point: bool = False  # the CUSUM crossed its threshold with this batch
+
+
+@dataclass
+class WindowBlock:
+    """Consecutive points of the window with their statistics and mean log-likelihood.
+
+    The statistics (counts in points) are those of the responsibilities under the
+    parameters of the last time the block was scored.
+    """
+
+    rows: np.ndarray
+    stats: SufficientStats
+    log_likelihood: float  # mean, per point, when last scored
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+# The window's statistics are kept in about this many blocks: eviction is exact to one
+# block in this many, and pooling them costs one vectorised pass per update.
+WINDOW_BLOCKS = 16
 
 
 def _random_state(rng: np.random.Generator) -> np.random.RandomState:
@@ -258,43 +280,29 @@ def merge_costs(stats: SufficientStats, reg_covar: float) -> np.ndarray:
 
 
 def split_merge_candidate(
-    params: MixtureParams, stats: SufficientStats, Y: np.ndarray, log_norm: np.ndarray,
-    reg_covar: float, rng: np.random.Generator,
-) -> MixtureParams:
-    """Parameters with the cheapest pair merged and the freed component born on ``Y``'s misfits.
+    stats: SufficientStats, Y: np.ndarray, log_norm: np.ndarray, reg_covar: float,
+    rng: np.random.Generator,
+) -> tuple[SufficientStats, int, int]:
+    """Statistics with the cheapest pair merged and the freed component born on misfits.
 
-    The merged pair's statistics are exact (their Chan merge). The newborn is centred on a
-    point drawn among the worst-explained 5% of ``Y`` (in a region no component covers, when
-    the stream has moved there), with the covariance of its nearest worst-explained
-    neighbours, and the weight of the points it stands for.
+    Returns the new statistics and the pair ``(i, j)``: component ``i`` holds the exact
+    Chan merge of the two, ``j`` is the newborn, centred on a point drawn among the
+    worst-explained 5% of ``Y`` (in a region no component covers, when the stream has moved
+    there), with the mean and covariance of its nearest worst-explained neighbours and the
+    weight of the points they stand for. Every other component is left as it was.
     """
     cost = merge_costs(stats, reg_covar)
-    i, j = np.unravel_index(np.argmin(cost), cost.shape)
-    counts = stats.counts.copy()
-    means = stats.means.copy()
-    scatter = stats.scatter.copy()
-    pair = SufficientStats(stats.covariance_type, counts[[i]], means[[i]],
-                           scatter if stats.covariance_type == "tied" else scatter[[i]])
-    other = SufficientStats(stats.covariance_type, counts[[j]], means[[j]],
-                            scatter if stats.covariance_type == "tied" else scatter[[j]])
-    joined = pair.merge(other)
-    counts[i], means[i] = joined.counts[0], joined.means[0]
-    if stats.covariance_type != "tied":
-        scatter[i] = joined.scatter[0]
-    # The newborn: a worst-explained point and its nearest worst-explained neighbours.
+    i, j = (int(v) for v in np.unravel_index(np.argmin(cost), cost.shape))
+    ctype = stats.covariance_type
+    joined = stats.select([i]).merge(stats.select([j]))
     n_bad = max(int(0.05 * len(Y)), min(len(Y), 2 * Y.shape[1] + 2))
     bad = np.argpartition(log_norm, n_bad - 1)[:n_bad]
     centre = Y[bad[rng.integers(len(bad))]]
-    near = bad[np.argsort(((Y[bad] - centre) ** 2).sum(axis=1))[: max(n_bad // 4,
-                                                                      Y.shape[1] + 1)]]
-    local = SufficientStats.from_responsibilities(
-        Y[near], np.ones((len(near), 1)), stats.covariance_type)
-    counts[j] = stats.total * len(near) / len(Y)
-    means[j] = local.means[0]
-    if stats.covariance_type != "tied":
-        scatter[j] = local.scatter[0]
-    born = SufficientStats(stats.covariance_type, counts, means, scatter)
-    return robust_m_step(born, reg_covar)[0]
+    n_near = max(n_bad // 4, Y.shape[1] + 1)
+    near = bad[np.argsort(((Y[bad] - centre) ** 2).sum(axis=1))[:n_near]]
+    local = SufficientStats.from_responsibilities(Y[near], np.ones((len(near), 1)), ctype)
+    born = local.scale(stats.total / len(Y))  # the share of the points it stands for
+    return stats.replace({i: joined, j: born}), i, j
 
 
 class OnlineEM:
@@ -333,7 +341,16 @@ class OnlineEM:
         self.work = 0  # EM point-iterations spent on relocations
         self.move_work = 0  # ... and on split-merge moves
         self.n_moves = 0  # split-merge moves accepted
+        # retain="window" with replay: the exact statistics of the window, block by block
+        # (incremental EM over the window, Neal & Hinton 1998): points that leave the
+        # window leave the statistics, so the model forgets a place it no longer sees.
+        self.blocks: list[WindowBlock] | None = (
+            [] if settings.retain == "window" and settings.replay else None)
+        self.block_cursor = 0  # the next block to re-score
+        self.refresh_credit = 0.0  # rows of re-scoring owed to the blocks
         self.n_move_trials = 0
+        self.n_change_points = 0  # CUSUM crossings: the stream left what the model describes
+        self.last_change_point = -1  # n_seen at the last one
         # Optional ``points -> MixtureParams`` used instead of k-means++ to start the batch EM
         # that initialises the model once enough points are buffered (the estimator sets it
         # when some of ``weights_init``/``means_init``/``precisions_init`` are given). It is
@@ -355,6 +372,9 @@ class OnlineEM:
         self.average = None
         self.n_averaged = 0
         self.surprise = 0.0
+        if self.blocks:
+            # The window's statistics are its own points' under the new parameters.
+            self._rescore_window()
 
     def start(self, params: MixtureParams, stats: SufficientStats | None = None,
               fitted_on: np.ndarray | None = None) -> None:
@@ -379,6 +399,11 @@ class OnlineEM:
         self.seen_at_relocation = self.n_seen
         self.n_updates = 1
         self.set_params(params, stats)
+        if self.blocks is not None and not self.blocks and len(self.retained):
+            # The points it started from open the window.
+            rows = self.retained.points.copy()
+            self.blocks.append(WindowBlock(rows, batch_statistics(rows, params).stats, 0.0))
+            self._rescore_window()
 
     def _fit_sample(self, X: np.ndarray, start: MixtureParams | None) -> tuple:
         """Batch EM on ``X`` from ``start`` (or a k-means++ seeding); returns (result, stats)."""
@@ -425,7 +450,13 @@ class OnlineEM:
         step = step_size(self.n_updates, s.step_decay, s.step_offset, s.step_constant)
         history_ll = float("nan")
         n_hist = self.retained.represented
-        if s.replay and len(self.retained) and n_hist:
+        if self.blocks is not None:
+            if not remember:
+                # Re-applied after a refit: the batch is in a block already, re-scored
+                # under the adopted parameters by adopt(); nothing moves.
+                return UpdateInfo(new.mean_log_likelihood, step, 0, False)
+            history_ll = self._window_update(X, new, params, scorer)
+        elif s.replay and len(self.retained) and n_hist:
             n_replay = max(s.replay_min, int(np.ceil(s.replay_fraction * m)))
             replay = batch_statistics(
                 self.retained.sample(n_replay, self.rng), params, scorer=scorer
@@ -447,15 +478,23 @@ class OnlineEM:
             self.retained.add(X, self.rng)
             self.n_seen += m
 
-        relocated = moved = False
+        relocated = moved = change_point = False
         if s.relocate and np.isfinite(history_ll):
             gap = history_ll - new.mean_log_likelihood
             # One-sided CUSUM with an allowance so that i.i.d. noise drifts it back to zero;
             # the allowance includes the history's in-sample optimism (module docstring).
             n_fit = max(self.retained.represented, 1)  # points the model is fitted to
             allowance = s.relocate_threshold + params.n_parameters() / n_fit
+            was_quiet = self.surprise <= s.relocate_threshold * n_fit
             self.surprise = max(0.0, self.surprise + m * (gap - allowance))
-            if self.surprise > s.relocate_threshold * self.n_seen:
+            # The evidence needed grows with the points the model stands for (the whole
+            # stream for a reservoir, the window for a window).
+            if self.surprise > s.relocate_threshold * n_fit:
+                if was_quiet:
+                    # The stream left what the model describes: a change point.
+                    change_point = True
+                    self.n_change_points += 1
+                    self.last_change_point = self.n_seen
                 if self._relocation_affordable():
                     if s.relocate == "defer":
                         # The owner runs the refit off its loop (see ``relocation_due``).
@@ -465,7 +504,8 @@ class OnlineEM:
                         relocated = True
                 elif s.moves and self._move_affordable():
                     moved = self.try_move()
-        return UpdateInfo(new.mean_log_likelihood, step, reseeded, relocated, moved)
+        return UpdateInfo(new.mean_log_likelihood, step, reseeded, relocated, moved,
+                          change_point)
 
     # ------------------------------------------------------------------ budgets
 
@@ -477,6 +517,12 @@ class OnlineEM:
 
     def _relocation_affordable(self) -> bool:
         s = self.settings
+        if self.blocks is not None:
+            # A window forgets: a change of place must be answered within about a window,
+            # whatever the stream's length. At most one relocation per quarter window of
+            # new points: at most 8 (relocate_max_iter + 1) point-iterations per point
+            # while the stream keeps changing, none while it does not (the CUSUM is quiet).
+            return self.n_seen - self.seen_at_relocation >= s.retain_size / 4
         spaced = self.n_seen >= s.relocate_growth * self.seen_at_relocation
         allowance = s.relocate_budget * self.n_seen + s.budget_head_start
         return spaced and self.work + self._relocation_cost() <= allowance
@@ -487,6 +533,67 @@ class OnlineEM:
         enough = len(self.retained) > 4 * s.n_components
         return enough and self.move_work + cost <= s.move_budget * self.n_seen + (
             s.budget_head_start)
+
+    # ------------------------------------------------------------------ the window
+
+    def _window_update(self, X: np.ndarray, new, params: MixtureParams, scorer) -> float:
+        """Push the batch as (part of) a block, evict what left the window, re-score.
+
+        Returns the mean log-likelihood of the window before the batch (for the CUSUM).
+        """
+        s = self.settings
+        blocks = self.blocks
+        history = [(len(b), b.log_likelihood) for b in blocks]
+        capacity = s.retain_size
+        target = max(1, capacity // WINDOW_BLOCKS)
+        if blocks and len(blocks[-1]) + len(X) <= target:
+            last = blocks[-1]
+            n = len(last) + len(X)
+            blocks[-1] = WindowBlock(
+                np.vstack([last.rows, X]), last.stats.merge(new.stats),
+                (len(last) * last.log_likelihood + len(X) * new.mean_log_likelihood) / n)
+        else:
+            blocks.append(WindowBlock(X[-capacity:].copy(), new.stats.scale(
+                min(1.0, capacity / len(X))), new.mean_log_likelihood))
+        excess = sum(len(b) for b in blocks) - capacity
+        while excess > 0:
+            oldest = blocks[0]
+            if len(oldest) <= excess:
+                blocks.pop(0)
+                self.block_cursor = max(0, self.block_cursor - 1)
+                excess -= len(oldest)
+            else:
+                keep = len(oldest) - excess
+                blocks[0] = WindowBlock(oldest.rows[-keep:], oldest.stats.scale(
+                    keep / len(oldest)), oldest.log_likelihood)
+                excess = 0
+        # Re-score the stalest blocks, about replay_fraction rows per new row.
+        self.refresh_credit = min(self.refresh_credit + s.replay_fraction * len(X), capacity)
+        while len(blocks) > 1:
+            self.block_cursor %= len(blocks) - 1  # never the newest: scored just now
+            block = blocks[self.block_cursor]
+            if self.refresh_credit < len(block):
+                break
+            self.refresh_credit -= len(block)
+            fresh = batch_statistics(block.rows, params, scorer=scorer)
+            blocks[self.block_cursor] = WindowBlock(block.rows, fresh.stats,
+                                                    fresh.mean_log_likelihood)
+            self.block_cursor += 1
+        self.stats = SufficientStats.pool([b.stats for b in blocks]).normalized()
+        if not history:
+            return float("nan")
+        n = sum(h[0] for h in history)
+        return float(sum(c * ll for c, ll in history) / n)
+
+    def _rescore_window(self) -> None:
+        """Score every block under the current parameters (after they were replaced)."""
+        if not self.blocks:
+            return
+        scorer = make_scorer(self.params)
+        for i, block in enumerate(self.blocks):
+            fresh = batch_statistics(block.rows, self.params, scorer=scorer)
+            self.blocks[i] = WindowBlock(block.rows, fresh.stats, fresh.mean_log_likelihood)
+        self.stats = SufficientStats.pool([b.stats for b in self.blocks]).normalized()
 
     def _relocation_sample(self) -> np.ndarray:
         X = self.retained.points
@@ -505,31 +612,38 @@ class OnlineEM:
         self.adopt(result.params, result.stats, relocation=True)
 
     def try_move(self) -> bool:
-        """One split-merge move on a retained sample; kept only if the sample fits better.
+        """One split-merge move judged on a retained sample; kept only if it fits better.
 
-        The baseline gets the same number of EM iterations on the same sample, so the move
-        is judged on what it changes, not on the in-sample gain of the iterations.
+        A few EM iterations on the sample let the newborn settle on its region; then the
+        model keeps the exact statistics of every component the move did not touch, the
+        merged pair's exact merge, and the newborn's statistics from the sample. The move
+        is kept if a second, independent sample's mean log-likelihood under the resulting
+        parameters beats the current model's by ``relocate_threshold`` (judged on the
+        sample it was fitted to, a move would often win on that sample's noise alone).
         """
         s = self.settings
-        Y = self.retained.sample(min(len(self.retained), s.move_points), self.rng)
+        n = min(len(self.retained), s.move_points)
+        Y = self.retained.sample(n, self.rng)
+        V = self.retained.sample(n, self.rng)
         log_norm, _ = estimate_log_prob_resp(Y, self.params)
-        candidate = split_merge_candidate(self.params, self.stats, Y, log_norm, s.reg_covar,
-                                          self.rng)
-        base = run_em(Y, self.params, reg_covar=s.reg_covar, tol=0.0, max_iter=s.move_iter,
-                      robust=True)
-        moved = run_em(Y, candidate, reg_covar=s.reg_covar, tol=0.0, max_iter=s.move_iter,
-                       robust=True)
-        self.move_work += len(Y) * (base.n_iter + moved.n_iter + 1)
+        stats, i, j = split_merge_candidate(self.stats, Y, log_norm, s.reg_covar, self.rng)
+        candidate, repaired = robust_m_step(stats, s.reg_covar)
+        settled = run_em(Y, candidate, reg_covar=s.reg_covar, tol=0.0, max_iter=s.move_iter,
+                         robust=True)
+        newborn = batch_statistics(Y, settled.params).stats
+        stats = stats.replace({j: newborn.select([j]).scale(stats.total / len(Y))})
+        params, repaired_final = robust_m_step(stats, s.reg_covar)
+        current_ll = float(np.mean(estimate_log_prob_resp(V, self.params)[0]))
+        moved_ll = float(np.mean(estimate_log_prob_resp(V, params)[0]))
+        self.move_work += n * (settled.n_iter + 4)
         self.n_move_trials += 1
-        if moved.lower_bound <= base.lower_bound + s.relocate_threshold:
+        if not moved_ll > current_ll + s.relocate_threshold:
             self.surprise *= 0.5  # tried: wait for more evidence before the next trial
             return False
-        # As after a relocation, the sample's statistics stand for the history's.
-        stats = batch_statistics(Y, moved.params).stats.normalized()
-        self.n_repaired += base.n_repaired + moved.n_repaired
+        self.n_repaired += repaired + settled.n_repaired + repaired_final
         self.n_moves += 1
         surprise = self.surprise
-        self.set_params(moved.params, stats)
+        self.set_params(params, stats)
         self.surprise = 0.5 * surprise  # a relocation may still be due
         return True
 
@@ -630,7 +744,14 @@ class OnlineEM:
             "move_work": self.move_work,
             "n_moves": self.n_moves,
             "n_move_trials": self.n_move_trials,
+            "n_change_points": self.n_change_points,
+            "last_change_point": self.last_change_point,
             "retained": self.retained.to_state(),
+            "blocks": None if self.blocks is None else [
+                {"rows": b.rows.copy(), "stats": b.stats.to_state(),
+                 "log_likelihood": b.log_likelihood} for b in self.blocks],
+            "block_cursor": self.block_cursor,
+            "refresh_credit": self.refresh_credit,
             "rng": self.rng.bit_generator.state,
         }
 
@@ -645,9 +766,17 @@ class OnlineEM:
                     "seen_at_relocation"):
             setattr(obj, key, int(state[key]))
         # Counters added later default to zero for older states.
-        for key in ("n_repaired", "work", "move_work", "n_moves", "n_move_trials"):
+        for key in ("n_repaired", "work", "move_work", "n_moves", "n_move_trials",
+                    "n_change_points"):
             setattr(obj, key, int(state.get(key, 0)))
         obj.surprise = float(state["surprise"])
+        obj.last_change_point = int(state.get("last_change_point", -1))
+        if obj.blocks is not None and state.get("blocks") is not None:
+            obj.blocks = [WindowBlock(np.array(b["rows"], dtype=np.float64),
+                                      SufficientStats.from_state(b["stats"]),
+                                      float(b["log_likelihood"])) for b in state["blocks"]]
+            obj.block_cursor = int(state.get("block_cursor", 0))
+            obj.refresh_credit = float(state.get("refresh_credit", 0.0))
         if state["stats"] is not None:
             obj.stats = SufficientStats.from_state(state["stats"])
             if state["average"] is not None:

@@ -16,7 +16,7 @@ their union, and the stepwise EM update ``S = (1 - eta) S + eta S_batch`` is one
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -212,6 +212,45 @@ class SufficientStats:
         """Rescaled so that the counts sum to one."""
         total = self.total
         return self.scale(1.0 / total) if total > 0 else self
+
+    @classmethod
+    def pool(cls, parts: Sequence[SufficientStats]) -> SufficientStats:
+        """Statistics of the union of the data behind every one of ``parts`` (one pass).
+
+        The same result as merging them one by one, computed as deviations about the pooled
+        means (no raw second moments, so no cancellation)::
+
+            n = sum_b n_b,   mu = sum_b n_b mu_b / n,
+            C = sum_b (n_b / n) (C_b + (mu_b - mu)(mu_b - mu)')
+        """
+        first = parts[0]
+        counts = np.stack([p.counts for p in parts])  # (B, K)
+        means = np.stack([p.means for p in parts])  # (B, K, d)
+        scatter = np.stack([p.scatter for p in parts])
+        total = counts.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(total > 0, counts / total, 1.0 / len(parts))
+        pooled_means = np.einsum("bk,bkd->kd", share, means)
+        delta = means - pooled_means[None]
+        b, k, d = delta.shape
+        between = _outer(delta.reshape(b * k, d), first.covariance_type).reshape(
+            scatter.shape)
+        weights = share.reshape(share.shape + (1,) * (scatter.ndim - 2))
+        pooled_scatter = np.sum(weights * (scatter + between), axis=0)
+        return cls(first.covariance_type, total, pooled_means, pooled_scatter)
+
+    def select(self, components: Sequence[int]) -> SufficientStats:
+        """The statistics of some components only (in the given order)."""
+        idx = np.asarray(components, dtype=np.intp)
+        return SufficientStats(self.covariance_type, self.counts[idx], self.means[idx],
+                               self.scatter[idx])
+
+    def replace(self, parts: Mapping[int, SufficientStats]) -> SufficientStats:
+        """A copy with component ``k`` replaced by the single component of ``parts[k]``."""
+        counts, means, scatter = self.counts.copy(), self.means.copy(), self.scatter.copy()
+        for k, part in parts.items():
+            counts[k], means[k], scatter[k] = part.counts[0], part.means[0], part.scatter[0]
+        return SufficientStats(self.covariance_type, counts, means, scatter)
 
     def merge(self, other: SufficientStats) -> SufficientStats:
         """Statistics of the union of the data behind ``self`` and ``other``."""

@@ -8,6 +8,7 @@ about it (sequence numbers, pending publishes, the running refit, checkpoint sta
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -23,6 +24,8 @@ from streamgmm.core.suffstats import SufficientStats
 from streamgmm.daemon.config import ConfigError, ModelConfig
 from streamgmm.daemon.transport import ControlRequest
 from streamgmm.estimator import GaussianMixture
+
+log = logging.getLogger("streamgmm")
 
 __all__ = ["MODEL_STATUS", "ModelRuntime", "RefitResult", "StatusKey", "refit_job"]
 
@@ -87,6 +90,8 @@ class ModelRuntime:
         self.refit_failures = 0
         self.last_refit_seconds = float("nan")
         self.loads = 0  # load requests adopted
+        self.last_change_log = -math.inf  # monotonic time of the last change-point log line
+        self.change_points_unlogged = 0
         self.loaded_weight = float("nan")  # prior weight (points) of the last one
         self.checkpoints = 0
         self.checkpoint_failures = 0
@@ -125,7 +130,10 @@ class ModelRuntime:
 
     def absorb(self, X: np.ndarray, stamp: float) -> None:
         """Fold a batch into the model (one stepwise EM move)."""
+        before = getattr(self.estimator, "n_change_points_", 0)
         self.estimator.partial_fit(X)
+        if self.estimator.n_change_points_ > before:
+            self._log_change_point()
         ll = self.estimator.last_avg_log_likelihood_
         if math.isfinite(ll):
             self.ll_sum += ll * len(X)
@@ -138,6 +146,18 @@ class ModelRuntime:
             self.pending_points += len(X)
             while self.pending_points > _MAX_PENDING_POINTS and len(self.pending) > 1:
                 self.pending_points -= len(self.pending.pop(0))
+
+    def _log_change_point(self) -> None:
+        """One log line per change point, at most one a second (the rest are counted)."""
+        now = time.monotonic()
+        if now - self.last_change_log < 1.0:
+            self.change_points_unlogged += 1
+            return
+        more = (f" ({self.change_points_unlogged} more since the last line)"
+                if self.change_points_unlogged else "")
+        log.info("model=%s change point at n_seen=%d%s", self.name,
+                 self.estimator.online_.last_change_point, more)
+        self.last_change_log, self.change_points_unlogged = now, 0
 
     def load(self, fields: dict) -> None:
         """Adopt a mixture fitted elsewhere (a ``load`` request) as the model's parameters.
@@ -199,6 +219,8 @@ class ModelRuntime:
             last_stamp=self.last_stamp,
             n_reseeded=int(gm.n_reseeded_),
             n_relocations=int(gm.n_relocations_),
+            n_moves=int(getattr(gm, "n_moves_", 0)),
+            n_change_points=int(getattr(gm, "n_change_points_", 0)),
             **extra,
         )
 
@@ -290,6 +312,8 @@ MODEL_STATUS: dict[str, StatusKey] = {
     "n_moves": StatusKey(_estimator_count("n_moves_"), "counter",
                          "Split-merge moves: a component born on badly explained points, "
                          "paid for by merging the two most redundant ones."),
+    "n_change_points": StatusKey(_estimator_count("n_change_points_"), "counter",
+                                 "Change points: the stream left what the model describes."),
     "n_repaired": StatusKey(_estimator_count("n_repaired_"), "counter",
                             "M-steps whose covariances were repaired (degenerate data)."),
     "refits": StatusKey(lambda m: m.refits, "counter", "Batch EM refits adopted."),

@@ -176,17 +176,36 @@ def test_relocation_fires_on_sorted_data_and_rarely_on_iid_data():
     rng = np.random.default_rng(8)
     centers = [[0, 0], [6, 0], [12, 0], [18, 0], [24, 0]]
     X = blobs(rng, 5000, centers)
-    relocations = {}
+    fired = {}
     for order, data in (("iid", X), ("sorted", X[np.argsort(X[:, 0])])):
         online = OnlineEM(OnlineSettings(5), 2, seed=0)
         for i in range(0, len(data), 50):
             online.update(data[i : i + 50])
-        relocations[order] = online.n_relocations
-    assert relocations["sorted"] >= 20  # every time one is due (29 here)
+        fired[order] = online.n_relocations + online.n_moves
+        # Relocations and moves never spend more than their budgets allow.
+        s = online.settings
+        assert online.work <= s.relocate_budget * online.n_seen + s.budget_head_start
+        assert online.move_work <= s.move_budget * online.n_seen + s.budget_head_start
+    assert fired["sorted"] >= 10  # the stream keeps arriving where no component is (21 here)
     # The CUSUM allows for the history's in-sample optimism (about n_parameters / n nats
-    # per point), so an i.i.d. stream seldom relocates: 3-6 times here over seeds, against
-    # 10-14 with the fixed allowance alone.
-    assert relocations["iid"] <= 8
+    # per point), so an i.i.d. stream seldom relocates (4 times here).
+    assert fired["iid"] <= 8
+
+
+def test_relocation_work_is_bounded_per_point_on_a_long_ordered_stream():
+    """The cost of keeping up with an ordered stream grows with its length, not faster."""
+    rng = np.random.default_rng(3)
+    centers = [[6.0 * i, 0.0] for i in range(12)]
+    X = blobs(rng, 60_000, centers)
+    X = X[np.argsort(X[:, 0])]
+    settings = OnlineSettings(12, budget_head_start=50_000, relocate_budget=0.5,
+                              move_budget=0.25)
+    online = OnlineEM(settings, 2, seed=0)
+    for i in range(0, len(X), 500):
+        online.update(X[i : i + 500])
+    assert online.n_relocations >= 1
+    assert online.work <= 0.5 * online.n_seen + 50_000
+    assert online.move_work <= 0.25 * online.n_seen + 50_000
 
 
 @pytest.mark.parametrize(
