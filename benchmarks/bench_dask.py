@@ -135,15 +135,12 @@ def allocator_rates(X, params, old_tree: str | None):
     return out
 
 
-def _noop(x):
-    return x
-
-
 def scheduler_cost_per_task(client, n=400):
     """Seconds of scheduler round trip per task (submit + gather of no-op tasks)."""
-    client.gather([client.submit(_noop, i, pure=False) for i in range(20)])
+    # A builtin as the task: workers unpickle it without importing this file.
+    client.gather([client.submit(abs, i, pure=False) for i in range(20)])
     t0 = time.perf_counter()
-    client.gather([client.submit(_noop, i, pure=False) for i in range(n)])
+    client.gather([client.submit(abs, i, pure=False) for i in range(n)])
     return (time.perf_counter() - t0) / n
 
 
@@ -156,7 +153,7 @@ def dask_figures(X, params, n_workers, chunk, n_iter, shards_dir):
     # from_array embeds the in-memory chunks in the graph, once: that is the point here.
     warnings.filterwarnings("ignore", message="Sending large graph")
     cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                           dashboard_address=None)
+                           dashboard_address=":0")
     try:
         with Client(cluster) as client:
             client.wait_for_workers(n_workers, timeout=120)
@@ -210,7 +207,8 @@ def scaling_model(rate_per_worker, overhead_1, per_task, mstep_s, workers, n_poi
     return compute / total
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; ``argv`` as on the command line (``run_all.py`` passes it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="4 chunks instead of 16")
     parser.add_argument("--workers", type=int, nargs="*", default=None,
@@ -218,7 +216,7 @@ def main() -> int:
     parser.add_argument("--old-core", default=None, metavar="DIR",
                         help="a directory with oldcore/em.py (the pre-reuse E-step) to "
                         "compare the allocator's effect before and after")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     n_chunks, chunk, k, d = (4 if args.quick else 16), 250_000, 16, 3
     n_iter = 3 if args.quick else 5
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2

@@ -541,7 +541,8 @@ def fit_shards(
         else:
             cluster = distributed.LocalCluster(
                 n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1,
-                processes=True, dashboard_address=None,
+                # (":0": its HTTP server on a free port, never clashing with 8787)
+                processes=True, dashboard_address=":0",
             )
             client = distributed.Client(cluster)
         with client:

@@ -26,7 +26,7 @@ COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 @pytest.fixture(scope="module")
 def client():
     cluster = distributed.LocalCluster(
-        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None,
+        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0",
     )
     try:
         with distributed.Client(cluster, timeout=60) as c:
@@ -224,3 +224,19 @@ def test_cli_fit_bad_shards_exit_2_with_one_line(client, tmp_path, capsys):
     assert main(["fit", str(tmp_path), "-k", "2", "--scheduler", address]) == 2
     err = capsys.readouterr().err
     assert "disagree on the dimension" in err and err.count("\n") == 1
+
+
+def test_cli_fit_without_scheduler_runs_a_local_cluster(client, tmp_path, capsys):
+    X = _blobs(400, seed=6)
+    folder = _write_shards(tmp_path, X, n_shards=3)
+    out = tmp_path / "local.npz"
+    rc = main(["fit", str(folder), "-k", "3", "--workers", "1", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "EM on a local cluster of 1 workers" in captured.err
+    assert "on 1 workers" in captured.out
+    ref = GaussianMixture(3, random_state=0).fit(X)
+    assert _relative(ref.means_, np.load(out)["means"]) < 1e-9
+    assert int(np.load(out)["n_points"]) == len(X)
+    # The module's cluster is still the current one afterwards.
+    assert distributed.get_client() is client
