@@ -99,9 +99,9 @@ class OnlineSettings:
     # point, split-merge moves ``move_budget``, each after a head start of
     # ``budget_head_start`` (so short streams are not starved): the cost per point of
     # keeping up with a sensor-ordered stream is bounded by construction.
-    relocate_budget: float = 1.0
+    relocate_budget: float = 3.0
     move_budget: float = 0.5
-    budget_head_start: float = 300_000
+    budget_head_start: float = 1_000_000
     # Split-merge moves: a birth on the worst-explained retained points paid for by the
     # exact merge of the two most redundant components, tried on a retained sample of
     # ``move_points`` with ``move_iter`` EM iterations and kept only if it fits better.
@@ -350,6 +350,7 @@ class OnlineEM:
         self.refresh_credit = 0.0  # rows of re-scoring owed to the blocks
         self.n_move_trials = 0
         self.n_change_points = 0  # CUSUM crossings: the stream left what the model describes
+        self.seen_at_move_trial = 0
         self.last_change_point = -1  # n_seen at the last one
         # Optional ``points -> MixtureParams`` used instead of k-means++ to start the batch EM
         # that initialises the model once enough points are buffered (the estimator sets it
@@ -529,6 +530,9 @@ class OnlineEM:
 
     def _move_affordable(self) -> bool:
         s = self.settings
+        if self.blocks is not None:
+            # As for relocations, per window: at most one trial per 1/16 window of points.
+            return self.n_seen - self.seen_at_move_trial >= s.retain_size / 16
         cost = 2.0 * min(len(self.retained), s.move_points) * (s.move_iter + 1)
         enough = len(self.retained) > 4 * s.n_components
         return enough and self.move_work + cost <= s.move_budget * self.n_seen + (
@@ -637,6 +641,7 @@ class OnlineEM:
         moved_ll = float(np.mean(estimate_log_prob_resp(V, params)[0]))
         self.move_work += n * (settled.n_iter + 4)
         self.n_move_trials += 1
+        self.seen_at_move_trial = self.n_seen
         if not moved_ll > current_ll + s.relocate_threshold:
             self.surprise *= 0.5  # tried: wait for more evidence before the next trial
             return False
@@ -746,6 +751,7 @@ class OnlineEM:
             "n_move_trials": self.n_move_trials,
             "n_change_points": self.n_change_points,
             "last_change_point": self.last_change_point,
+            "seen_at_move_trial": self.seen_at_move_trial,
             "retained": self.retained.to_state(),
             "blocks": None if self.blocks is None else [
                 {"rows": b.rows.copy(), "stats": b.stats.to_state(),
@@ -771,6 +777,7 @@ class OnlineEM:
             setattr(obj, key, int(state.get(key, 0)))
         obj.surprise = float(state["surprise"])
         obj.last_change_point = int(state.get("last_change_point", -1))
+        obj.seen_at_move_trial = int(state.get("seen_at_move_trial", 0))
         if obj.blocks is not None and state.get("blocks") is not None:
             obj.blocks = [WindowBlock(np.array(b["rows"], dtype=np.float64),
                                       SufficientStats.from_state(b["stats"]),

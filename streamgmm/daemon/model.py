@@ -29,6 +29,8 @@ log = logging.getLogger("streamgmm")
 
 __all__ = ["MODEL_STATUS", "ModelRuntime", "RefitResult", "StatusKey", "refit_job"]
 
+# A batch coalesced from several messages is folded in with one online step.
+MAX_COALESCED_POINTS = 32_768
 # Batches kept for re-application while a refit runs (older ones are still in the sample).
 # Re-applying is done in the loop when the refit is adopted: 250,000 points take ~60 ms,
 # which keeps control answers fast even when a refit finishes under overload.
@@ -69,6 +71,11 @@ class ModelRuntime:
         self.topic = config.topic.encode()
         self.update_topic = codec.update_topic(config.name)
         self.estimator = self._new_estimator()
+        # Points coalesced into one online step at most. A window forgets block by block:
+        # a step of more than a sixteenth of it would make the model jump, not follow, so
+        # a window's steps stay that small however fast the points arrive.
+        self.coalesce_limit = MAX_COALESCED_POINTS if config.retain != "window" else max(
+            1, min(MAX_COALESCED_POINTS, config.window_points // 16))
         self.seq = 0  # of the last published update
         self.seq_lease = 0  # highest seq a checkpoint has reserved
         self.last_stamp = float("nan")

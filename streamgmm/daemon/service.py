@@ -62,8 +62,6 @@ EXIT_INTERNAL = 70
 # turn: under overload the control socket still answers within a few tens of milliseconds.
 _DRAIN_MESSAGES = 256
 _DRAIN_SECONDS = 0.01
-# A batch coalesced from several messages is folded in with one online step.
-_MAX_COALESCED_POINTS = 32_768
 # Sequence numbers reserved ahead in each checkpoint: after a SIGKILL the daemon restarts
 # above anything it can have published since that checkpoint, so no seq is ever reused.
 _SEQ_LEASE = 100_000
@@ -214,7 +212,8 @@ class Service:
             self._accept(frames, batches)
             if time.monotonic() > deadline:
                 break
-            if any(sum(len(x) for x, _ in b) >= _MAX_COALESCED_POINTS for b in batches.values()):
+            if any(sum(len(x) for x, _ in b) >= self.models[i].coalesce_limit
+                   for i, b in batches.items()):
                 break
         for index, parts in batches.items():
             X = parts[0][0] if len(parts) == 1 else np.concatenate([x for x, _ in parts])

@@ -1,0 +1,72 @@
+"""A robot that changes place (issue 12): the window settings describe where it is now.
+
+Two 2-D laser maps streamed one after the other, each in the order a robot records it. With
+``retain="window"`` the online model must stay within 0.1 nats/point of batch EM fitted on
+the window (scored on held-out points of the same span) once half the new place has
+streamed in, and at the end; the decaying-step reservoir model, which describes the whole
+history, is far from it there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streamgmm import GaussianMixture
+from streamgmm.synthetic import two_buildings
+
+WINDOW, K, BATCH = 4000, 8, 128
+
+
+def _stream():
+    X, start = two_buildings(seed=0, n_first=8000, n_second=10_000)
+    held = np.random.default_rng(1).random(len(X)) < 0.15
+    return X, start, held
+
+
+def _window_gap(model, X, held, cut):
+    """Batch EM on the last WINDOW training points before ``cut`` minus ``model``'s score."""
+    train = np.flatnonzero(~held[:cut])[-WINDOW:]
+    test = np.flatnonzero(held[train[0]:cut]) + train[0]
+    reference = GaussianMixture(K, n_init=3, random_state=0).fit(X[train])
+    return reference.score(X[test]) - model.score(X[test])
+
+
+@pytest.mark.parametrize("mode", ["window", "reservoir"])
+def test_window_model_describes_the_new_place(mode):
+    X, start, held = _stream()
+    kwargs = (dict(retain="window", retain_size=WINDOW, step_constant=0.05)
+              if mode == "window" else {})
+    gm = GaussianMixture(K, random_state=0, **kwargs)
+    train = np.flatnonzero(~held)
+    gaps = {}
+    done = 0
+    for label, cut in (("half", start + (len(X) - start) // 2), ("end", len(X))):
+        upto = np.searchsorted(train, cut)
+        for i in range(done, upto, BATCH):
+            gm.partial_fit(X[train[i:min(i + BATCH, upto)]])
+        done = upto
+        gaps[label] = _window_gap(gm, X, held, cut)
+    if mode == "window":
+        assert gaps["half"] < 0.1 and gaps["end"] < 0.1, gaps
+        # The change of place was seen and acted on.
+        assert gm.n_change_points_ >= 1
+        assert gm.n_relocations_ + gm.n_moves_ >= 1
+    else:
+        # The reservoir keeps the old place: not a model of where the robot is now.
+        assert gaps["end"] > 1.0, gaps
+
+
+def test_points_that_leave_the_window_leave_the_statistics():
+    """After a whole window of the new place, no weight is left where the old place was."""
+    rng = np.random.default_rng(0)
+    old = rng.normal(size=(3000, 2)) * 0.5 + [-20.0, 0.0]
+    new = rng.normal(size=(3000, 2)) * 0.5 + [20.0, 0.0]
+    gm = GaussianMixture(3, random_state=0, retain="window", retain_size=1000,
+                         step_constant=0.05, relocate=False)
+    for X in (old, new):
+        for i in range(0, len(X), 100):
+            gm.partial_fit(X[i:i + 100])
+    assert np.all(gm.means_[:, 0] > 0)  # every component is at the new place
+    assert gm.online_.stats.total == pytest.approx(1.0)
+    assert sum(len(b) for b in gm.online_.blocks) == 1000
