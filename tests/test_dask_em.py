@@ -240,3 +240,13 @@ def test_cli_fit_without_scheduler_runs_a_local_cluster(client, tmp_path, capsys
     assert int(np.load(out)["n_points"]) == len(X)
     # The module's cluster is still the current one afterwards.
     assert distributed.get_client() is client
+
+
+def test_a_missing_extra_is_named(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "dask.array", None)  # import dask.array now fails
+    with pytest.raises(ImportError, match=r"pip install 'streamgmm\[dask\]'"):
+        dask_em.require_dask()
+    np.save(tmp_path / "a.npy", _blobs(100))
+    assert main(["fit", str(tmp_path / "*.npy"), "-k", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'streamgmm[dask]'" in err and err.count("\n") == 1
