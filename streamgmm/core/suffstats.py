@@ -168,7 +168,10 @@ class SufficientStats:
         if sample_weight is not None:
             resp = resp * np.asarray(sample_weight, dtype=np.float64)[:, None]
         counts = resp.sum(axis=0) + COUNT_EPS
-        means = (resp.T @ X) / counts[:, None]
+        # Sum deviations from a centre, not raw values: far from the origin a BLAS product
+        # of raw values loses digits in an order that depends on the kernel.
+        centre = X[0] if len(X) else np.zeros(X.shape[1])
+        means = centre + (resp.T @ (X - centre)) / counts[:, None]
         ndim = len(_scatter_shape(covariance_type, *means.shape))
         scatter = centered_scatter(X, resp, means, covariance_type)
         scatter /= counts.reshape((-1,) + (1,) * (ndim - 1))
