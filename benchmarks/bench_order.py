@@ -48,6 +48,7 @@ from _ordered import (  # noqa: E402
     TEXTBOOK,
     CliDaemon,
     StreamFeeder,
+    add_warm_start,
     batch_reference,
     sklearn_point_rate,
     split_heldout,
@@ -90,8 +91,19 @@ class Context:
             with one_thread():
                 ref = batch_reference(train, test, K, n_init=3)
                 sk = sklearn_point_rate(train, K, fits=self.sizes["sk_fits"])
-            self._streams[name] = {"train": train, "test": test, "ref": ref, "sk": sk}
+            self._streams[name] = {"train": train, "test": test, "ref": ref, "sk": sk,
+                                   "default_model": None}
         return self._streams[name]
+
+    def reference(self, name: str, default_model=None) -> dict:
+        """The stream's reference: best of 3 k-means starts and one start from the default
+        ``partial_fit`` model (``default_model``, or one untimed pass made here)."""
+        s = self.stream(name)
+        if not np.isfinite(s["ref"]["warm_score"]):
+            with one_thread():
+                model = default_model or timed_pass(s["train"], BATCH, K)["model"]
+                s["ref"] = add_warm_start(s["ref"], s["train"], s["test"], model)
+        return s["ref"]
 
 
 STREAMS = ("lidar sweep", "rooms")
@@ -100,28 +112,41 @@ STREAMS = ("lidar sweep", "rooms")
 # --------------------------------------------------------------------------- figure 1
 
 
+def _reference_rows(name: str, ref: dict) -> list[list[str]]:
+    return [
+        [name, "batch EM, best of 3 k-means starts", "-", "-", "-",
+         f"{ref['kmeans_score']:.4f}", f"{ref['score'] - ref['kmeans_score']:+.4f}", "-", "-",
+         "info"],
+        [name, "batch EM from the default model", "-", "-", "-", f"{ref['warm_score']:.4f}",
+         f"{ref['score'] - ref['warm_score']:+.4f}", "-", "-", "info"],
+        [name, "reference = best of those 4 starts", "-", "-", "-", f"{ref['score']:.4f}",
+         "-", fmt_seconds(ref["seconds"]), "-", "info"],
+    ]
+
+
 def figure_1(ctx: Context) -> None:
     rows = []
     for name in STREAMS:
         s = ctx.stream(name)
-        ref, sk_rate = s["ref"]["score"], s["sk"]["rate"]
-        rows.append([name, "batch EM, best of 3 (reference)", "-", "-", "-",
-                     f"{ref:.4f}", "-", fmt_seconds(s["ref"]["seconds"]), "-", "info"])
+        sk_rate = s["sk"]["rate"]
+        with one_thread():
+            runs = {mode: timed_pass(s["train"], BATCH, K, repeat=ctx.sizes["repeat"], **kw)
+                    for mode, kw in (("partial_fit default", {}), ("textbook", TEXTBOOK))}
+        ref = ctx.reference(name, runs["partial_fit default"]["model"])
+        rows += _reference_rows(name, ref)
         rows.append([name, "sklearn EM point rate", fmt_rate(sk_rate), fmt_ratio(1.0), "-",
                      "-", "-", fmt_seconds(s["sk"]["s_per_iter"]) + "/it", "-", "info"])
-        with one_thread():
-            for mode, kwargs in (("partial_fit default", {}), ("textbook", TEXTBOOK)):
-                r = timed_pass(s["train"], BATCH, K, repeat=ctx.sizes["repeat"], **kwargs)
-                ll = float(r["model"].score(s["test"]))
-                gap, ratio = ref - ll, r["rate"] / sk_rate
-                ok = ratio >= GOAL_SPEEDUP and gap <= GOAL_GAP
-                rows.append([
-                    name, f"{mode} [{r['relocations']} reloc, {r['reseeded']} reseed]",
-                    fmt_rate(r["rate"]), fmt_ratio(ratio), f"{r['rate'] / GOAL_RATE:.0%}",
-                    f"{ll:.4f}", f"{gap:+.4f}", fmt_seconds(r["seconds"]),
-                    f">= {GOAL_SPEEDUP:g}x and gap <= {GOAL_GAP:g}",
-                    verdict(ok if mode != "textbook" else None),
-                ])
+        for mode, r in runs.items():
+            ll = float(r["model"].score(s["test"]))
+            gap, ratio = ref["score"] - ll, r["rate"] / sk_rate
+            ok = ratio >= GOAL_SPEEDUP and gap <= GOAL_GAP
+            rows.append([
+                name, f"{mode} [{r['relocations']} reloc, {r['reseeded']} reseed]",
+                fmt_rate(r["rate"]), fmt_ratio(ratio), f"{r['rate'] / GOAL_RATE:.0%}",
+                f"{ll:.4f}", f"{gap:+.4f}", fmt_seconds(r["seconds"]),
+                f">= {GOAL_SPEEDUP:g}x and gap <= {GOAL_GAP:g}",
+                verdict(ok if mode != "textbook" else None),
+            ])
     n = ctx.sizes["n"]
     print_table(
         f"Figure 1. Sensor-ordered streams, partial_fit: n={n:,} (90% streamed in recorded "
@@ -138,8 +163,12 @@ def figure_1(ctx: Context) -> None:
             f"untimed, best of {ctx.sizes['repeat']}; one BLAS thread.",
             "vs sklearn = rate / scikit-learn's batch EM point rate on the same 90% (N x "
             "iterations/s, iterations time-stamped, init excluded).",
-            "gap = held-out LL of the reference (streamgmm fit, n_init=3, random_state=0) - "
-            "held-out LL of the row; positive = online worse.",
+            "gap = held-out LL of the reference - held-out LL of the row (positive = online "
+            "worse). Reference = the best held-out LL of streamgmm",
+            "fit (n_init=3 k-means starts, random_state=0) and of fit started from the "
+            "default partial_fit model (a 4th start: k-means starts",
+            "can stop in a poor optimum, which the online model would then 'beat'); the "
+            "reference rows' gap column = how far each falls short.",
             "The verdict needs both the rate and the gap in the same run; textbook "
             "(replay=False, relocate=False) is reported beside it.",
         ] + (["--quick: smaller n; sklearn is faster per point on small arrays, so the "
@@ -181,7 +210,7 @@ def figure_2(ctx: Context) -> None:
     with tempfile.TemporaryDirectory(prefix="sgorder-") as tmp:
         for name in STREAMS:
             s = ctx.stream(name)
-            ref = s["ref"]["score"]
+            ref = ctx.reference(name)["score"]
             for label, rate in (("full speed", None), (f"paced {PACED_RATE / 1e3:g}k/s",
                                                           PACED_RATE)):
                 r = daemon_run(Path(tmp), f"{name.split()[0]}-{rate or 0:.0f}", s, rate)
@@ -220,7 +249,8 @@ def figure_2(ctx: Context) -> None:
             "of a snapshot once every point was applied (the last",
             "online update); gap refit = the same for the parameters of a refit request "
             "(reply seq, then a snapshot) over the uniform reservoir.",
-            f"Reference: batch EM on the whole 90% (figure 1). Config: {DAEMON_MODEL}.",
+            "Reference: batch EM on the whole 90%, best of 4 starts (figure 1). Config: "
+            f"{DAEMON_MODEL}.",
         ] + notes_extra,
     )
 
