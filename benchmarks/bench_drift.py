@@ -202,6 +202,10 @@ def figure_1(streams: list[Stream], quick: bool) -> None:
             "PointPublisher up to each checkpoint; once status",
             "n_seen reaches it, a snapshot is scored. Verdicts: drift setting, every "
             "checkpoint; daemon also needs zero loss (messages_lost, messages_applied).",
+            "The daemon folds queued messages into one online step up to its coalescing "
+            "limit (for a window: window_points // 16 = 500 < 512,",
+            "so one message per step, as in the library); the reservoir daemon takes larger "
+            "steps at full speed, hence its other figures.",
         ] + notes + ([f"--quick: rooms stream of {SIZES[True]['rooms_n']:,} points."]
                      if quick else []),
     )

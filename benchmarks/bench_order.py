@@ -249,6 +249,10 @@ def figure_2(ctx: Context) -> None:
             "of a snapshot once every point was applied (the last",
             "online update); gap refit = the same for the parameters of a refit request "
             "(reply seq, then a snapshot) over the uniform reservoir.",
+            "With publish_every_s > 0 the daemon folds the messages queued at a turn into "
+            "one online step (up to its coalescing limit), so at",
+            "full speed its steps are larger than 4,096 points and its model differs from the "
+            "paced run's and from the library's (figure 1).",
             "Reference: batch EM on the whole 90%, best of 4 starts (figure 1). Config: "
             f"{DAEMON_MODEL}.",
         ] + notes_extra,
