@@ -97,6 +97,7 @@ class ModelRuntime:
         self.refit_failures = 0
         self.last_refit_seconds = float("nan")
         self.loads = 0  # load requests adopted
+        self.reapply_dropped_points = 0  # arrived during refits, not re-applied after them
         self.last_change_log = -math.inf  # monotonic time of the last change-point log line
         self.change_points_unlogged = 0
         self.loaded_weight = float("nan")  # prior weight (points) of the last one
@@ -152,7 +153,10 @@ class ModelRuntime:
             self.pending.append(X)
             self.pending_points += len(X)
             while self.pending_points > _MAX_PENDING_POINTS and len(self.pending) > 1:
-                self.pending_points -= len(self.pending.pop(0))
+                dropped = len(self.pending.pop(0))
+                self.pending_points -= dropped
+                # Retained and counted, but not folded in again on top of the refit.
+                self.reapply_dropped_points += dropped
 
     def _log_change_point(self) -> None:
         """One log line per change point, at most one a second (the rest are counted)."""
@@ -327,6 +331,10 @@ MODEL_STATUS: dict[str, StatusKey] = {
     "refit_failures": StatusKey(lambda m: m.refit_failures, "counter",
                                 "Batch EM refits that failed."),
     "refit_running": StatusKey(lambda m: m.refit_future is not None),
+    "reapply_dropped_points": StatusKey(
+        lambda m: m.reapply_dropped_points, "counter",
+        "Points that arrived during a refit beyond the 250,000 re-applied after it (they "
+        "are retained and counted, not folded in again)."),
     "last_refit_s": StatusKey(lambda m: m.last_refit_seconds, "gauge",
                               "Duration of the last refit in seconds."),
     "loads": StatusKey(lambda m: m.loads, "counter",

@@ -48,3 +48,14 @@ def test_daemon_equals_partial_fit_on_the_same_batches(daemon_factory):
     np.testing.assert_allclose(snap["covariances"], library.covariances_, rtol=1e-9,
                                atol=1e-9)
     assert d.stop() == 0
+
+
+def test_every_status_key_is_documented():
+    """docs/protocol.md names every per-model key of the status reply."""
+    from pathlib import Path
+
+    from streamgmm.daemon.model import MODEL_STATUS
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+    missing = [key for key in MODEL_STATUS if f"`{key}`" not in text]
+    assert not missing
