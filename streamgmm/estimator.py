@@ -699,7 +699,7 @@ class GaussianMixture(_ParamsMixin):
         return self._online
 
     def adopt(self, params: MixtureParams, stats: SufficientStats, *, relocation: bool = False,
-              reapply=()) -> None:
+              reapply=(), prior_points: float = 0.0) -> None:
         """Take parameters fitted elsewhere (a refit on the retained points) as the model.
 
         Parameters
@@ -712,6 +712,10 @@ class GaussianMixture(_ParamsMixin):
         reapply : iterable of ndarray
             Batches absorbed while the refit ran; they are folded in again on top of it
             (already counted in ``n_seen_`` and retained, so neither changes).
+        prior_points : float, default=0
+            Points the adopted mixture stands for beyond the retained ones (a mixture fitted
+            elsewhere, e.g. a site map): new batches then enter with the share
+            ``m / (n_hist + prior_points + m)`` (see :meth:`OnlineEM.adopt`).
 
         A model that has no streaming state yet (nothing fitted, e.g. a daemon model
         seeded by a ``load``) gets one, with the dimension of ``params``.
@@ -723,7 +727,7 @@ class GaussianMixture(_ParamsMixin):
                                     seed=self._online_seed())
             self._online.start(params, stats)
         online = self.online_
-        online.adopt(params, stats, relocation=relocation)
+        online.adopt(params, stats, relocation=relocation, prior_points=prior_points)
         for X in reapply:
             online.update(X, remember=False)
         self._sync_online_attributes()

@@ -351,6 +351,7 @@ class OnlineEM:
         self.n_move_trials = 0
         self.n_change_points = 0  # CUSUM crossings: the stream left what the model describes
         self.seen_at_move_trial = 0
+        self.prior_points = 0.0  # weight of a loaded prior beyond the retained points
         self.last_change_point = -1  # n_seen at the last one
         # Optional ``points -> MixtureParams`` used instead of k-means++ to start the batch EM
         # that initialises the model once enough points are buffered (the estimator sets it
@@ -467,6 +468,8 @@ class OnlineEM:
             # step, at most by the share of the history the replay stands for; the new batch
             # then joins with its share m / (n_hist + m) (see the module docstring).
             # ``new.stats`` carries the batch's m points as its counts.
+            # A loaded prior (``adopt(..., prior_points=w)``) counts as w more history points.
+            n_hist = n_hist + self.prior_points
             refresh = min(step, replay.n_points / n_hist)
             history = self.stats.interpolate(replay.stats, refresh)
             self.stats = history.scale(n_hist).merge(new.stats).normalized()
@@ -652,9 +655,25 @@ class OnlineEM:
         self.surprise = 0.5 * surprise  # a relocation may still be due
         return True
 
-    def adopt(self, params: MixtureParams, stats: SufficientStats, relocation: bool) -> None:
-        """Take parameters fitted elsewhere (a relocation or a refit) as the current model."""
+    def adopt(self, params: MixtureParams, stats: SufficientStats, relocation: bool,
+              prior_points: float = 0.0) -> None:
+        """Take parameters fitted elsewhere as the current model.
+
+        Parameters
+        ----------
+        params, stats : MixtureParams, SufficientStats
+            A relocation's or a refit's result (fitted on the retained points), or a mixture
+            fitted elsewhere (a ``load``).
+        relocation : bool
+            Count it as a relocation.
+        prior_points : float, default=0
+            How many points the adopted mixture stands for beyond the retained ones (a site
+            map loaded from a batch fit): the online updates then give each new batch the
+            share ``m / (n_hist + prior_points + m)``, so the prior fades as the stream
+            outgrows it. A refit on the retained points (``prior_points=0``) replaces it.
+        """
         self.set_params(params, stats)
+        self.prior_points = float(prior_points)
         if relocation:
             self.n_relocations += 1
             self.seen_at_relocation = self.n_seen
@@ -752,6 +771,7 @@ class OnlineEM:
             "n_change_points": self.n_change_points,
             "last_change_point": self.last_change_point,
             "seen_at_move_trial": self.seen_at_move_trial,
+            "prior_points": self.prior_points,
             "retained": self.retained.to_state(),
             "blocks": None if self.blocks is None else [
                 {"rows": b.rows.copy(), "stats": b.stats.to_state(),
@@ -778,6 +798,7 @@ class OnlineEM:
         obj.surprise = float(state["surprise"])
         obj.last_change_point = int(state.get("last_change_point", -1))
         obj.seen_at_move_trial = int(state.get("seen_at_move_trial", 0))
+        obj.prior_points = float(state.get("prior_points", 0.0))
         if obj.blocks is not None and state.get("blocks") is not None:
             obj.blocks = [WindowBlock(np.array(b["rows"], dtype=np.float64),
                                       SufficientStats.from_state(b["stats"]),

@@ -203,7 +203,8 @@ class ModelRuntime:
         weight = fields["weight"]
         if weight is None:
             weight = float(max(self.n_seen, 1))
-        self.estimator.adopt(params, SufficientStats.from_params(params, total=weight))
+        self.estimator.adopt(params, SufficientStats.from_params(params, total=weight),
+                             prior_points=weight)
         self.loaded_weight = weight
         self.loads += 1
         self.changed = self.dirty = True

@@ -9,6 +9,7 @@ from streamgmm.core.em import batch_statistics
 from streamgmm.core.online import OnlineEM, OnlineSettings
 from streamgmm.core.params import MixtureParams
 from streamgmm.core.stepwise import step_size
+from streamgmm.core.suffstats import SufficientStats
 
 
 def blobs(rng, n, centers, scale=0.5):
@@ -222,3 +223,22 @@ def test_relocation_work_is_bounded_per_point_on_a_long_ordered_stream():
 def test_settings_are_checked(change, message):
     with pytest.raises(ValueError, match=message):
         OnlineEM(dataclasses.replace(OnlineSettings(3), **change), 2)
+
+
+def test_a_loaded_prior_weighs_as_many_points_as_stated():
+    """adopt(..., prior_points=w): a new batch enters with the share m / (n_hist + w + m)."""
+    rng = np.random.default_rng(4)
+    X = blobs(rng, 2000, [[0, 0], [8, 0]])
+    moved = {}
+    for weight in (0.0, 1e6):
+        online = OnlineEM(OnlineSettings(2, relocate=False), 2, seed=0)
+        for i in range(0, len(X), 200):
+            online.update(X[i : i + 200])
+        prior = online.params
+        online.adopt(prior, SufficientStats.from_params(prior, total=max(weight, 1.0)),
+                     relocation=False, prior_points=weight)
+        online.update(X[:200] + [0.0, 3.0])  # a batch from somewhere else
+        moved[weight] = np.abs(online.params.means - prior.means).max()
+    assert moved[1e6] < 0.01 * moved[0.0]
+    state = online.to_state()
+    assert OnlineEM.from_state(state).prior_points == 1e6
