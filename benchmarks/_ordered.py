@@ -236,7 +236,11 @@ class StreamFeeder:
         return {"sent": self.sent_messages, "applied": applied, "lost": lost,
                 "missing": self.sent_messages - applied}
 
-    def snapshot_score(self, test: np.ndarray) -> tuple[float, object]:
+    def snapshot_score(self, test: np.ndarray, settle_s: float = 0.0) -> tuple[float, object]:
+        """A snapshot scored on ``test``; ``settle_s`` first lets the daemon publish the
+        update of its last points (its ``publish_every_s``), so the snapshot is that update."""
+        if settle_s > 0:
+            time.sleep(settle_s)
         snap = self.ctl.snapshot(self.model)
         return float(snap.to_estimator().score(test)), snap
 

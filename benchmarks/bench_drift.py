@@ -136,7 +136,7 @@ def daemon_scores(tmp: Path, name: str, stream: Stream, tests: list[np.ndarray],
             feed.send(stream.train, c)
             feed.wait_seen(c)
             busy += time.perf_counter() - t0
-            scores.append(feed.snapshot_score(test)[0])
+            scores.append(feed.snapshot_score(test, settle_s=0.15)[0])
         loss = feed.loss()
     return {"scores": scores, "loss": loss, "rate": stream.train.shape[0] / busy}
 

@@ -193,7 +193,7 @@ def daemon_run(tmp: Path, name: str, s: dict, rate: float | None) -> dict:
         feed.wait_seen(train.shape[0])
         absorbed_s = time.perf_counter() - t0
         loss = feed.loss()
-        online, snap = feed.snapshot_score(test)
+        online, snap = feed.snapshot_score(test, settle_s=3 * DAEMON_MODEL["publish_every_s"])
         refit = feed.refit_score(test)
         status = feed.ctl.status()["models"]["lidar"]
     return {"loss": loss, "online": online, "online_seq": snap.seq, "refit": refit,
