@@ -94,12 +94,12 @@ class OnlineSettings:
     relocate_max_iter: int = 15
     # Relocation fits a uniform subsample of at most this many retained points: its cost,
     # and the pause it puts into the stream, stays bounded whatever retain_size is.
-    relocate_max_points: int = 8192
+    relocate_max_points: int = 4096
     # Relocations may spend at most ``relocate_budget`` EM point-iterations per absorbed
     # point, split-merge moves ``move_budget``, each after a head start of
     # ``budget_head_start`` (so short streams are not starved): the cost per point of
     # keeping up with a sensor-ordered stream is bounded by construction.
-    relocate_budget: float = 3.0
+    relocate_budget: float = 1.5
     move_budget: float = 0.5
     budget_head_start: float = 1_000_000
     # Split-merge moves: a birth on the worst-explained retained points paid for by the
