@@ -508,6 +508,16 @@ class OnlineEM:
                         relocated = True
                 elif s.moves and self._move_affordable():
                     moved = self.try_move()
+            elif (s.relocate is True and self.blocks is None
+                  and self.n_seen >= 2 * self.seen_at_relocation
+                  and self._relocation_affordable()):
+                # A quiet stream may still sit in a local optimum from its start (i.i.d.
+                # data seeded badly). Each time the stream has doubled since the last
+                # relocation, one more fresh k-means++ start competes with the model: over
+                # the stream they add up to what n_init does for batch EM, at a cost that
+                # grows with the logarithm of the stream.
+                self.relocate()
+                relocated = True
         return UpdateInfo(new.mean_log_likelihood, step, reseeded, relocated, moved,
                           change_point)
 
