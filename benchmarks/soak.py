@@ -229,7 +229,7 @@ def soak(tmp: Path, minutes: float) -> None:
                             "status_s": t_rep - t_req if st else float("inf"),
                             "n_seen": m.get("n_seen", -1), "refits": m.get("refits", -1),
                             "checkpoints": m.get("checkpoints", -1),
-                            "queue": st.get("queue_depth", -1) if st else -1,
+                            "queue": st.get("messages_last_turn", -1) if st else -1,
                             "lost": st["counters"]["messages_lost"] if st else -1})
 
         try:
@@ -421,7 +421,7 @@ def overload(tmp: Path, seconds: float, capacity_s: float, n_publishers: int,
     rcvhwm = SocketOptions().rcvhwm
     X = gaussian_blobs(BATCH, 3).astype(DTYPE)
     msg_bytes = len(codec.encode_points(X, seq=0, stamp=0.0, source="over0"))
-    # (t, seconds or inf, queue_depth, refits done, refit running) per status request
+    # (t, seconds or inf, messages_last_turn, refits done, refit running) per status request
     pings: list[tuple[float, float, int, int, bool]] = []
     rss: list[tuple[float, float, int]] = []  # (t, VmRSS, refits started: done + running)
     with Daemon(tmp, "over", checkpoint=str(tmp / "over.ckpt"), **MODEL) as daemon:
@@ -464,7 +464,7 @@ def overload(tmp: Path, seconds: float, capacity_s: float, n_publishers: int,
                     m = st["models"]["lidar"]
                     done = int(m["refits"]) + int(m["refit_failures"])
                     pings.append((t - t0, time.perf_counter() - t,
-                                  int(st.get("queue_depth", -1)), done,
+                                  int(st.get("messages_last_turn", -1)), done,
                                   bool(m["refit_running"])))
                     started = done + int(bool(m["refit_running"]))
                 except TimeoutError:
@@ -589,7 +589,7 @@ def overload_report(seconds, capacity_s, factor, cap_warm, cap, refit, warm_rss,
             "(round trip, perf_counter), from the first overload message to the end of the "
             "drain;",
             f"the verdicts use the {len(during):,} sent while the publishers ran. Daemon "
-            f"queue_depth (messages per loop turn) median "
+            f"messages_last_turn (messages read per loop turn) median "
             f"{int(np.median(depth)) if depth else -1}, max {max(depth) if depth else -1}.",
             f"Drain after the last send: {fmt_seconds(drain_s)} (until nothing new for 2 s). "
             f"Then one more message per source, so that every drop is a seq gap.",

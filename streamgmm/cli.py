@@ -42,6 +42,8 @@ SYNTHETIC_POINTS = 100_000
 PUBLISH_LINGER_S = 10.0
 # Points per message without --batch (a bag's clouds go one per message instead).
 DEFAULT_BATCH = 4096
+# How long `publish` waits for the daemon's status before it sends without checking.
+CHECK_TIMEOUT_S = 1.0
 
 
 class CliError(Exception):
@@ -402,6 +404,58 @@ def _file_batches(args: argparse.Namespace, dropped: list[int]) -> Iterator[_Out
                 offset = last
 
 
+def _check_against_daemon(args: argparse.Namespace, curve: Any, dim: int) -> None:
+    """Refuse points that no model of the daemon would take, before sending any.
+
+    Asks the daemon's ``status`` (``--control``; by default the example's control endpoint
+    when ``--endpoint`` is the example's ingest endpoint, otherwise nothing is asked) which
+    models subscribe to a prefix of ``--topic`` and their ``dim``. No answer within
+    :data:`CHECK_TIMEOUT_S` (another daemon elsewhere, other CURVE keys): a note, then the
+    points are sent unchecked, as the daemon counts what it rejects anyway.
+    """
+    import zmq
+
+    from streamgmm.client import ControlClient, ControlError
+
+    control = args.control
+    if control is None:
+        if args.endpoint != DEFAULT_INGEST:
+            return  # the control endpoint of that daemon is not known
+        control = DEFAULT_CONTROL
+    try:
+        with ControlClient(control, timeout=CHECK_TIMEOUT_S, curve=curve) as ctl:
+            status = ctl.status()
+    except (TimeoutError, ControlError, zmq.ZMQError) as exc:
+        print(f"streamgmm publish: note: no status from {control} ({_one_line(exc)}); "
+              "topic and dimension not checked", file=sys.stderr)
+        return
+    models = status.get("models")
+    if not isinstance(models, Mapping) or not models:
+        return
+    models = {name: m for name, m in models.items() if isinstance(m, Mapping)}
+    if all(isinstance(m.get("topic"), str) for m in models.values()):
+        matching = {n: m for n, m in models.items() if args.topic.startswith(m["topic"])}
+        if not matching:
+            subscribed = ", ".join(f"{m['topic']!r} (model {n!r}, dim {m.get('dim')})"
+                                   for n, m in models.items())
+            raise CliError(
+                f"no model subscribes to topic {args.topic!r} at {control}; subscribed "
+                f"topic prefixes: {subscribed} (topics match by prefix: --topic "
+                "points/lidar_front feeds a model of topic points/lidar); nothing sent "
+                "(--no-check sends anyway)"
+            )
+    else:
+        matching = models  # a daemon that does not report topics: the dimension only
+    if any(m.get("dim") == dim for m in matching.values()):
+        return
+    wanted = " and ".join(f"model {n!r} has dim {m.get('dim')}" for n, m in matching.items())
+    what = args.file if args.file is not None else f"--synthetic {args.synthetic}"
+    raise CliError(
+        f"{what} holds {dim}-D points but on topic {args.topic!r} {wanted} (daemon at "
+        f"{control}); nothing sent (--no-check sends anyway)"
+    )
+
+
 def _cmd_publish(args: argparse.Namespace) -> int:
     curve = _curve_keys(args)
     dropped = [0]  # NaN/Inf rows removed from --file clouds before sending
@@ -417,6 +471,8 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     if first is None:
         raise CliError("no points to send"
                        + (f" ({dropped[0]} rows with NaN/Inf dropped)" if dropped[0] else ""))
+    if not args.no_check:
+        _check_against_daemon(args, curve, int(first.points.shape[1]))
 
     import zmq
 
@@ -883,6 +939,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait-subscriber", type=_seconds, default=2.0, metavar="S",
                    help="wait up to S seconds for the daemon to subscribe before sending, so "
                    "the first messages are not lost (default 2; 0 = do not wait)")
+    p.add_argument("--control", default=None, type=_endpoint,
+                   help="control endpoint of the daemon, asked (1 s at most) which model "
+                   "subscribes to --topic and its dim before sending; default "
+                   f"{DEFAULT_CONTROL} when --endpoint is the default, else no check")
+    p.add_argument("--no-check", action="store_true",
+                   help="send without asking the daemon (its counters still show rejections)")
     curve_options(p)
     p.set_defaults(func=_cmd_publish)
 

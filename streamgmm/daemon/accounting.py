@@ -7,11 +7,12 @@ counted here (received, applied, rejected by reason, rows dropped), and each pub
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Counters", "SourceTracker"]
+__all__ = ["Counters", "RejectionLog", "SourceTracker"]
 
 # Per-source sequence trackers kept (least recently seen evicted first).
 _MAX_SOURCES = 10_000
@@ -75,3 +76,43 @@ class SourceTracker:
         if seq <= last or seq - last - 1 > _MAX_SEQ_GAP:
             return 0, True
         return seq - last - 1, False
+
+
+class RejectionLog:
+    """Which rejections deserve a log line: the first of each (source, reason), then at most
+    one per ``repeat_s`` for that pair, and at most ``burst`` lines a second in all.
+
+    The counters say how many messages were rejected; the log says why, once, with the
+    details a counter cannot hold (the dimension received, the topic). Bounded in memory: at
+    most ``capacity`` pairs are remembered, the least recently logged forgotten first.
+    """
+
+    def __init__(self, repeat_s: float = 60.0, burst: int = 5,
+                 capacity: int = 1000) -> None:
+        self.repeat_s = repeat_s
+        self.burst = burst
+        self.capacity = capacity
+        self._last: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._suppressed: dict[tuple[str, str], int] = {}
+        self._second = (0.0, 0)  # (start of the current one-second slot, lines in it)
+
+    def should_log(self, source: str, reason: str, now: float | None = None) -> int | None:
+        """``None`` when this rejection stays unlogged, else how many of the pair went
+        unlogged since its previous line (0 for the first)."""
+        now = time.monotonic() if now is None else now
+        key = (source, reason)
+        last = self._last.get(key)
+        slot_start, lines = self._second
+        if now - slot_start >= 1.0:
+            slot_start, lines = now, 0
+        if (last is not None and now - last < self.repeat_s) or lines >= self.burst:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            if len(self._suppressed) > self.capacity:
+                self._suppressed.pop(next(iter(self._suppressed)))
+            return None
+        self._second = (slot_start, lines + 1)
+        self._last.pop(key, None)
+        self._last[key] = now
+        if len(self._last) > self.capacity:
+            self._last.popitem(last=False)
+        return self._suppressed.pop(key, 0)

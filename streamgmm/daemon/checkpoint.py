@@ -51,6 +51,7 @@ __all__ = [
     "CheckpointError",
     "decode_state",
     "encode_state",
+    "find_checkpoint",
     "load_checkpoint",
     "save_checkpoint",
 ]
@@ -363,11 +364,37 @@ def load_checkpoint(
     Returns
     -------
     state : dict or None
+        As :func:`find_checkpoint`, which also returns the name of the file used.
+    warnings : list of str
+        As :func:`find_checkpoint`.
+    """
+    state, warnings, _ = find_checkpoint(path, generations=generations)
+    return state, warnings
+
+
+def find_checkpoint(
+    path: str | os.PathLike[str], *, generations: int = 2
+) -> tuple[dict[str, Any] | None, list[str], str | None]:
+    """Load the newest intact checkpoint generation, and say which file it came from.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The checkpoint file given to :func:`save_checkpoint`.
+    generations : int, default 2
+        How many files to try: ``path``, ``path.1``, ..., ``path.{generations-1}``.
+
+    Returns
+    -------
+    state : dict or None
         The state of the first intact file, or None when there is none (a fresh start).
     warnings : list of str
         One line per problem met: a damaged file (named, with the reason, and where it was
         renamed to), an unreadable file, a stray temp file that could not be removed. A file
         that does not exist is not a problem.
+    used : str or None
+        The file the state was read from (``path`` or an older generation ``path.N``), None
+        with no state.
     """
     _check_generations(generations)
     path = os.fspath(path)
@@ -409,5 +436,5 @@ def load_checkpoint(
         # A missing newer file (a save killed between its renames) is normal, not news.
         if rejected:
             warnings.append(f"checkpoint {path}: using older generation {name}")
-        return state, warnings
-    return None, warnings
+        return state, warnings, name
+    return None, warnings, None

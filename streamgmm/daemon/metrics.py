@@ -59,9 +59,9 @@ def render(status: dict, healthy: bool) -> str:
     rejected = counters.get("rejected", {})
     metric("messages_rejected_total", "counter", "Point messages rejected, by reason.",
            [(f'{{reason="{_label(r)}"}}', n) for r, n in sorted(rejected.items())])
-    if "queue_depth" in status:
+    if "messages_last_turn" in status:
         metric("ingest_batch_messages", "gauge", "Messages handled in the last loop turn.",
-               [("", status["queue_depth"])])
+               [("", status["messages_last_turn"])])
     models = status.get("models", {})
     for key, (kind, help_text) in _MODEL_GAUGES.items():
         samples = [(f'{{model="{_label(name)}"}}', m.get(key, 0)) for name, m in models.items()]

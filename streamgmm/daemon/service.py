@@ -34,8 +34,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from streamgmm import codec
-from streamgmm.daemon.accounting import Counters, SourceTracker
-from streamgmm.daemon.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from streamgmm.daemon.accounting import Counters, RejectionLog, SourceTracker
+from streamgmm.daemon.checkpoint import CheckpointError, find_checkpoint, save_checkpoint
 from streamgmm.daemon.config import Config, ConfigError, load_config
 from streamgmm.daemon.metrics import MetricsServer
 from streamgmm.daemon.model import ModelRuntime, Waiter, refit_job
@@ -75,9 +75,10 @@ class Service:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.models = [ModelRuntime(m) for m in config.models]
+        self.models = [ModelRuntime(m, index=i) for i, m in enumerate(config.models)]
         self.counters = Counters()
         self.sources = SourceTracker()
+        self.rejection_log = RejectionLog()
         self.should_exit = False
         self.should_reload = False
         self.started_at = time.monotonic()
@@ -92,15 +93,13 @@ class Service:
     # ------------------------------------------------------------ startup / shutdown
 
     def startup(self) -> None:
-        """Restore checkpoints, then bind the sockets (errors: ConfigError / BindError)."""
-        for model in self.models:
-            self._restore(model)
+        """Bind the sockets, then restore checkpoints (errors: ConfigError / BindError).
+
+        Endpoints first: a second daemon started on a used port fails before it reads (or
+        logs restoring) the checkpoints the first one is writing.
+        """
+        self._warn_nested_topics()
         self.transport = Transport(self.config.service, [m.config.topic for m in self.models])
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="refit")
-        now = time.monotonic()
-        for model in self.models:
-            if model.config.refit_every_s > 0:
-                model.next_refit = now + model.config.refit_every_s
         if self.config.service.metrics:
             host, _, port = self.config.service.metrics.rpartition(":")
             try:
@@ -109,6 +108,14 @@ class Service:
             except OSError as exc:
                 raise BindError("service.metrics", self.config.service.metrics,
                                 exc.strerror or str(exc)) from None
+        for model in self.models:
+            self._restore(model)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="refit")
+        now = time.monotonic()
+        for model in self.models:
+            if model.config.refit_every_s > 0:
+                model.next_refit = now + model.config.refit_every_s
+        if self.metrics is not None:
             self.metrics.start()
             log.info("metrics at %s/metrics", self.metrics.address)
         ends = self.transport.bound_endpoints()
@@ -118,11 +125,25 @@ class Service:
             ends["control"],
         )
 
+    def _warn_nested_topics(self) -> None:
+        """Topics match by prefix: a model whose topic begins another's gets its points too."""
+        for outer in self.models:
+            for inner in self.models:
+                if (inner.config.topic != outer.config.topic
+                        and inner.config.topic.startswith(outer.config.topic)):
+                    log.warning(
+                        "model=%s topic %r is a prefix of model=%s topic %r: topics match by "
+                        "prefix, so model %r also receives every message sent to %r",
+                        outer.name, outer.config.topic, inner.name, inner.config.topic,
+                        outer.name, inner.config.topic,
+                    )
+
     def _restore(self, model: ModelRuntime) -> None:
         path = model.config.checkpoint
         if not path:
             return
-        state, warnings = load_checkpoint(path, generations=model.config.checkpoint_generations)
+        state, warnings, used = find_checkpoint(
+            path, generations=model.config.checkpoint_generations)
         for warning in warnings:
             log.warning("checkpoint model=%s %s", model.name, warning)
         if state is None:
@@ -131,7 +152,7 @@ class Service:
         model.restore(state)
         log.info(
             "restored model=%s seq=%d n_seen=%d from %s", model.name, model.seq, model.n_seen,
-            path,
+            used,
         )
 
     def request_exit(self, signum: int | None = None, frame=None) -> None:
@@ -176,8 +197,12 @@ class Service:
                 self._status_cache = (now, self._status())
             if self.should_reload:
                 self.should_reload = False
-                self.transport.reload_clients()
-                log.info("reloaded allowed clients")
+                if self.config.service.curve is None:
+                    log.info("SIGHUP: no [service.curve] in the config, nothing to reload")
+                else:
+                    self.transport.reload_clients()
+                    log.info("SIGHUP: reloaded allowed clients from %s",
+                             self.config.service.curve.allowed_clients)
             ingest_ready, control_ready = self.transport.poll(self._poll_timeout_ms())
             if ingest_ready:
                 self._drain_ingest()
@@ -238,21 +263,21 @@ class Service:
         c = self.counters
         c.messages_received += 1
         if len(frames) != 2:
-            c.reject("frames")
+            self._reject("frames", None, None, f"{len(frames)} frames, expected 2")
             return
         topic, payload = frames
         matching = [i for i, m in enumerate(self.models) if topic.startswith(m.topic)]
         if not matching:
-            c.reject("topic")
+            self._reject("topic", topic, None, "no model subscribes to a prefix of it")
             return
         limit = max(self.models[i].config.max_points_per_message for i in matching)
         try:
             msg = codec.decode_points(payload, max_points=limit)
         except codec.DecodeError as err:
-            c.reject(err.reason)
+            self._reject(err.reason, topic, None, str(err))
             return
-        lost, restarted = self.sources.observe(msg.source or topic.decode("utf-8", "replace"),
-                                               msg.seq)
+        source = msg.source or topic.decode("utf-8", "replace")
+        lost, restarted = self.sources.observe(source, msg.seq)
         c.messages_lost += lost
         c.publisher_restarts += restarted
         c.rows_dropped_nonfinite += msg.rows_dropped_nonfinite
@@ -261,7 +286,9 @@ class Service:
         X, dropped = drop_out_of_range(X, bound)
         c.rows_dropped_range += dropped
         if len(X) == 0:
-            c.reject("empty")
+            self._reject("empty", topic, source,
+                         f"no row left of {msg.rows_dropped_nonfinite + dropped} "
+                         "(NaN/Inf or beyond max_abs_coordinate)")
             return
         applied = False
         reason = "dim"
@@ -281,8 +308,28 @@ class Service:
         if applied:
             c.messages_applied += 1
             c.points_applied += len(X)
+        elif reason == "dim":
+            wanted = ", ".join(f"{self.models[i].name!r} has dim {self.models[i].config.dim}"
+                               for i in matching)
+            self._reject("dim", topic, source, f"{X.shape[1]}-D points; model {wanted}")
         else:
-            c.reject(reason)
+            self._reject(reason, topic, source,
+                         f"{len(X)} points; more than max_points_per_message")
+
+    def _reject(self, reason: str, topic: bytes | None, source: str | None,
+                detail: str) -> None:
+        """Count a rejected message; log the first per source and reason (then rarely)."""
+        self.counters.reject(reason)
+        shown_topic = "?" if topic is None else topic.decode("utf-8", "replace")
+        key = source if source is not None else f"topic {shown_topic}"
+        unlogged = self.rejection_log.should_log(key, reason)
+        if unlogged is None:
+            return
+        more = (f" ({unlogged} more since the last line)" if unlogged else
+                "; repeats are counted in status (counters.rejected), logged at most once a "
+                "minute")
+        log.warning("rejected message reason=%s source=%s topic=%s: %s%s", reason,
+                    source or "?", shown_topic[:200], detail, more)
 
     # ------------------------------------------------------------ publishing
 
@@ -417,7 +464,9 @@ class Service:
             "uptime_s": time.monotonic() - self.started_at,
             "models": {m.name: m.status() for m in self.models},
             "counters": self.counters.as_dict(),
-            "queue_depth": self.last_drain,
+            # Point messages read in the last loop turn (at most 256): a turn that reads the
+            # maximum means more were queued. ZeroMQ does not tell how many are queued.
+            "messages_last_turn": self.last_drain,
         }
 
     # ------------------------------------------------------------ timers
@@ -473,7 +522,7 @@ class Service:
         _release_freed_memory()
         seq = self._publish(model, "refit")
         log.info(
-            "refit done model=%s points=%d seconds=%.3f avg_log_likelihood=%.4f seq=%d "
+            "refit done model=%s points=%d seconds=%.3f refit_mean_log_likelihood=%.4f seq=%d "
             "reapplied=%d", model.name, result.n_points, seconds, result.lower_bound,
             seq, len(pending),
         )

@@ -14,7 +14,7 @@ from streamgmm.daemon.metrics import MetricsServer, render
 from tests.helpers.daemon import Daemon, write_config
 
 STATUS = {
-    "ok": True, "uptime_s": 12.5, "queue_depth": 3,
+    "ok": True, "uptime_s": 12.5, "messages_last_turn": 3,
     "models": {"lidar": {"n_seen": 1000, "seq": 7, "refits": 1, "last_refit_s": float("nan")}},
     "counters": {"messages_received": 10, "messages_applied": 8, "points_applied": 1000,
                  "rows_dropped_nonfinite": 2, "messages_lost": 1, "publisher_restarts": 0,
