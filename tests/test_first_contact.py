@@ -138,6 +138,22 @@ def test_daemon_logs_the_first_rejection_per_source_and_reason(daemon_factory) -
     assert d.stop() == 0
 
 
+def test_rejection_log_is_rate_limited_and_bounded() -> None:
+    from streamgmm.daemon.accounting import RejectionLog
+
+    rl = RejectionLog(repeat_s=60.0, burst=3, capacity=4)
+    assert rl.should_log("a", "dim", now=100.0) == 0
+    assert rl.should_log("a", "dim", now=100.5) is None  # a repeat within the minute
+    assert rl.should_log("a", "empty", now=100.6) == 0  # another reason: its own first line
+    assert rl.should_log("b", "dim", now=100.7) == 0
+    assert rl.should_log("c", "dim", now=100.8) is None  # the fourth line of this second
+    assert rl.should_log("c", "dim", now=101.9) == 1  # next second; one went unlogged
+    assert rl.should_log("a", "dim", now=161.0) == 1  # a minute on, with the count
+    for i in range(50):
+        rl.should_log(f"s{i}", "dim", now=200.0 + i)
+    assert len(rl._last) <= 4 and len(rl._suppressed) <= 4
+
+
 # ---------------------------------------------------------------------------------------------
 # item 2: topics nobody subscribes to, and prefixes
 # ---------------------------------------------------------------------------------------------
@@ -304,7 +320,14 @@ def test_example_config_restart_keeps_the_model(tmp_path, monkeypatch) -> None:
     try:
         d.send("points/lidar", blobs(2000))
         d.wait_for(lambda s: s["models"]["lidar"]["n_seen"] == 2000)
-        seq = d.wait_for(lambda s: s["models"]["lidar"]["seq"] >= 1)["models"]["lidar"]["seq"]
+        d.wait_for(lambda s: s["models"]["lidar"]["seq"] >= 1)
+        # Two messages, so that the last update has a predictive figure (the first has none).
+        d.send("points/lidar", blobs(2000, seed=1))
+        d.wait_for(lambda s: s["models"]["lidar"]["n_seen"] == 4000)
+        time.sleep(0.3)  # publish_every_s = 0.1: the update of the second message is out
+        last = d.request(op="snapshot", model="lidar")
+        assert np.isfinite(last["avg_log_likelihood"])
+        seq = last["seq"]
         assert d.stop() == 0
     finally:
         d.close()
@@ -312,7 +335,10 @@ def test_example_config_restart_keeps_the_model(tmp_path, monkeypatch) -> None:
     d = Daemon(config)
     try:
         status = d.status()["models"]["lidar"]
-        assert status["n_seen"] == 2000 and status["seq"] >= seq
+        assert status["n_seen"] == 4000 and status["seq"] >= seq
         assert f"from {os.path.join('state', 'lidar.ckpt')}" in d.log()
+        # The first line of a watch after the restart has the figure from before it.
+        snap = d.request(op="snapshot", model="lidar")
+        assert snap["avg_log_likelihood"] == last["avg_log_likelihood"]
     finally:
         d.stop()

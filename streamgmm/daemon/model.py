@@ -260,6 +260,7 @@ class ModelRuntime:
             "seq": self.seq,
             "seq_lease": seq_lease,
             "last_stamp": self.last_stamp,
+            "last_avg_log_likelihood": self.last_avg_log_likelihood,
             "estimator": self.estimator.get_state() if self.has_points else None,
         }
 
@@ -284,6 +285,8 @@ class ModelRuntime:
         # Continue above every seq that may have been published before the restart.
         self.seq = int(max(state.get("seq", 0), state.get("seq_lease", 0)))
         self.last_stamp = float(state.get("last_stamp", float("nan")))
+        # Absent from checkpoints of earlier versions: NaN until the next update.
+        self.last_avg_log_likelihood = float(state.get("last_avg_log_likelihood", float("nan")))
 
 
 @dataclass(frozen=True)
