@@ -15,7 +15,7 @@ import pytest
 from streamgmm import GaussianMixture
 from streamgmm.synthetic import two_buildings
 
-WINDOW, K, BATCH = 4000, 8, 128
+WINDOW, K, BATCH = 4000, 8, 512  # 512-point messages, as in the issue
 
 
 def _stream():

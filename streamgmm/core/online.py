@@ -224,6 +224,13 @@ def refit(
                        best == 1)
 
 
+def run_relocation(X: np.ndarray, current: MixtureParams, seed: int,
+                   settings: OnlineSettings) -> RefitResult:
+    """A relocation: :func:`refit` with the online settings' short EM (pure; any thread)."""
+    return refit(X, current, reg_covar=settings.reg_covar, rng=np.random.default_rng(seed),
+                 tol=settings.tol, max_iter=settings.relocate_max_iter)
+
+
 def seed_params(
     X: np.ndarray, n_components: int, covariance_type: str, reg_covar: float,
     rng: np.random.Generator,
@@ -500,24 +507,17 @@ class OnlineEM:
                     self.n_change_points += 1
                     self.last_change_point = self.n_seen
                 if self._relocation_affordable():
-                    if s.relocate == "defer":
-                        # The owner runs the refit off its loop (see ``relocation_due``).
-                        self.relocation_due = True
-                    else:
-                        self.relocate()
-                        relocated = True
+                    relocated = self._relocate_or_defer()
                 elif s.moves and self._move_affordable():
                     moved = self.try_move()
-            elif (s.relocate is True and self.blocks is None
-                  and self.n_seen >= 2 * self.seen_at_relocation
+            elif (self.blocks is None and self.n_seen >= 2 * self.seen_at_relocation
                   and self._relocation_affordable()):
                 # A quiet stream may still sit in a local optimum from its start (i.i.d.
                 # data seeded badly). Each time the stream has doubled since the last
                 # relocation, one more fresh k-means++ start competes with the model: over
                 # the stream they add up to what n_init does for batch EM, at a cost that
                 # grows with the logarithm of the stream.
-                self.relocate()
-                relocated = True
+                relocated = self._relocate_or_defer()
         return UpdateInfo(new.mean_log_likelihood, step, reseeded, relocated, moved,
                           change_point)
 
@@ -619,11 +619,31 @@ class OnlineEM:
             return X.copy()
         return X[np.sort(self.rng.choice(len(X), size=cap, replace=False))]
 
+    def _relocate_or_defer(self) -> bool:
+        if self.settings.relocate == "defer":
+            # The owner runs it off its loop: relocation_job() -> refit() -> finish_relocation.
+            self.relocation_due = True
+            return False
+        self.relocate()
+        return True
+
     def relocate(self) -> None:
         """Batch EM on the retained sample, from the current model and from a fresh seeding."""
-        s = self.settings
-        result = refit(self._relocation_sample(), self.params, reg_covar=s.reg_covar,
-                       rng=self.rng, tol=s.tol, max_iter=s.relocate_max_iter)
+        self.finish_relocation(run_relocation(*self.relocation_job(), self.settings))
+
+    def relocation_job(self) -> tuple[np.ndarray, MixtureParams, int]:
+        """What a relocation needs, to run now or on another thread: a copy of a retained
+        sample, the current parameters and a seed for the k-means++ start.
+
+        Run them with :func:`run_relocation`, then give the result to
+        :meth:`finish_relocation`; :meth:`relocate` does both at once.
+        """
+        self.relocation_due = False
+        X = self._relocation_sample()
+        return X, self.params, int(self.rng.integers(0, 2**63 - 1))
+
+    def finish_relocation(self, result: RefitResult) -> None:
+        """Adopt a relocation's result and charge its work to the budget."""
         self.work += result.work
         self.n_repaired += result.n_repaired
         self.adopt(result.params, result.stats, relocation=True)
