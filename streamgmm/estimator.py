@@ -732,6 +732,19 @@ class GaussianMixture(_ParamsMixin):
             online.update(X, remember=False)
         self._sync_online_attributes()
 
+    def finish_relocation(self, result, *, reapply=()) -> None:
+        """Adopt a relocation run elsewhere (``relocate="defer"``) and fold ``reapply`` in again.
+
+        The relocation is :func:`streamgmm.core.online.run_relocation` on the inputs of
+        ``online_.relocation_job()``: the routine ``partial_fit`` runs inline. ``reapply``:
+        batches absorbed while it ran (already counted and retained).
+        """
+        online = self.online_
+        online.finish_relocation(result)
+        for X in reapply:
+            online.update(X, remember=False)
+        self._sync_online_attributes()
+
     @classmethod
     def from_parameters(
         cls, weights, means, covariances, covariance_type: str = "full"

@@ -47,6 +47,8 @@ __all__ = [
 ENDPOINT_SCHEMES = ("tcp://", "ipc://", "inproc://")
 # service.log_level (and ``streamgmm run --log-level``).
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# [[model]].relocations: where the online model's relocations run.
+RELOCATION_PLACES = ("auto", "worker", "inline")
 
 # libzmq takes the millisecond and HWM options as a C int and ZMQ_MAXMSGSIZE as int64.
 _INT32_MAX = 2**31 - 1
@@ -217,6 +219,14 @@ class ModelConfig:
         ``rows_dropped_range``: squaring them would overflow (extension).
     checkpoint_generations : int
         Checkpoint files kept, newest first (extension).
+    relocations : str
+        Where the online model's short relocations run (extension): ``"worker"`` (the
+        refit thread; ingest goes on and the batches that arrive meanwhile are folded in
+        again on top of the result, a bounded lag counted in ``status``), ``"inline"`` (in
+        the loop, exactly as ``partial_fit`` does: the same model on the same batches, at
+        the price of the relocation's pause, ~10-30 ms, in update latency) or ``"auto"``
+        (inline for ``retain = "window"``, whose model must follow the window closely;
+        worker for a reservoir).
     """
 
     name: str
@@ -238,6 +248,14 @@ class ModelConfig:
     max_points_per_message: int = 1_000_000
     max_abs_coordinate: float = 1e15
     checkpoint_generations: int = 2
+    relocations: str = "auto"
+
+    @property
+    def relocations_inline(self) -> bool:
+        """Do this model's relocations run in the loop (``relocations``, ``"auto"`` resolved)?"""
+        if self.relocations == "auto":
+            return self.retain == "window"
+        return self.relocations == "inline"
 
 
 @dataclass(frozen=True)
@@ -450,6 +468,7 @@ _MODEL_FIELDS: dict[str, Checker] = {
     "max_points_per_message": _int(1),
     "max_abs_coordinate": _float(above=0.0),
     "checkpoint_generations": _int(1, 1000),
+    "relocations": _choice(RELOCATION_PLACES),
 }
 
 _REQUIRED = object()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamgmm import codec
-from streamgmm.core.online import RefitResult, refit
+from streamgmm.core.online import OnlineSettings, RefitResult, refit, run_relocation
 from streamgmm.core.params import MixtureParams
 from streamgmm.core.suffstats import SufficientStats
 from streamgmm.daemon.config import ConfigError, ModelConfig
@@ -60,6 +60,15 @@ def refit_job(
     started = time.perf_counter()
     result = refit(X, current, reg_covar=reg_covar, rng=np.random.default_rng(seed),
                    max_iter=max_iter)
+    return result, time.perf_counter() - started
+
+
+def relocation_job(X: np.ndarray, current: MixtureParams, seed: int,
+                   settings: OnlineSettings) -> tuple[RefitResult, float]:
+    """The online model's relocation (:func:`streamgmm.core.online.run_relocation`, the
+    routine ``partial_fit`` runs inline) on the worker thread; returns it and its seconds."""
+    started = time.perf_counter()
+    result = run_relocation(X, current, seed, settings)
     return result, time.perf_counter() - started
 
 
@@ -105,6 +114,15 @@ class ModelRuntime:
         self.last_refit_seconds = float("nan")
         self.loads = 0  # load requests adopted
         self.reapply_dropped_points = 0  # arrived during refits, not re-applied after them
+        self.refit_is_relocation = False  # the running job is the online model's relocation
+        self.relocation_lag_points = 0  # absorbed while the last worker relocation ran
+        self.relocation_lag_points_max = 0
+        self.relocation_waits = 0  # times the loop waited for a relocation (lag at its bound)
+        # A worker relocation may lag the stream by at most this many points: a quarter
+        # window for a window (it must describe the window), else 8 online steps.
+        self.max_relocation_lag = (max(1, config.window_points // 4)
+                                   if config.retain == "window"
+                                   else 8 * self.coalesce_limit)
         self.last_change_log = -math.inf  # monotonic time of the last change-point log line
         self.change_points_unlogged = 0
         self.loaded_weight = float("nan")  # prior weight (points) of the last one
@@ -124,10 +142,10 @@ class ModelRuntime:
             step_constant=c.step_constant,  # None: the decaying step (0 in the TOML file)
             retain=c.retain,
             retain_size=c.window_points,
-            # Relocations run inline, exactly as in partial_fit: their cost per point is
-            # bounded by the online settings' budget, and the daemon's model is then the
-            # library's on the same batches (tests/daemon/test_parity.py).
-            relocate=True,
+            # relocations = "inline": run in the loop exactly as in partial_fit (the same
+            # model on the same batches, tests/daemon/test_parity.py); "worker": the loop
+            # only flags them and the service runs the same routine on its worker thread.
+            relocate=True if c.relocations_inline else "defer",
         )
 
     @property
@@ -348,6 +366,17 @@ MODEL_STATUS: dict[str, StatusKey] = {
     "refit_failures": StatusKey(lambda m: m.refit_failures, "counter",
                                 "Batch EM refits that failed."),
     "refit_running": StatusKey(lambda m: m.refit_future is not None),
+    "relocation_lag_points": StatusKey(
+        lambda m: m.relocation_lag_points, "gauge",
+        "Points absorbed while the last relocation ran on the worker, folded in again on "
+        "its result (relocations = \"worker\")."),
+    "relocation_lag_points_max": StatusKey(
+        lambda m: m.relocation_lag_points_max, "gauge",
+        "Largest relocation lag so far, in points (bounded: a quarter window for a window, "
+        "else 8 online steps; the loop waits for the relocation there)."),
+    "relocation_waits": StatusKey(
+        lambda m: m.relocation_waits, "counter",
+        "Times the loop waited for a relocation because its lag reached the bound."),
     "reapply_dropped_points": StatusKey(
         lambda m: m.reapply_dropped_points, "counter",
         "Points that arrived during a refit beyond the 250,000 re-applied after it (they "

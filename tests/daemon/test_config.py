@@ -98,8 +98,10 @@ def test_minimal_config_has_protocol_defaults(tmp_path: Path) -> None:
         "max_points_per_message": 1_000_000,
         "max_abs_coordinate": 1e15,
         "checkpoint_generations": 2,
+        "relocations": "auto",  # extension: inline for a window, the worker for a reservoir
     }
     assert dataclasses.asdict(m) == expected
+    assert m.relocations_inline is False
     for key in ("checkpoint_every_s", "publish_every_s", "refit_every_s", "reg_covar"):
         assert type(getattr(m, key)) is float
 

@@ -13,7 +13,8 @@ from streamgmm.daemon.config import load_config
 from streamgmm.daemon.model import ModelRuntime
 
 MODEL = {"name": "lidar", "topic": "points/lidar", "dim": 3, "components": 6,
-         "publish_every_s": 0.0, "refit_every_s": 0.0, "seed": 7, "window_points": 5000}
+         "publish_every_s": 0.0, "refit_every_s": 0.0, "seed": 7, "window_points": 5000,
+         "relocations": "inline"}
 
 
 def sorted_blobs(n: int, seed: int = 0) -> np.ndarray:
@@ -59,3 +60,30 @@ def test_every_status_key_is_documented():
     text = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
     missing = [key for key in MODEL_STATUS if f"`{key}`" not in text]
     assert not missing
+
+
+def test_worker_relocations_follow_an_ordered_stream_with_a_bounded_lag(daemon_factory):
+    """relocations = "worker" (the default): the same routine on the refit thread; batches
+    absorbed meanwhile are folded in again, and the lag is visible in status."""
+    worker = dict(MODEL, relocations="worker")
+    d = daemon_factory(models=[worker])
+    X = sorted_blobs(24_000)
+    for batch in np.array_split(X, 48):
+        d.send("points/lidar", batch)
+    d.wait_for(lambda s: s["models"]["lidar"]["n_seen"] == len(X), timeout=60)
+    status = d.settle()["models"]["lidar"]
+    assert status["n_relocations"] >= 1
+    assert 0 <= status["relocation_lag_points"] <= status["relocation_lag_points_max"]
+    assert status["relocation_lag_points_max"] <= len(X)
+
+    # partial_fit with the same settings, relocating inline.
+    library = ModelRuntime(load_config(d.config_path).models[0]).estimator
+    library.set_params(relocate=True)
+    for batch in np.array_split(X, 48):
+        library.partial_fit(batch)
+    snap = d.request(op="snapshot", model="lidar")
+    online = library.__class__.from_parameters(snap["weights"], snap["means"],
+                                               snap["covariances"])
+    # Not bit-identical (the lag depends on timing), but no worse a model of the stream.
+    assert online.score(X) > library.score(X) - 0.1
+    assert d.stop() == 0
