@@ -161,6 +161,16 @@ class GaussianMixture(_ParamsMixin):
         components (sensor-ordered data). ``replay=False, relocate=False`` gives textbook
         stepwise EM. ``"defer"`` only raises the flag ``relocation_due_``: the caller runs
         the refit when it suits it (the daemon does, on its refit thread).
+    relocate_budget : float, default=1.5
+        EM point-iterations per absorbed point that relocations may spend (after
+        ``budget_head_start``): the price of following a sensor-ordered stream. Lower is
+        faster and ends further from batch EM (see docs/online_em.md).
+    move_budget : float, default=0.5
+        The same for split-merge moves (a component born on badly explained points, paid
+        for by merging the two most redundant ones).
+    budget_head_start : float, default=1e6
+        Point-iterations both may spend before the per-point budgets apply, so that short
+        streams are not starved.
 
     Attributes
     ----------
@@ -229,6 +239,9 @@ class GaussianMixture(_ParamsMixin):
         retain_size: int = 20_000,
         replay: bool = True,
         relocate: bool | str = True,  # True, False or "defer"
+        relocate_budget: float = OnlineSettings.relocate_budget,
+        move_budget: float = OnlineSettings.move_budget,
+        budget_head_start: float = OnlineSettings.budget_head_start,
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -252,6 +265,9 @@ class GaussianMixture(_ParamsMixin):
         self.retain_size = retain_size
         self.replay = replay
         self.relocate = relocate
+        self.relocate_budget = relocate_budget
+        self.move_budget = move_budget
+        self.budget_head_start = budget_head_start
 
     # ------------------------------------------------------------------ validation
 
@@ -274,6 +290,9 @@ class GaussianMixture(_ParamsMixin):
             retain_size=max(int(self.retain_size), int(self.n_components)),
             replay=bool(self.replay),
             relocate=self.relocate if self.relocate == "defer" else bool(self.relocate),
+            relocate_budget=float(self.relocate_budget),
+            move_budget=float(self.move_budget),
+            budget_head_start=float(self.budget_head_start),
             tol=float(self.tol) if self.tol > 0 else 1e-3,
         )
 

@@ -502,3 +502,13 @@ def test_online_on_sensor_ordered_data_ends_close_to_batch_em(name):
     online_gap, textbook_gap = _gaps(X_stream, X_test, k, batch)
     assert online_gap < 0.1
     assert textbook_gap > online_gap + 0.5  # the order matters, and online copes with it
+
+
+def test_budgets_reach_the_online_model_and_are_checked():
+    X = np.random.default_rng(0).normal(size=(200, 2))
+    gm = GaussianMixture(2, random_state=0, relocate_budget=0.5, move_budget=0.25,
+                         budget_head_start=1e5).partial_fit(X)
+    s = gm.online_.settings
+    assert (s.relocate_budget, s.move_budget, s.budget_head_start) == (0.5, 0.25, 1e5)
+    with pytest.raises(ValueError, match="move_budget"):
+        GaussianMixture(2, move_budget=-1.0).partial_fit(X)

@@ -225,5 +225,6 @@ def validate_online_settings(settings: Any) -> None:
             f"retain_size must be >= n_components ({settings.n_components}), "
             f"got {settings.retain_size}"
         )
-    names = ("replay_fraction", "replay_min", "relocate", "relocate_growth")
+    names = ("replay_fraction", "replay_min", "relocate", "relocate_growth", "relocate_budget",
+             "move_budget", "budget_head_start", "moves", "move_points", "move_iter")
     validate_params({name: getattr(settings, name) for name in names})

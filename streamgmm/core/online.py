@@ -4,8 +4,8 @@ Textbook stepwise EM assumes every batch is a fresh i.i.d. sample of one distrib
 LiDAR or a moving robot delivers region after region instead: components drift to the
 newest region and forget the old ones, or one component stretches over every new region
 while the others stay where the stream began. On such streams textbook stepwise EM ends
-1-5 nats per point below batch EM. :class:`OnlineEM` keeps stepwise EM's cost per batch and
-adds three things, each cheap and bounded in memory:
+1-5 nats per point below batch EM. :class:`OnlineEM` keeps stepwise EM's update and adds
+these, each bounded in memory and in work per point:
 
 1. **Replay.** A bounded uniform reservoir (or a window of the latest points, for drifting
    streams) stands for the history. Each update also scores a replay sample from it, so the
@@ -30,17 +30,26 @@ adds three things, each cheap and bounded in memory:
    statistics of many points for the noise of a few. Without this bound one
    ``partial_fit`` of 32 points after ``fit`` on 9,000 costs 0.02 nats/point of held-out
    likelihood; with it, nothing measurable (and sorted and i.i.d. streams end as before).
-2. **Relocation.** The gap between how well the model explains the history (replay
-   log-likelihood) and the newest batch is accumulated in a CUSUM. When the stream keeps
-   arriving where the model has no components, the sum passes its threshold and a short
-   batch EM on the retained sample is run twice, from the current parameters and from a
-   fresh k-means++ seeding, keeping the better. Relocations are spaced geometrically in
-   stream length, so their total cost grows only with the logarithm of the stream. The
-   history is in-sample for the model and the new batch is not, so even on i.i.d. data the
-   history fits better by about ``n_parameters / n_hist`` nats per point (AIC's optimism);
-   the CUSUM's allowance includes that term so small i.i.d. streams do not trigger
-   relocations on this bias alone.
-3. **Re-seeding.** A component whose weight falls below ``min_weight`` is moved onto a
+2. **Change points and relocation.** The gap between how well the model explains the history
+   (replay log-likelihood) and the newest batch is accumulated in a CUSUM. When the stream
+   keeps arriving where the model has no components, the sum passes its threshold (a
+   *change point*, counted) and :func:`refit` runs a short batch EM on a retained sample
+   twice, from the current parameters and from a fresh k-means++ seeding, keeping the
+   better. The history is in-sample for the model and the new batch is not, so even on
+   i.i.d. data the history fits better by about ``n_parameters / n_hist`` nats per point
+   (AIC's optimism); the CUSUM's allowance includes that term so small i.i.d. streams do
+   not trigger relocations on this bias alone. A quiet stream still gets a fresh start each
+   time it doubles, so a bad initial seeding does not last (what ``n_init`` does in batch).
+3. **Split-merge moves.** When a relocation is not affordable, the two most redundant
+   components (cheapest merge, from their statistics alone) are merged exactly and the freed
+   one is born on the worst-explained retained points; the move is kept only if an
+   independent retained sample fits better (:func:`split_merge_candidate`).
+4. **A budget.** Relocations spend at most ``relocate_budget`` and moves ``move_budget`` EM
+   point-iterations per absorbed point (after ``budget_head_start``): the cost per point is
+   bounded whatever the stream. With ``retain="window"`` they are spaced per window instead,
+   and the statistics are the exact statistics of the window's blocks (points that leave
+   the window leave the model: :class:`WindowBlock`).
+5. **Re-seeding.** A component whose weight falls below ``min_weight`` is moved onto a
    worst-explained point of the batch (or of the retained sample, when the batch has fewer
    points than there are dead components) and counted.
 

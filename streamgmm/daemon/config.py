@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamgmm.core.constraints import PARAMETER_CONSTRAINTS, Interval, Options
+from streamgmm.core.online import OnlineSettings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -227,6 +228,10 @@ class ModelConfig:
         the price of the relocation's pause, ~10-30 ms, in update latency) or ``"auto"``
         (inline for ``retain = "window"``, whose model must follow the window closely;
         worker for a reservoir).
+    relocate_budget, move_budget : float
+        EM point-iterations per absorbed point the online model's relocations and
+        split-merge moves may spend (extension; ``GaussianMixture``'s parameters of the same
+        names): lower is faster and ends further from batch EM on ordered streams.
     """
 
     name: str
@@ -249,6 +254,8 @@ class ModelConfig:
     max_abs_coordinate: float = 1e15
     checkpoint_generations: int = 2
     relocations: str = "auto"
+    relocate_budget: float = OnlineSettings.relocate_budget
+    move_budget: float = OnlineSettings.move_budget
 
     @property
     def relocations_inline(self) -> bool:
@@ -469,6 +476,8 @@ _MODEL_FIELDS: dict[str, Checker] = {
     "max_abs_coordinate": _float(above=0.0),
     "checkpoint_generations": _int(1, 1000),
     "relocations": _choice(RELOCATION_PLACES),
+    "relocate_budget": _shared("relocate_budget", _float()),
+    "move_budget": _shared("move_budget", _float()),
 }
 
 _REQUIRED = object()

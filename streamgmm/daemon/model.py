@@ -146,6 +146,8 @@ class ModelRuntime:
             # model on the same batches, tests/daemon/test_parity.py); "worker": the loop
             # only flags them and the service runs the same routine on its worker thread.
             relocate=True if c.relocations_inline else "defer",
+            relocate_budget=c.relocate_budget,
+            move_budget=c.move_budget,
         )
 
     @property

@@ -242,3 +242,15 @@ def test_a_loaded_prior_weighs_as_many_points_as_stated():
     assert moved[1e6] < 0.01 * moved[0.0]
     state = online.to_state()
     assert OnlineEM.from_state(state).prior_points == 1e6
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(relocate_budget=-1.0), "relocate_budget"),
+    (dict(move_budget=-0.1), "move_budget"),
+    (dict(budget_head_start=-1.0), "budget_head_start"),
+    (dict(move_points=1), "move_points"),
+    (dict(move_iter=0), "move_iter"),
+])
+def test_budget_settings_are_checked(change, message):
+    with pytest.raises(ValueError, match=message):
+        OnlineEM(dataclasses.replace(OnlineSettings(3), **change), 2)

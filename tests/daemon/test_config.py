@@ -99,6 +99,8 @@ def test_minimal_config_has_protocol_defaults(tmp_path: Path) -> None:
         "max_abs_coordinate": 1e15,
         "checkpoint_generations": 2,
         "relocations": "auto",  # extension: inline for a window, the worker for a reservoir
+        "relocate_budget": 1.5,  # extension: the estimator's defaults
+        "move_budget": 0.5,
     }
     assert dataclasses.asdict(m) == expected
     assert m.relocations_inline is False
