@@ -277,3 +277,22 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]
     for note in notes:
         print(note)
     sys.stdout.flush()
+
+
+def figures_cli(argv: Sequence[str] | None, title: str, main: Callable[..., int],
+                n_figures: int) -> int:
+    """The command line every ``bench_*.py`` module shares: ``--quick`` and ``--figures``.
+
+    Prints the benchmark header (with ``title``) and calls ``main(quick=..., figures=...)``.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=title)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes")
+    parser.add_argument("--figures", default="",
+                        help=f"comma-separated figure numbers (1-{n_figures})")
+    args = parser.parse_args(argv)
+    figures = [int(f) for f in args.figures.split(",") if f.strip()] or None
+    mode = "quick sizes (--quick)" if args.quick else "full sizes"
+    print(header(f"{title} ({mode})"))
+    return main(quick=args.quick, figures=figures)

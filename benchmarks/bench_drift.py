@@ -18,7 +18,6 @@ K=16 full, 512 points per batch / message throughout. See benchmarks/README.md.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -31,7 +30,14 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from _common import fmt_rate, fmt_ratio, header, one_thread, print_table, verdict  # noqa: E402
+from _common import (  # noqa: E402
+    figures_cli,
+    fmt_rate,
+    fmt_ratio,
+    one_thread,
+    print_table,
+    verdict,
+)
 from _ordered import (  # noqa: E402
     TEXTBOOK,
     CliDaemon,
@@ -269,14 +275,7 @@ def main(quick: bool = False, figures: list[int] | None = None) -> int:
 
 
 def _cli(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="streamgmm drift benchmarks")
-    parser.add_argument("--quick", action="store_true", help="smaller sizes")
-    parser.add_argument("--figures", default="", help="comma-separated figure numbers (1-2)")
-    args = parser.parse_args(argv)
-    figures = [int(f) for f in args.figures.split(",") if f.strip()] or None
-    mode = "quick sizes (--quick)" if args.quick else "full sizes"
-    print(header(f"streamgmm drift benchmarks, issue 12 ({mode})"))
-    return main(quick=args.quick, figures=figures)
+    return figures_cli(argv, "streamgmm drift benchmarks, issue 12", main, 2)
 
 
 if __name__ == "__main__":

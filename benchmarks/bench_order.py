@@ -21,7 +21,6 @@ positive means the online model is worse. See benchmarks/README.md.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -35,11 +34,11 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from _common import (  # noqa: E402
+    figures_cli,
     fmt_rate,
     fmt_ratio,
     fmt_seconds,
     gaussian_blobs,
-    header,
     one_thread,
     print_table,
     verdict,
@@ -394,14 +393,7 @@ def main(quick: bool = False, figures: list[int] | None = None) -> int:
 
 
 def _cli(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="streamgmm sensor-order benchmarks")
-    parser.add_argument("--quick", action="store_true", help="smaller sizes")
-    parser.add_argument("--figures", default="", help="comma-separated figure numbers (1-4)")
-    args = parser.parse_args(argv)
-    figures = [int(f) for f in args.figures.split(",") if f.strip()] or None
-    mode = "quick sizes (--quick)" if args.quick else "full sizes"
-    print(header(f"streamgmm sensor-order benchmarks, issue 8 ({mode})"))
-    return main(quick=args.quick, figures=figures)
+    return figures_cli(argv, "streamgmm sensor-order benchmarks, issue 8", main, 4)
 
 
 if __name__ == "__main__":

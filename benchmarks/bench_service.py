@@ -17,7 +17,6 @@ figures say so. Endpoints are ipc:// in a temporary directory. See the module's 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -39,11 +38,11 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from _common import (  # noqa: E402
+    figures_cli,
     fmt_rate,
     fmt_ratio,
     fmt_seconds,
     gaussian_blobs,
-    header,
     print_table,
     verdict,
 )
@@ -805,14 +804,7 @@ def main(quick: bool = False, figures: list[int] | None = None) -> int:
 
 
 def _cli(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="streamgmm service benchmarks")
-    parser.add_argument("--quick", action="store_true", help="smaller sizes")
-    parser.add_argument("--figures", default="", help="comma-separated figure numbers (1-4)")
-    args = parser.parse_args(argv)
-    figures = [int(f) for f in args.figures.split(",") if f.strip()] or None
-    mode = "quick sizes (--quick)" if args.quick else "full sizes"
-    print(header(f"streamgmm service benchmarks ({mode})"))
-    return main(quick=args.quick, figures=figures)
+    return figures_cli(argv, "streamgmm service benchmarks", main, 4)
 
 
 if __name__ == "__main__":
