@@ -861,6 +861,12 @@ class OnlineEM:
                 source = (obj.average if settings.averaging and obj.average is not None
                           else obj.stats)
                 obj.params = robust_m_step(source, settings.reg_covar)[0]
+            if obj.blocks is not None and state.get("blocks") is None and len(obj.retained):
+                # A window saved before it kept blocks: its retained points open the window,
+                # scored under the saved parameters (as start() does).
+                rows = obj.retained.points.copy()
+                obj.blocks = [WindowBlock(rows, batch_statistics(rows, obj.params).stats, 0.0)]
+                obj.stats = SufficientStats.pool([b.stats for b in obj.blocks]).normalized()
         return obj
 
 

@@ -254,3 +254,18 @@ def test_a_loaded_prior_weighs_as_many_points_as_stated():
 def test_budget_settings_are_checked(change, message):
     with pytest.raises(ValueError, match=message):
         OnlineEM(dataclasses.replace(OnlineSettings(3), **change), 2)
+
+
+def test_a_window_saved_without_blocks_resumes_from_its_retained_points():
+    """Checkpoints written before the window kept blocks still describe the window."""
+    rng = np.random.default_rng(2)
+    X = blobs(rng, 3000, [[0, 0], [8, 0]])
+    online = OnlineEM(OnlineSettings(2, retain="window", retain_size=1000), 2, seed=0)
+    for i in range(0, len(X), 100):
+        online.update(X[i : i + 100])
+    state = online.to_state()
+    state["blocks"] = None  # as an older version wrote it
+    resumed = OnlineEM.from_state(state)
+    assert sum(len(b) for b in resumed.blocks) == len(resumed.retained) == 1000
+    resumed.update(X[:100])
+    np.testing.assert_allclose(resumed.params.means, online.params.means, atol=0.5)
