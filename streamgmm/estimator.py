@@ -160,7 +160,9 @@ class GaussianMixture(_ParamsMixin):
         Refit on the retained sample when the stream keeps arriving where the model has no
         components (sensor-ordered data). ``replay=False, relocate=False`` gives textbook
         stepwise EM. ``"defer"`` only raises the flag ``relocation_due_``: the caller runs
-        the refit when it suits it (the daemon does, on its refit thread).
+        ``online_.relocation_job()`` through :func:`streamgmm.core.online.run_relocation`
+        when it suits it and hands the result to :meth:`finish_relocation` (the daemon does,
+        on its worker thread).
     relocate_budget : float, default=1.5
         EM point-iterations per absorbed point that relocations may spend (after
         ``budget_head_start``): the price of following a sensor-ordered stream. Lower is
