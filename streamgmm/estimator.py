@@ -747,11 +747,8 @@ class GaussianMixture(_ParamsMixin):
             self._online = OnlineEM(self._online_settings(), params.n_features,
                                     seed=self._online_seed())
             self._online.start(params, stats)
-        online = self.online_
-        online.adopt(params, stats, relocation=relocation, prior_points=prior_points)
-        for X in reapply:
-            online.update(X, remember=False)
-        self._sync_online_attributes()
+        self.online_.adopt(params, stats, relocation=relocation, prior_points=prior_points)
+        self._reapply(reapply)
 
     def finish_relocation(self, result, *, reapply=()) -> None:
         """Adopt a relocation run elsewhere (``relocate="defer"``) and fold ``reapply`` in again.
@@ -760,10 +757,14 @@ class GaussianMixture(_ParamsMixin):
         ``online_.relocation_job()``: the routine ``partial_fit`` runs inline. ``reapply``:
         batches absorbed while it ran (already counted and retained).
         """
-        online = self.online_
-        online.finish_relocation(result)
-        for X in reapply:
-            online.update(X, remember=False)
+        self.online_.finish_relocation(result)
+        self._reapply(reapply)
+
+    def _reapply(self, batches) -> None:
+        """Fold in again batches absorbed while a refit or relocation ran elsewhere (already
+        counted in ``n_seen_`` and retained, so neither changes)."""
+        for X in batches:
+            self._online.update(X, remember=False)
         self._sync_online_attributes()
 
     @classmethod
