@@ -54,8 +54,6 @@ __all__ = [
 # Rows drawn (with a seeded RandomState) for k-means / k-means++ / random initialisation;
 # k-means++ on 50,000 rows takes well under a second and sees every sizeable cluster.
 INIT_SAMPLE = 50_000
-# Above this many partial results the reduce runs as a tree of tasks on the workers.
-_TREE_FAN_IN = 32
 
 _MISSING = (
     "batch EM on a dask array or a cluster needs dask.distributed: "
@@ -94,39 +92,32 @@ def _as_float64(block: np.ndarray) -> np.ndarray:
     return np.asarray(block, dtype=np.float64)
 
 
-def _group_moments(params: MixtureParams, shift: np.ndarray, *blocks) -> tuple:
-    """Moments and log-likelihood of a worker's chunks under ``params`` (one task)."""
+# Each task returns one result per chunk: the client adds them in chunk order, so the sums
+# (and the model) do not depend on which worker held which chunk or finished first.
+
+
+def _group_moments(params: MixtureParams, shift: np.ndarray, *blocks) -> list:
+    """Per chunk: moments and log-likelihood under ``params`` (one task, many chunks)."""
     scorer = make_scorer(params, shift)
-    total, ll = None, 0.0
-    for block in blocks:
-        m, lb = moments_pass(_as_float64(block), scorer)
-        total = m if total is None else total + m
-        ll += lb
-    return total, ll
+    return [moments_pass(_as_float64(block), scorer) for block in blocks]
 
 
 def _group_scatter(params: MixtureParams, shift: np.ndarray, means: np.ndarray,
-                   components: np.ndarray, *blocks) -> np.ndarray:
+                   components: np.ndarray, *blocks) -> list:
     scorer = make_scorer(params, shift)
-    total = None
-    for block in blocks:
-        s = scatter_pass(_as_float64(block), scorer, means, components)
-        total = s if total is None else total + s
-    return total
+    return [scatter_pass(_as_float64(block), scorer, means, components) for block in blocks]
 
 
-def _group_summary(*blocks) -> tuple:
-    """Rows, column sums and non-finite chunks of a worker's chunks: the validation pass."""
-    n, total, bad = 0, None, 0
+def _group_summary(*blocks) -> list:
+    """Per chunk: rows, column sums and whether it holds a non-finite value."""
+    out = []
     for block in blocks:
         b = _as_float64(block)
         s = b.sum(axis=0)
-        total = s if total is None else total + s
-        n += b.shape[0]
         # A finite column sum means a finite column (NaN and Inf propagate); only a sum
         # that overflowed needs the element-wise check.
-        bad += not (np.isfinite(s).all() or np.isfinite(b).all())
-    return n, total, bad
+        out.append((b.shape[0], s, int(not (np.isfinite(s).all() or np.isfinite(b).all()))))
+    return out
 
 
 def _take(block, rows: np.ndarray) -> np.ndarray:
@@ -233,14 +224,14 @@ class DaskData:
         who_has = self.client.who_has(ordered)
         nthreads = self.client.nthreads()
         per_worker: dict[str, list] = {}
-        for f in ordered:
+        for i, f in enumerate(ordered):
             holders = who_has.get(f.key) or who_has.get(str(f.key)) or ()
             worker = holders[0] if holders else next(iter(nthreads))
-            per_worker.setdefault(worker, []).append(f)
+            per_worker.setdefault(worker, []).append(i)
         # One group per worker thread, each pinned to the worker that holds its chunks.
-        self._groups: list[tuple[str | None, list]] = []
-        for worker, blocks in per_worker.items():
-            for part in _split(blocks, max(1, nthreads.get(worker, 1))):
+        self._groups: list[tuple[str | None, list[int]]] = []
+        for worker, indices in per_worker.items():
+            for part in _split(indices, max(1, nthreads.get(worker, 1))):
                 self._groups.append((worker, part))
 
     def _place_local(self, X, da) -> None:
@@ -248,30 +239,31 @@ class DaskData:
 
         blocks = X.to_delayed().ravel().tolist()
         self._blocks = list(dask.compute(*blocks, scheduler="threads"))
-        self._groups = [(None, part) for part in _split(self._blocks, os.cpu_count() or 1)]
+        self._groups = [(None, part) for part in
+                        _split(list(range(len(self._blocks))), os.cpu_count() or 1)]
 
     # -- map and reduce
 
     def _map(self, func: Callable, *args) -> list:
-        """``func(*args, *chunks)`` per group; the list of their results."""
+        """``func(*args, *chunks)`` per group of chunks; the per-chunk results in chunk order."""
         if self.client is None:
             import dask
 
-            tasks = [dask.delayed(func, pure=False)(*args, *blocks)
-                     for _, blocks in self._groups]
-            return list(dask.compute(*tasks, scheduler="threads"))
-        futures = [
-            self.client.submit(func, *args, *blocks, workers=[w], allow_other_workers=True,
-                               pure=False)
-            for w, blocks in self._groups
-        ]
-        # A tree of additions on the workers when there are many partial results.
-        while len(futures) > _TREE_FAN_IN:
+            tasks = [dask.delayed(func, pure=False)(*args, *[self._blocks[i] for i in idx])
+                     for _, idx in self._groups]
+            results = list(dask.compute(*tasks, scheduler="threads"))
+        else:
             futures = [
-                self.client.submit(_add_partials, *futures[i : i + _TREE_FAN_IN], pure=False)
-                for i in range(0, len(futures), _TREE_FAN_IN)
+                self.client.submit(func, *args, *[self._blocks[i] for i in idx], workers=[w],
+                                   allow_other_workers=True, pure=False)
+                for w, idx in self._groups
             ]
-        return self.client.gather(futures)
+            results = self.client.gather(futures)
+        out: list = [None] * len(self._blocks)
+        for (_, idx), per_chunk in zip(self._groups, results):
+            for i, r in zip(idx, per_chunk):
+                out[i] = r
+        return out
 
     def statistics(self, params: MixtureParams) -> BatchStatistics:
         """:class:`~streamgmm.core.em.BatchStatistics` of the whole array under ``params``."""
@@ -381,20 +373,13 @@ def fit_dask(gm, X, *, client=None, progress: Callable[[int, float, float], None
         return em_loop(statistics, start, reg_covar=gm.reg_covar, tol=gm.tol,
                        max_iter=gm.max_iter, lower_bound=previous, callback=callback)
 
-    best = gm._em_over_inits(lambda rs: gm._initial_params(sample, rs), run, random_state,
-                             do_init, stacklevel=4)
+    gm._em_over_inits(lambda rs: gm._initial_params(sample, rs), run, random_state,
+                      do_init, stacklevel=4)
     params = gm._params
-    # The online state continues from the batch fit: statistics of the last M-step scaled
-    # to the points seen, the initialisation sample as the retained points.
+    # The online state continues from the batch fit: the initialisation sample as the
+    # retained points, the rest of the data as a prior of that many points.
     online = OnlineEM(gm._online_settings(), d, seed=gm._online_seed())
-    online.retained.add(sample, online.rng)
-    online.n_seen = n
-    online.seen_at_relocation = n
-    online.n_updates = 1
-    stats = best.stats if best is not None and best.stats is not None else None
-    if stats is None:
-        stats = data.statistics(params).stats
-    online.set_params(params, stats)
+    online.start(params, fitted_on=sample, prior_points=max(n - len(sample), 0), n_seen=n)
     gm._online = online
     gm._sync_online_attributes()
     return X

@@ -57,8 +57,8 @@ def _check_random_state(seed) -> np.random.RandomState:
 
 
 # Hyper-parameters validated against PARAMETER_CONSTRAINTS by the estimator itself.
-_CHECKED_HERE = ("n_components", "max_iter", "n_init", "verbose_interval", "retain_size", "tol",
-                 "reg_covar", "covariance_type", "init_params", "retain")
+_CHECKED_HERE = ("n_components", "max_iter", "n_init", "verbose_interval", "tol",
+                 "reg_covar", "covariance_type", "init_params")
 
 
 class _ParamsMixin:
@@ -139,40 +139,29 @@ class GaussianMixture(_ParamsMixin):
         ``fit`` starts from the previous solution.
     verbose : int, default=0
     verbose_interval : int, default=10
-    step_decay : float, default=0.6
-        ``alpha`` of the online step ``(t + t0) ** -alpha``, in (0.5, 1].
-    step_offset : float, default=2.0
+    retain : {"reservoir", "window"}, default="reservoir"
+        What ``partial_fit`` remembers of the stream: a uniform sample of all of it, or the
+        latest points (a robot that changes place: what leaves the window leaves the model).
+    retain_size : int, default=20000
+        Points retained (>= ``n_components``); memory is bounded by it, not by the stream.
+    effort : float, default=1.0
+        E-step evaluations per absorbed point spent on re-scoring retained points and on
+        moves, beyond the point's own, once the stream is under way: early points and
+        points where the model has no components buy up to 5x more (the formula is in
+        :mod:`streamgmm.core.online`). Higher is slower and closer to batch EM.
+    moves : bool, default=True
+        Birth and merge moves, and re-seeding of components that lost their weight.
+        ``effort=0, moves=False`` (with ``step_decay=0.6, step_offset=2``) is textbook
+        stepwise EM.
+    step_decay : float, default=1.0
+        ``alpha`` of the online step ``eta = (n / m + t0) ** -alpha`` of a batch of ``m``
+        points after ``n`` in all, in (0.5, 1]; the default gives every point the same weight
+        (as batch EM), smaller values forget older batches.
+    step_offset : float, default=0.0
         ``t0`` of the online step.
     step_constant : float or None, default=None
-        A constant online step in (0, 1] instead of the decaying one: an exponential memory
-        of about ``1 / step_constant`` batches for drifting streams.
-    averaging : bool, default=False
-        Polyak-Ruppert averaging of the online statistics.
-    retain : {"reservoir", "window"}, default="reservoir"
-        Sample of the stream kept by ``partial_fit``: uniform over the whole stream, or the
-        latest points (use with ``step_constant`` for drifting streams).
-    retain_size : int, default=20000
-        Points kept; memory is bounded by it, not by the stream length.
-    replay : bool, default=True
-        Score a replay sample of the retained points at every online update, so the update
-        aims at the EM map of the whole history and not of the newest batch alone.
-    relocate : bool or "defer", default=True
-        Refit on the retained sample when the stream keeps arriving where the model has no
-        components (sensor-ordered data). ``replay=False, relocate=False`` gives textbook
-        stepwise EM. ``"defer"`` only raises the flag ``relocation_due_``: the caller runs
-        ``online_.relocation_job()`` through :func:`streamgmm.core.online.run_relocation`
-        when it suits it and hands the result to :meth:`finish_relocation` (the daemon does,
-        on its worker thread).
-    relocate_budget : float, default=1.5
-        EM point-iterations per absorbed point that relocations may spend (after
-        ``budget_head_start``): the price of following a sensor-ordered stream. Lower is
-        faster and ends further from batch EM (see docs/online_em.md).
-    move_budget : float, default=0.5
-        The same for split-merge moves (a component born on badly explained points, paid
-        for by merging the two most redundant ones).
-    budget_head_start : float, default=1e6
-        Point-iterations both may spend before the per-point budgets apply, so that short
-        streams are not starved.
+        A constant online step in (0, 1] instead: an exponential memory of about
+        ``1 / step_constant`` batches, for drifting streams.
 
     Attributes
     ----------
@@ -190,15 +179,15 @@ class GaussianMixture(_ParamsMixin):
         Points absorbed by ``fit`` and ``partial_fit`` together.
     n_reseeded_ : int
         Components re-seeded online after losing their weight.
-    n_relocations_ : int
-        Online refits on the retained sample.
     n_moves_ : int
-        Split-merge moves accepted: a component born on badly explained retained points,
-        paid for by merging the two most redundant components.
+        Birth-merge moves accepted: the two most redundant components merged, the freed
+        one born on badly explained retained points.
     n_change_points_ : int
-        Times the stream left what the model describes (the CUSUM of "history fits better
-        than the new batches" crossed its threshold); ``online_.last_change_point`` is the
-        ``n_seen_`` of the last one.
+        Batches that fitted worse than the retained points by more than 1 nat/point after
+        a batch that did not (the stream left what the model describes);
+        ``online_.last_change_point`` is the ``n_seen_`` of the last one.
+    work_ : int
+        E-step point-evaluations spent by ``partial_fit`` (and ``fit``'s hand-over).
 
     Examples
     --------
@@ -233,17 +222,13 @@ class GaussianMixture(_ParamsMixin):
         warm_start: bool = False,
         verbose: int = 0,
         verbose_interval: int = 10,
-        step_decay: float = 0.6,
-        step_offset: float = 2.0,
-        step_constant: float | None = None,
-        averaging: bool = False,
         retain: str = "reservoir",
         retain_size: int = 20_000,
-        replay: bool = True,
-        relocate: bool | str = True,  # True, False or "defer"
-        relocate_budget: float = OnlineSettings.relocate_budget,
-        move_budget: float = OnlineSettings.move_budget,
-        budget_head_start: float = OnlineSettings.budget_head_start,
+        effort: float = 1.0,
+        moves: bool = True,
+        step_decay: float = 1.0,
+        step_offset: float = 0.0,
+        step_constant: float | None = None,
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -259,43 +244,34 @@ class GaussianMixture(_ParamsMixin):
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.retain = retain
+        self.retain_size = retain_size
+        self.effort = effort
+        self.moves = moves
         self.step_decay = step_decay
         self.step_offset = step_offset
         self.step_constant = step_constant
-        self.averaging = averaging
-        self.retain = retain
-        self.retain_size = retain_size
-        self.replay = replay
-        self.relocate = relocate
-        self.relocate_budget = relocate_budget
-        self.move_budget = move_budget
-        self.budget_head_start = budget_head_start
 
     # ------------------------------------------------------------------ validation
 
     def _check_hyperparameters(self) -> None:
         # The rules: streamgmm.core.constraints (shared with the daemon's config). The step
-        # schedule, retain_size and relocate are checked with the online settings below.
+        # schedule, retain_size, effort and moves are checked with the online settings below.
         validate_params({name: getattr(self, name) for name in _CHECKED_HERE})
         self._online_settings().check()
 
     def _online_settings(self) -> OnlineSettings:
         return OnlineSettings(
-            n_components=int(self.n_components),
+            n_components=self.n_components,
             covariance_type=self.covariance_type,
-            reg_covar=float(self.reg_covar),
-            step_decay=float(self.step_decay),
-            step_offset=float(self.step_offset),
-            step_constant=None if self.step_constant is None else float(self.step_constant),
-            averaging=bool(self.averaging),
+            reg_covar=self.reg_covar,
             retain=self.retain,
-            retain_size=max(int(self.retain_size), int(self.n_components)),
-            replay=bool(self.replay),
-            relocate=self.relocate if self.relocate == "defer" else bool(self.relocate),
-            relocate_budget=float(self.relocate_budget),
-            move_budget=float(self.move_budget),
-            budget_head_start=float(self.budget_head_start),
-            tol=float(self.tol) if self.tol > 0 else 1e-3,
+            retain_size=self.retain_size,
+            effort=self.effort,
+            moves=self.moves,
+            step_decay=self.step_decay,
+            step_offset=self.step_offset,
+            step_constant=self.step_constant,
         )
 
     def _validate_data(self, X, *, reset: bool, min_samples: int = 1) -> np.ndarray:
@@ -552,11 +528,10 @@ class GaussianMixture(_ParamsMixin):
         online = self._online
         self.n_seen_ = online.n_seen
         self.n_reseeded_ = online.n_reseeded
-        self.n_relocations_ = online.n_relocations
         self.n_moves_ = online.n_moves
         self.n_change_points_ = online.n_change_points
         self.n_repaired_ = online.n_repaired
-        self.relocation_due_ = online.relocation_due
+        self.work_ = online.work
         if online.params is not None:
             self._set_params(online.params)
             if not hasattr(self, "converged_"):
@@ -677,7 +652,7 @@ class GaussianMixture(_ParamsMixin):
             self._check_is_fitted()
         fitted = hasattr(self, "converged_")
         return {
-            "format": 1,
+            "format": 2,
             "hyperparameters": {
                 k: v for k, v in self.get_params().items()
                 if k not in ("weights_init", "means_init", "precisions_init", "random_state")
@@ -695,8 +670,11 @@ class GaussianMixture(_ParamsMixin):
     @classmethod
     def from_state(cls, state: Mapping) -> GaussianMixture:
         """Rebuild an estimator saved by :meth:`get_state`."""
-        if state.get("format") != 1:
-            raise ValueError(f"unknown GaussianMixture state format {state.get('format')!r}")
+        if state.get("format") != 2:
+            raise ValueError(
+                f"GaussianMixture state format {state.get('format')!r} is not the one this "
+                "streamgmm reads (2): it was written by an earlier version; refit from the "
+                "data, or load its mixture (streamgmm load)")
         gm = cls(**state["hyperparameters"])
         gm.n_features_in_ = int(state["n_features_in"])
         gm._online = OnlineEM.from_state(state["online"])
@@ -719,52 +697,30 @@ class GaussianMixture(_ParamsMixin):
             raise NotFittedError(f"This {type(self).__name__} has no streaming state yet.")
         return self._online
 
-    def adopt(self, params: MixtureParams, stats: SufficientStats, *, relocation: bool = False,
-              reapply=(), prior_points: float = 0.0) -> None:
-        """Take parameters fitted elsewhere (a refit on the retained points) as the model.
+    def adopt(self, params: MixtureParams, *, prior_points: float = 0.0) -> None:
+        """Take parameters fitted elsewhere (a refit, a loaded mixture) as the model.
 
         Parameters
         ----------
         params : MixtureParams
-        stats : SufficientStats
-            The statistics of the refit sample under ``params``.
-        relocation : bool
-            Count it as a relocation (it answered ``relocation_due_``).
-        reapply : iterable of ndarray
-            Batches absorbed while the refit ran; they are folded in again on top of it
-            (already counted in ``n_seen_`` and retained, so neither changes).
         prior_points : float, default=0
             Points the adopted mixture stands for beyond the retained ones (a mixture fitted
-            elsewhere, e.g. a site map): new batches then enter with the share
-            ``m / (n_hist + prior_points + m)`` (see :meth:`OnlineEM.adopt`).
+            elsewhere, e.g. a site map): it stays in the statistics with that weight and
+            fades as the stream outgrows it (see :meth:`OnlineEM.adopt`). A refit on the
+            retained points leaves it 0.
 
-        A model that has no streaming state yet (nothing fitted, e.g. a daemon model
-        seeded by a ``load``) gets one, with the dimension of ``params``.
+        The retained points are re-scored under ``params``, so the online updates continue
+        from it. A model that has no streaming state yet (nothing fitted, e.g. a daemon
+        model seeded by a ``load``) gets one, with the dimension of ``params``.
         """
         if not hasattr(self, "_online"):
             self._check_hyperparameters()
             self.n_features_in_ = params.n_features
             self._online = OnlineEM(self._online_settings(), params.n_features,
                                     seed=self._online_seed())
-            self._online.start(params, stats)
-        self.online_.adopt(params, stats, relocation=relocation, prior_points=prior_points)
-        self._reapply(reapply)
-
-    def finish_relocation(self, result, *, reapply=()) -> None:
-        """Adopt a relocation run elsewhere (``relocate="defer"``) and fold ``reapply`` in again.
-
-        The relocation is :func:`streamgmm.core.online.run_relocation` on the inputs of
-        ``online_.relocation_job()``: the routine ``partial_fit`` runs inline. ``reapply``:
-        batches absorbed while it ran (already counted and retained).
-        """
-        self.online_.finish_relocation(result)
-        self._reapply(reapply)
-
-    def _reapply(self, batches) -> None:
-        """Fold in again batches absorbed while a refit or relocation ran elsewhere (already
-        counted in ``n_seen_`` and retained, so neither changes)."""
-        for X in batches:
-            self._online.update(X, remember=False)
+            self._online.start(params, prior_points=prior_points)
+        else:
+            self._online.adopt(params, prior_points=prior_points)
         self._sync_online_attributes()
 
     @classmethod

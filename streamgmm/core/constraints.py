@@ -24,9 +24,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from streamgmm.core.blocks import RETAIN_KINDS
 from streamgmm.core.initialize import INIT_PARAMS
 from streamgmm.core.params import COVARIANCE_TYPES
-from streamgmm.core.retain import RETAIN_KINDS
 
 __all__ = [
     "PARAMETER_CONSTRAINTS",
@@ -135,25 +135,18 @@ PARAMETER_CONSTRAINTS: dict[str, list[Constraint]] = {
     "n_init": [Interval(_INT, 1, None, closed="left")],
     "init_params": [Options(INIT_PARAMS)],
     "verbose_interval": [Interval(_INT, 1, None, closed="left")],
-    # Robbins-Monro: the steps (t + t0)^-alpha sum to infinity, their squares do not.
+    # Robbins-Monro: the steps (t + t0)^-alpha sum to infinity, their squares do not
+    # (alpha = 1, t0 = 0, the default, gives each batch its share m / n of the points).
     "step_decay": [Interval(_REAL, 0.5, 1, closed="right")],
     "step_offset": [Interval(_REAL, 0, None, closed="left")],
     # None: the decaying step above; a number: that step for every update (drifting data).
     "step_constant": [Interval(_REAL, 0, 1, closed="right"), None],
     "retain": [Options(RETAIN_KINDS)],
     "retain_size": [Interval(_INT, 1, None, closed="left")],
-    "replay_fraction": [Interval(_REAL, 0, 4, closed="right")],
-    "replay_min": [Interval(_INT, 0, None, closed="left")],
-    # True, False, or "defer": flag the relocation, the caller runs it (the daemon does).
-    "relocate": [Options((True, False, "defer"))],
-    "relocate_growth": [Interval(_REAL, 1, None, closed="left")],
-    # EM point-iterations per absorbed point that relocations / moves may spend.
-    "relocate_budget": [Interval(_REAL, 0, None, closed="left")],
-    "move_budget": [Interval(_REAL, 0, None, closed="left")],
-    "budget_head_start": [Interval(_REAL, 0, None, closed="left")],
+    # E-step evaluations per absorbed point beyond its own (streamgmm.core.online).
+    "effort": [Interval(_REAL, 0, 64, closed="both")],
+    # Birth and merge moves (and the re-seeding of dead components) in partial_fit.
     "moves": [Options((True, False))],
-    "move_points": [Interval(_INT, 2, None, closed="left")],
-    "move_iter": [Interval(_INT, 1, None, closed="left")],
 }
 
 
@@ -225,6 +218,6 @@ def validate_online_settings(settings: Any) -> None:
             f"retain_size must be >= n_components ({settings.n_components}), "
             f"got {settings.retain_size}"
         )
-    names = ("replay_fraction", "replay_min", "relocate", "relocate_growth", "relocate_budget",
-             "move_budget", "budget_head_start", "moves", "move_points", "move_iter")
-    validate_params({name: getattr(settings, name) for name in names})
+    validate_params({name: getattr(settings, name) for name in
+                     ("n_components", "covariance_type", "reg_covar", "retain", "retain_size",
+                      "effort", "moves")})

@@ -85,6 +85,16 @@ class MixtureParams:
     precisions_cholesky: np.ndarray
     covariance_type: str
 
+    def __post_init__(self) -> None:
+        # One memory layout whatever computed them (a Cholesky factor may come back as a
+        # transposed view): the E-step's kernels then see the same bytes in the same order,
+        # so equal parameters score equally, bit for bit, also after a checkpoint restore.
+        for name in ("weights", "means", "covariances", "precisions_cholesky"):
+            value = getattr(self, name)
+            if not (isinstance(value, np.ndarray) and value.dtype == np.float64
+                    and value.flags.c_contiguous):
+                object.__setattr__(self, name, np.ascontiguousarray(value, dtype=np.float64))
+
     @classmethod
     def from_covariances(
         cls, weights, means, covariances, covariance_type: str

@@ -48,8 +48,15 @@ __all__ = [
 ENDPOINT_SCHEMES = ("tcp://", "ipc://", "inproc://")
 # service.log_level (and ``streamgmm run --log-level``).
 LOG_LEVELS = ("debug", "info", "warning", "error")
-# [[model]].relocations: where the online model's relocations run.
-RELOCATION_PLACES = ("auto", "worker", "inline")
+# [[model]] keys that may also be spelled as the estimator's parameter: estimator name ->
+# the key of docs/protocol.md (both are accepted; giving both is an error).
+MODEL_KEY_SYNONYMS = {"n_components": "components", "retain_size": "window_points"}
+# Keys of earlier versions: a config that still sets one gets a line saying what replaced it.
+REMOVED_MODEL_KEYS = {
+    "relocations": "the online model's work now runs inline at a fixed cost; set 'effort'",
+    "relocate_budget": "relocations are gone; the work per point is set by 'effort'",
+    "move_budget": "moves are paid out of 'effort' (and 'moves = false' turns them off)",
+}
 
 # libzmq takes the millisecond and HWM options as a C int and ZMQ_MAXMSGSIZE as int64.
 _INT32_MAX = 2**31 - 1
@@ -187,7 +194,7 @@ class ModelConfig:
     dim : int
         Dimension ``d`` of the points.
     components : int
-        Number of mixture components ``K``.
+        Number of mixture components ``K``. Also spelled ``n_components``.
     covariance_type : str
         ``"full"``, ``"diag"``, ``"spherical"`` or ``"tied"``.
     seed : int
@@ -201,18 +208,23 @@ class ModelConfig:
     refit_every_s : float
         Seconds between batch refits on the retained points; ``0`` refits only on request.
     window_points : int
-        Points retained for refits (at least ``components``).
+        Points retained (at least ``components``): the online model's memory and what refits
+        fit. Also spelled ``retain_size``.
     retain : str
         ``"reservoir"`` (uniform sample of the whole stream) or ``"window"`` (latest points).
     reg_covar : float
         Added to covariance diagonals for numerical stability (extension).
-    step_decay : float
-        Exponent ``alpha`` in (0.5, 1] of the step size ``(t + t0)^-alpha`` (extension).
-    step_offset : float
-        Offset ``t0 >= 0`` of the step-size schedule (extension).
-    step_constant : float or None
-        ``None`` uses the decaying schedule; a value in (0, 1] is a constant step that keeps
-        tracking drifting data (extension). The TOML file spells ``None`` as ``0``.
+    step_decay, step_offset, step_constant
+        The online step schedule (extension; ``GaussianMixture``'s parameters of the same
+        names): ``eta = (n / m + t0) ** -alpha`` for a batch of ``m`` points after ``n``;
+        ``step_constant`` in (0, 1] is a constant step that keeps tracking drifting data,
+        ``0`` (``None`` in the library) the decaying one.
+    effort : float
+        E-step evaluations per absorbed point spent on re-scoring retained points and on
+        moves (extension; ``GaussianMixture(effort=...)``): higher is slower and closer to
+        batch EM on sensor-ordered streams.
+    moves : bool
+        Birth and merge moves and re-seeding (extension; ``GaussianMixture(moves=...)``).
     max_points_per_message : int
         Messages with more points are rejected (extension).
     max_abs_coordinate : float
@@ -220,18 +232,6 @@ class ModelConfig:
         ``rows_dropped_range``: squaring them would overflow (extension).
     checkpoint_generations : int
         Checkpoint files kept, newest first (extension).
-    relocations : str
-        Where the online model's short relocations run (extension): ``"worker"`` (the
-        refit thread; ingest goes on and the batches that arrive meanwhile are folded in
-        again on top of the result, a bounded lag counted in ``status``), ``"inline"`` (in
-        the loop, exactly as ``partial_fit`` does: the same model on the same batches, at
-        the price of the relocation's pause, ~10-30 ms, in update latency) or ``"auto"``
-        (inline for ``retain = "window"``, whose model must follow the window closely;
-        worker for a reservoir).
-    relocate_budget, move_budget : float
-        EM point-iterations per absorbed point the online model's relocations and
-        split-merge moves may spend (extension; ``GaussianMixture``'s parameters of the same
-        names): lower is faster and ends further from batch EM on ordered streams.
     """
 
     name: str
@@ -247,22 +247,14 @@ class ModelConfig:
     window_points: int = 200_000
     retain: str = "reservoir"
     reg_covar: float = 1e-6
-    step_decay: float = 0.6
-    step_offset: float = 2.0
+    step_decay: float = OnlineSettings.step_decay
+    step_offset: float = OnlineSettings.step_offset
     step_constant: float | None = None
     max_points_per_message: int = 1_000_000
     max_abs_coordinate: float = 1e15
     checkpoint_generations: int = 2
-    relocations: str = "auto"
-    relocate_budget: float = OnlineSettings.relocate_budget
-    move_budget: float = OnlineSettings.move_budget
-
-    @property
-    def relocations_inline(self) -> bool:
-        """Do this model's relocations run in the loop (``relocations``, ``"auto"`` resolved)?"""
-        if self.relocations == "auto":
-            return self.retain == "window"
-        return self.relocations == "inline"
+    effort: float = OnlineSettings.effort
+    moves: bool = OnlineSettings.moves
 
 
 @dataclass(frozen=True)
@@ -361,6 +353,12 @@ def _choice(options: tuple[str, ...]) -> Checker:
         return value
 
     return check
+
+
+def _bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(key, f"expected true or false (got {_show(value)})")
+    return value
 
 
 def _endpoint(key: str, value: Any) -> str:
@@ -475,9 +473,8 @@ _MODEL_FIELDS: dict[str, Checker] = {
     "max_points_per_message": _int(1),
     "max_abs_coordinate": _float(above=0.0),
     "checkpoint_generations": _int(1, 1000),
-    "relocations": _choice(RELOCATION_PLACES),
-    "relocate_budget": _shared("relocate_budget", _float()),
-    "move_budget": _shared("move_budget", _float()),
+    "effort": _shared("effort", _float()),
+    "moves": _bool,
 }
 
 _REQUIRED = object()
@@ -564,6 +561,21 @@ def _parse_service(data: Mapping[str, Any]) -> ServiceConfig:
     return ServiceConfig(sockets=sockets, curve=curve, **values)
 
 
+def _resolve_synonyms(table: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """The table with the estimator's spellings renamed to the protocol's keys."""
+    out = dict(table)
+    for key, why in REMOVED_MODEL_KEYS.items():
+        if key in out:
+            raise ConfigError(f"{prefix}{key}", f"no longer a key: {why}")
+    for alias, key in MODEL_KEY_SYNONYMS.items():
+        if alias in out:
+            if key in out:
+                raise ConfigError(f"{prefix}{alias}", f"give '{alias}' or '{key}', not both")
+            _MODEL_FIELDS[key](f"{prefix}{alias}", out[alias])  # errors name the user's key
+            out[key] = out.pop(alias)
+    return out
+
+
 def _parse_models(data: Mapping[str, Any]) -> tuple[ModelConfig, ...]:
     if "model" not in data:
         raise ConfigError("model", "at least one [[model]] table is required")
@@ -576,8 +588,8 @@ def _parse_models(data: Mapping[str, Any]) -> tuple[ModelConfig, ...]:
     seen: dict[str, int] = {}
     for i, raw in enumerate(tables):
         prefix = f"model[{i}]."
-        table = _expect_table(f"model[{i}]", raw)
-        _reject_unknown(table, _MODEL_FIELDS, prefix)
+        table = _resolve_synonyms(_expect_table(f"model[{i}]", raw), prefix)
+        _reject_unknown(table, [*_MODEL_FIELDS, *MODEL_KEY_SYNONYMS], prefix)
         values = _parse_table(table, ModelConfig, _MODEL_FIELDS, prefix)
         name = values["name"]
         if name in seen:

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamgmm import codec
-from streamgmm.core.online import OnlineSettings, RefitResult, refit, run_relocation
 from streamgmm.core.params import MixtureParams
-from streamgmm.core.suffstats import SufficientStats
+from streamgmm.core.refit import RefitResult, refit
 from streamgmm.daemon.config import ConfigError, ModelConfig
 from streamgmm.daemon.transport import ControlRequest
 from streamgmm.estimator import GaussianMixture
@@ -34,18 +33,14 @@ __all__ = ["MODEL_STATUS", "ModelRuntime", "RefitResult", "StatusKey", "refit_jo
 # (a step of 32,768 points at full speed left a sensor-ordered stream 0.5 nats/point below
 # batch EM, where 4,096-point steps end within 0.03; a larger message is still one step).
 MAX_COALESCED_POINTS = 8192
-# Batches kept for re-application while a refit runs (older ones are still in the sample).
-# Re-applying is done in the loop when the refit is adopted: 250,000 points take ~60 ms,
-# which keeps control answers fast even when a refit finishes under overload.
-_MAX_PENDING_POINTS = 250_000
-_CHECKPOINT_FORMAT = 1
+# Version 2: the online state of incremental EM (retained blocks); version 1 is refused.
+_CHECKPOINT_FORMAT = 2
 
 
 # --------------------------------------------------------------------------- refits
 
 
-# A requested or periodic refit runs EM to convergence over every retained point (the
-# library's relocations use the same routine on a subsample, with fewer iterations).
+# A requested or periodic refit runs EM to convergence over every retained point.
 REFIT_MAX_ITER = 100
 
 
@@ -60,15 +55,6 @@ def refit_job(
     started = time.perf_counter()
     result = refit(X, current, reg_covar=reg_covar, rng=np.random.default_rng(seed),
                    max_iter=max_iter)
-    return result, time.perf_counter() - started
-
-
-def relocation_job(X: np.ndarray, current: MixtureParams, seed: int,
-                   settings: OnlineSettings) -> tuple[RefitResult, float]:
-    """The online model's relocation (:func:`streamgmm.core.online.run_relocation`, the
-    routine ``partial_fit`` runs inline) on the worker thread; returns it and its seconds."""
-    started = time.perf_counter()
-    result = run_relocation(X, current, seed, settings)
     return result, time.perf_counter() - started
 
 
@@ -107,22 +93,10 @@ class ModelRuntime:
         # Requests that came while a refit ran: answered by a refit started after it, so
         # that the reply covers the points retained when they asked.
         self.queued_waiters: list[Waiter] = []
-        self.pending: list[np.ndarray] = []
-        self.pending_points = 0
         self.refits = 0
         self.refit_failures = 0
         self.last_refit_seconds = float("nan")
         self.loads = 0  # load requests adopted
-        self.reapply_dropped_points = 0  # arrived during refits, not re-applied after them
-        self.refit_is_relocation = False  # the running job is the online model's relocation
-        self.relocation_lag_points = 0  # absorbed while the last worker relocation ran
-        self.relocation_lag_points_max = 0
-        self.relocation_waits = 0  # times the loop waited for a relocation (lag at its bound)
-        # A worker relocation may lag the stream by at most this many points: a quarter
-        # window for a window (it must describe the window), else 8 online steps.
-        self.max_relocation_lag = (max(1, config.window_points // 4)
-                                   if config.retain == "window"
-                                   else 8 * self.coalesce_limit)
         self.last_change_log = -math.inf  # monotonic time of the last change-point log line
         self.change_points_unlogged = 0
         self.loaded_weight = float("nan")  # prior weight (points) of the last one
@@ -142,12 +116,8 @@ class ModelRuntime:
             step_constant=c.step_constant,  # None: the decaying step (0 in the TOML file)
             retain=c.retain,
             retain_size=c.window_points,
-            # relocations = "inline": run in the loop exactly as in partial_fit (the same
-            # model on the same batches, tests/daemon/test_parity.py); "worker": the loop
-            # only flags them and the service runs the same routine on its worker thread.
-            relocate=True if c.relocations_inline else "defer",
-            relocate_budget=c.relocate_budget,
-            move_budget=c.move_budget,
+            effort=c.effort,
+            moves=c.moves,
         )
 
     @property
@@ -176,14 +146,6 @@ class ModelRuntime:
         if not math.isfinite(self.last_stamp) or stamp > self.last_stamp:
             self.last_stamp = stamp
         self.changed = self.dirty = True
-        if self.refit_future is not None:
-            self.pending.append(X)
-            self.pending_points += len(X)
-            while self.pending_points > _MAX_PENDING_POINTS and len(self.pending) > 1:
-                dropped = len(self.pending.pop(0))
-                self.pending_points -= dropped
-                # Retained and counted, but not folded in again on top of the refit.
-                self.reapply_dropped_points += dropped
 
     def _log_change_point(self) -> None:
         """One log line per change point, at most one a second (the rest are counted)."""
@@ -200,10 +162,9 @@ class ModelRuntime:
     def load(self, fields: dict) -> None:
         """Adopt a mixture fitted elsewhere (a ``load`` request) as the model's parameters.
 
-        The mixture becomes the prior the online updates continue from: its statistics
-        (:meth:`SufficientStats.from_params`) carry ``fields["weight"]`` points, by default
-        the points the model has seen (at least 1). The step counter and the retained
-        points are kept.
+        The mixture becomes the prior the online updates continue from: it stands for
+        ``fields["weight"]`` points, by default the points the model has seen (at least 1).
+        The retained points are kept (re-scored under it).
 
         Raises
         ------
@@ -230,8 +191,7 @@ class ModelRuntime:
         weight = fields["weight"]
         if weight is None:
             weight = float(max(self.n_seen, 1))
-        self.estimator.adopt(params, SufficientStats.from_params(params, total=weight),
-                             prior_points=weight)
+        self.estimator.adopt(params, prior_points=weight)
         self.loaded_weight = weight
         self.loads += 1
         self.changed = self.dirty = True
@@ -262,7 +222,6 @@ class ModelRuntime:
             avg_log_likelihood=avg,
             last_stamp=self.last_stamp,
             n_reseeded=int(gm.n_reseeded_),
-            n_relocations=int(gm.n_relocations_),
             n_moves=int(getattr(gm, "n_moves_", 0)),
             n_change_points=int(getattr(gm, "n_change_points_", 0)),
             **extra,
@@ -291,6 +250,13 @@ class ModelRuntime:
 
     def restore(self, state: dict) -> None:
         c = self.config
+        if state.get("format") != _CHECKPOINT_FORMAT:
+            raise ConfigError(
+                f"model[{self.index}].checkpoint",
+                f"model {self.name!r}: checkpoint {c.checkpoint!r} holds model state format "
+                f"{state.get('format')!r}, written by an earlier streamgmm (this one reads "
+                f"{_CHECKPOINT_FORMAT}); move the file away to start fresh",
+            )
         found = (state.get("dim"), state.get("components"), state.get("covariance_type"))
         if found != (c.dim, c.components, c.covariance_type):
             raise ConfigError(
@@ -355,11 +321,12 @@ MODEL_STATUS: dict[str, StatusKey] = {
     "last_stamp": StatusKey(lambda m: m.last_stamp),
     "n_reseeded": StatusKey(_estimator_count("n_reseeded_"), "counter",
                             "Components re-seeded after losing their weight."),
-    "n_relocations": StatusKey(_estimator_count("n_relocations_"), "counter",
-                               "Online relocations (short refits on the retained sample)."),
     "n_moves": StatusKey(_estimator_count("n_moves_"), "counter",
-                         "Split-merge moves: a component born on badly explained points, "
-                         "paid for by merging the two most redundant ones."),
+                         "Birth-merge moves accepted: components born on badly explained "
+                         "points, paid for by merging the most redundant ones."),
+    "work": StatusKey(_estimator_count("work_"), "counter",
+                      "E-step point-evaluations the online model spent (new points, "
+                      "re-scoring and moves; set per point by the model's effort)."),
     "n_change_points": StatusKey(_estimator_count("n_change_points_"), "counter",
                                  "Change points: the stream left what the model describes."),
     "n_repaired": StatusKey(_estimator_count("n_repaired_"), "counter",
@@ -368,21 +335,6 @@ MODEL_STATUS: dict[str, StatusKey] = {
     "refit_failures": StatusKey(lambda m: m.refit_failures, "counter",
                                 "Batch EM refits that failed."),
     "refit_running": StatusKey(lambda m: m.refit_future is not None),
-    "relocation_lag_points": StatusKey(
-        lambda m: m.relocation_lag_points, "gauge",
-        "Points absorbed while the last relocation ran on the worker, folded in again on "
-        "its result (relocations = \"worker\")."),
-    "relocation_lag_points_max": StatusKey(
-        lambda m: m.relocation_lag_points_max, "gauge",
-        "Largest relocation lag so far, in points (bounded: a quarter window for a window, "
-        "else 8 online steps; the loop waits for the relocation there)."),
-    "relocation_waits": StatusKey(
-        lambda m: m.relocation_waits, "counter",
-        "Times the loop waited for a relocation because its lag reached the bound."),
-    "reapply_dropped_points": StatusKey(
-        lambda m: m.reapply_dropped_points, "counter",
-        "Points that arrived during a refit beyond the 250,000 re-applied after it (they "
-        "are retained and counted, not folded in again)."),
     "last_refit_s": StatusKey(lambda m: m.last_refit_seconds, "gauge",
                               "Duration of the last refit in seconds."),
     "loads": StatusKey(lambda m: m.loads, "counter",

@@ -12,14 +12,15 @@ The loop is the only owner of model state. Each turn it
 4. runs the timers: publish a pending update, start a periodic refit, adopt a finished
    refit, write a checkpoint. The poll timeout is the time to the next deadline.
 
-Refits run on a worker thread over a copy of the retained points, so ingest never waits for
-them; batches absorbed meanwhile are re-applied on top of the refit result when it is
-adopted. Signals only set a flag; the loop notices it within 100 ms.
+The online model's whole work runs in the loop, so the model is a function of the batches
+alone. Only the explicit batch refits run on a worker thread, over a copy of the retained
+points; the loop never waits for them. A finished refit is adopted by re-scoring the
+retained points under it, those absorbed meanwhile included. Signals only set a flag; the
+loop notices it within 100 ms.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import ctypes
 import logging
@@ -39,7 +40,7 @@ from streamgmm.daemon.accounting import Counters, RejectionLog, SourceTracker
 from streamgmm.daemon.checkpoint import CheckpointError, find_checkpoint, save_checkpoint
 from streamgmm.daemon.config import Config, ConfigError, load_config
 from streamgmm.daemon.metrics import MetricsServer
-from streamgmm.daemon.model import ModelRuntime, Waiter, refit_job, relocation_job
+from streamgmm.daemon.model import ModelRuntime, Waiter, refit_job
 from streamgmm.daemon.transport import BindError, ControlRequest, Transport
 
 __all__ = [
@@ -254,16 +255,6 @@ class Service:
             return
         if model.config.publish_every_s == 0 and model.fitted:
             self._publish(model, "online")
-        if (model.refit_is_relocation and model.refit_future is not None
-                and model.pending_points >= model.max_relocation_lag):
-            # The loop may not run further ahead of the relocation than this: its result
-            # would describe a stream that has moved on. Wait for it (a pause of one
-            # relocation, ~10-50 ms; the ingest queue holds the messages meanwhile).
-            model.relocation_waits += 1
-            concurrent.futures.wait([model.refit_future])
-            self._finish_refit(model)
-        if getattr(model.estimator, "relocation_due_", False) and model.refit_future is None:
-            self._start_relocation(model)
 
     def _accept(self, frames: list[bytes], batches: dict) -> None:
         """Validate one message and queue its rows for every matching model.
@@ -499,40 +490,11 @@ class Service:
             if model.dirty and model.next_checkpoint == math.inf:
                 model.next_checkpoint = now + model.config.checkpoint_every_s
 
-    def _start_relocation(self, model: ModelRuntime) -> None:
-        """Run the relocation the online model asked for on the worker (relocations="worker")."""
-        online = model.estimator.online_
-        X, current, seed = online.relocation_job()
-        model.refit_is_relocation = True
-        model.pending, model.pending_points = [], 0
-        model.refit_future = self.executor.submit(relocation_job, X, current, seed,
-                                                  online.settings)
-        log.debug("relocation started model=%s points=%d", model.name, len(X))
-
-    def _finish_relocation(self, model: ModelRuntime, future, pending: list) -> None:
-        try:
-            result, seconds = future.result()
-            # Batches absorbed meanwhile are folded in again on its result: a bounded lag.
-            model.estimator.finish_relocation(result, reapply=pending)
-        except Exception as exc:
-            model.refit_failures += 1
-            log.error("relocation failed model=%s: %s", model.name, exc)
-        else:
-            lag = sum(len(x) for x in pending)
-            model.relocation_lag_points = lag
-            model.relocation_lag_points_max = max(model.relocation_lag_points_max, lag)
-            self._publish(model, "refit")
-            log.debug("relocation done model=%s seconds=%.3f lag_points=%d", model.name,
-                      seconds, lag)
-        self._start_queued_refit(model)
-
     def _start_refit(self, model: ModelRuntime) -> None:
         if model.refit_future is not None:
             return  # one at a time (a periodic refit skips its turn)
-        model.refit_is_relocation = False
         online = model.estimator.online_
-        X = online.retained.points.copy()
-        model.pending, model.pending_points = [], 0
+        X = online.retained.points
         seed = int(online.rng.integers(0, 2**31 - 1))
         model.refit_future = self.executor.submit(
             refit_job, X, model.estimator.params_, model.config.reg_covar, seed
@@ -542,15 +504,12 @@ class Service:
 
     def _finish_refit(self, model: ModelRuntime) -> None:
         future, model.refit_future = model.refit_future, None
-        pending, model.pending, model.pending_points = model.pending, [], 0
-        if model.refit_is_relocation:
-            self._finish_relocation(model, future, pending)
-            return
         waiters, model.refit_waiters = model.refit_waiters, []
         try:
             result, seconds = future.result()
-            # Points that arrived during the refit are not lost: they are folded in again.
-            model.estimator.adopt(result.params, result.stats, reapply=pending)
+            # Points that arrived during the refit are in the retained blocks: adopting
+            # re-scores every block under the refit's parameters.
+            model.estimator.adopt(result.params)
         except Exception as exc:
             model.refit_failures += 1
             log.error("refit failed model=%s: %s", model.name, exc)
@@ -564,9 +523,8 @@ class Service:
         _release_freed_memory()
         seq = self._publish(model, "refit")
         log.info(
-            "refit done model=%s points=%d seconds=%.3f refit_mean_log_likelihood=%.4f seq=%d "
-            "reapplied=%d", model.name, result.n_points, seconds, result.lower_bound,
-            seq, len(pending),
+            "refit done model=%s points=%d seconds=%.3f refit_mean_log_likelihood=%.4f seq=%d",
+            model.name, result.n_points, seconds, result.lower_bound, seq,
         )
         for waiter in waiters:
             self._reply(waiter.request, {"ok": True, "seq": seq}, waiter.rid)

@@ -1,15 +1,17 @@
-"""OnlineEM: buffering, the update rule, re-seeding, relocation and exact state round trips."""
+"""OnlineEM: buffering, the memoized update, its fixed effort, moves, determinism, state."""
 
 import dataclasses
 
 import numpy as np
 import pytest
 
-from streamgmm.core.em import batch_statistics
-from streamgmm.core.online import OnlineEM, OnlineSettings
+from streamgmm.core import online as online_module
+from streamgmm.core.em import batch_statistics, estimate_log_prob_resp, make_scorer, run_em
+from streamgmm.core.online import OnlineEM, OnlineSettings, effort_per_point
 from streamgmm.core.params import MixtureParams
 from streamgmm.core.stepwise import step_size
 from streamgmm.core.suffstats import SufficientStats
+from streamgmm.synthetic import lidar_scene
 
 
 def blobs(rng, n, centers, scale=0.5):
@@ -19,6 +21,13 @@ def blobs(rng, n, centers, scale=0.5):
 
 
 CENTERS = [[0.0, 0.0], [5.0, 0.0], [0.0, 5.0]]
+TEXTBOOK = dict(effort=0.0, moves=False, step_decay=0.6, step_offset=2.0)
+
+
+def _stream(online, X, batch):
+    for s in range(0, len(X), batch):
+        online.update(X[s:s + batch])
+    return online
 
 
 def test_buffers_until_n_components_points():
@@ -28,244 +37,236 @@ def test_buffers_until_n_components_points():
     for i in range(3):
         info = online.update(X[i : i + 1])
         assert not online.initialized and info.step == 0.0
-        assert online.n_seen == 0 and len(online.retained) == i + 1
+        assert online.n_seen == 0 and sum(len(b) for b in online.buffered) == i + 1
     online.update(X[3:4])
-    assert online.initialized and online.n_seen == 4 and online.n_updates == 1
-    online.update(X[4:10])
-    assert online.n_seen == 10
+    assert online.initialized and online.n_seen == 4 and len(online.retained) == 4
+    assert online.work > 0  # the first batch EM is counted
 
 
 def test_initializer_hook_starts_the_first_batch_em():
     rng = np.random.default_rng(1)
-    X = blobs(rng, 60, CENTERS)
-    seen = []
+    X = blobs(rng, 200, CENTERS, scale=0.3)
+    called = []
 
-    def start(points):
-        seen.append(len(points))
-        return MixtureParams.from_covariances(np.full(3, 1 / 3), np.array(CENTERS), np.ones(3),
-                                              "spherical")
+    def initializer(points):
+        called.append(len(points))
+        return MixtureParams.from_covariances(np.full(3, 1 / 3), np.array(CENTERS),
+                                              np.stack([np.eye(2)] * 3), "full")
 
-    online = OnlineEM(OnlineSettings(3, covariance_type="spherical"), 2, seed=0)
-    online.initializer = start
+    online = OnlineEM(OnlineSettings(3), 2, seed=0)
+    online.initializer = initializer
     online.update(X)
-    assert seen == [60]
-    order = np.argsort(online.params.means[:, 0] + 10 * online.params.means[:, 1])
-    np.testing.assert_allclose(online.params.means[order], CENTERS, atol=0.3)
+    assert called == [200] and online.initializer is None
+    assert np.allclose(np.sort(online.params.means[:, 0]), [0, 0, 5], atol=0.2)
 
 
-def _started(settings, X, seed=0):
-    online = OnlineEM(settings, X.shape[1], seed=seed)
-    online.update(X)
-    assert online.initialized
-    return online
-
-
-@pytest.mark.parametrize("ctype", ["full", "diag"])
+@pytest.mark.parametrize("ctype", ["full", "diag", "spherical", "tied"])
 def test_textbook_update_is_stepwise_interpolation(ctype):
+    """effort=0 and no moves: S = (1 - eta) S + eta S_new, eta = (n/m + t0) ** -alpha."""
     rng = np.random.default_rng(2)
-    settings = OnlineSettings(3, covariance_type=ctype, replay=False, relocate=False)
-    online = _started(settings, blobs(rng, 300, CENTERS))
-    for _ in range(5):
-        X = blobs(rng, 40, CENTERS)
-        before, params = online.stats, online.params
-        step = step_size(online.n_updates + 1, settings.step_decay, settings.step_offset)
-        info = online.update(X)
-        expected = before.interpolate(batch_statistics(X, params).stats, step)
-        assert info.step == step and info.reseeded == 0
-        np.testing.assert_allclose(online.stats.means, expected.means, rtol=1e-12)
-        np.testing.assert_allclose(online.stats.counts, expected.counts, rtol=1e-12)
-        np.testing.assert_allclose(online.stats.scatter, expected.scatter, rtol=1e-12)
+    X = blobs(rng, 600, CENTERS)
+    online = OnlineEM(OnlineSettings(3, covariance_type=ctype, **TEXTBOOK), 2, seed=0)
+    online.update(X[:200])
+    before, params = online.stats, online.params
+    batch = X[200:300]
+    online.update(batch)
+    eta = step_size(300 / 100, 0.6, 2.0)
+    new = batch_statistics(batch, params).stats
+    expected = before.interpolate(new, eta)
+    np.testing.assert_allclose(online.stats.counts, expected.counts, rtol=1e-10)
+    np.testing.assert_allclose(online.stats.means, expected.means, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(online.stats.scatter, expected.scatter, rtol=1e-8, atol=1e-12)
 
 
-def test_replay_update_gives_the_new_batch_its_share():
-    """rho = min(eta, n_replay / n_hist);  H = (1 - rho) S + rho S_replay;
-    S = (n_hist H + m S_new) / (n_hist + m)."""
+def test_default_step_gives_every_point_the_same_weight():
+    """alpha=1, t0=0 and no re-scoring: the statistics are those of every batch pooled."""
     rng = np.random.default_rng(3)
-    settings = OnlineSettings(3, relocate=False, replay_min=64)
-    online = _started(settings, blobs(rng, 100, CENTERS))
-    refreshes = []
-    for m in (1, 3000, 1, 10):
-        X = blobs(rng, m, CENTERS)
-        twin = OnlineEM.from_state(online.to_state())  # same RNG: same replay draw
-        params, n_hist = twin.params, twin.retained.represented
-        step = step_size(twin.n_updates + 1, settings.step_decay, settings.step_offset)
-        n_replay = max(64, int(np.ceil(settings.replay_fraction * m)))
-        replay = batch_statistics(twin.retained.sample(n_replay, twin.rng), params)
-        new = batch_statistics(X, params)
-        refresh = min(step, n_replay / n_hist)
-        refreshes.append(refresh == step)
-        history = twin.stats.interpolate(replay.stats, refresh)
-        expected = history.scale(n_hist).merge(new.stats).normalized()
-        online.update(X)
-        np.testing.assert_allclose(online.stats.counts, expected.counts, rtol=1e-12)
-        np.testing.assert_allclose(online.stats.means, expected.means, rtol=1e-12)
-        np.testing.assert_allclose(online.stats.scatter, expected.scatter, rtol=1e-12)
-    assert refreshes == [True, True, False, False]  # both bounds were exercised
+    X = blobs(rng, 900, CENTERS)
+    online = OnlineEM(OnlineSettings(3, effort=0.0, moves=False), 2, seed=0)
+    online.update(X[:300])
+    parts, params_seen = [], []
+    first = online.retained.pooled()
+    for lo, hi in [(300, 400), (400, 700), (700, 900)]:
+        params_seen.append(online.params)
+        parts.append(batch_statistics(X[lo:hi], online.params).stats)
+        online.update(X[lo:hi])
+    pooled = SufficientStats.pool([first.scale(300)] + parts).normalized()
+    np.testing.assert_allclose(online.stats.counts, pooled.counts, rtol=1e-10)
+    np.testing.assert_allclose(online.stats.means, pooled.means, rtol=1e-9)
 
 
-def test_remember_false_moves_statistics_only():
+def test_full_rescoring_of_a_window_is_batch_em():
+    """Every retained block re-scored at each step: one update = one batch EM iteration."""
     rng = np.random.default_rng(4)
-    online = _started(OnlineSettings(3), blobs(rng, 200, CENTERS))
-    rows, n_seen = online.retained.points.copy(), online.n_seen
-    before = online.stats
-    online.update(blobs(rng, 30, CENTERS) + 1.0, remember=False)
-    np.testing.assert_array_equal(online.retained.points, rows)
-    assert online.n_seen == n_seen
-    assert not np.array_equal(online.stats.means, before.means)
-
-
-@pytest.mark.parametrize("batch", [1, 50])
-def test_dead_components_are_reseeded_and_counted(batch):
-    rng = np.random.default_rng(5)
-    settings = OnlineSettings(4, covariance_type="diag", relocate=False)
-    online = _started(settings, blobs(rng, 400, CENTERS))
-    # Two components far from every point: they get no responsibility and must die.
-    means = online.params.means.copy()
-    means[1:3] = [[1e3, 1e3], [-1e3, 1e3]]
-    online.set_params(MixtureParams.from_covariances(
-        np.full(4, 0.25), means, np.ones((4, 2)), "diag"))
-    for _ in range(80):
-        online.update(blobs(rng, batch, CENTERS))
-    # Each was moved onto a data point (even from 1-point batches) and counted once each.
-    assert online.n_reseeded >= 2
-    assert np.all(np.abs(online.params.means) < 20)
-    assert np.all(online.params.weights > settings.weight_floor)
-
-
-def test_reseeding_with_fewer_batch_points_than_dead_components():
-    rng = np.random.default_rng(6)
-    settings = OnlineSettings(5, covariance_type="spherical", relocate=False, min_weight=0.05)
-    online = _started(settings, blobs(rng, 300, CENTERS))
-    # Three components far away with almost no weight: all dead at the next update.
-    means = np.vstack([CENTERS[:2], [[1e3, 0.0], [0.0, 1e3], [-1e3, 0.0]]])
-    weights = np.array([0.5, 0.5 - 3e-6, 1e-6, 1e-6, 1e-6])
-    online.set_params(MixtureParams.from_covariances(weights, means, np.ones(5), "spherical"))
-    info = online.update(blobs(rng, 1, CENTERS))  # one point for three dead components
-    assert info.reseeded == 3 and online.n_reseeded == 3
-    assert np.all(online.stats.counts / online.stats.total > 0.05)
-    assert np.all(np.abs(online.params.means) < 20)
-
-
-@pytest.mark.parametrize("ctype", ["full", "tied", "diag", "spherical"])
-@pytest.mark.parametrize("retain, averaging", [("reservoir", False), ("window", True)])
-def test_state_round_trip_resumes_bit_for_bit(ctype, retain, averaging):
-    rng = np.random.default_rng(7)
-    X = np.vstack([blobs(rng, 1500, [c]) for c in CENTERS])  # sorted by region
-    settings = OnlineSettings(3, covariance_type=ctype, retain=retain, retain_size=500,
-                              averaging=averaging)
-    reference = OnlineEM(settings, 2, seed=11)
-    snapshots = {}
-    batches = [X[i : i + 97] for i in range(0, len(X), 97)]
-    for i, batch in enumerate(batches):
-        info = reference.update(batch)
-        if i in (0, 5) or (info.relocated and "relocation" not in snapshots):
-            snapshots["relocation" if info.relocated else i] = (i, reference.to_state())
-    assert "relocation" in snapshots and reference.n_relocations > 0
-    for i, state in snapshots.values():
-        resumed = OnlineEM.from_state(state)
-        for batch in batches[i + 1 :]:
-            resumed.update(batch)
-        np.testing.assert_array_equal(resumed.params.means, reference.params.means)
-        np.testing.assert_array_equal(resumed.params.covariances, reference.params.covariances)
-        np.testing.assert_array_equal(resumed.params.weights, reference.params.weights)
-        np.testing.assert_array_equal(resumed.stats.scatter, reference.stats.scatter)
-        assert resumed.to_state()["rng"] == reference.to_state()["rng"]
-        assert resumed.n_relocations == reference.n_relocations
-
-
-def test_relocation_fires_on_sorted_data_and_rarely_on_iid_data():
-    rng = np.random.default_rng(8)
-    centers = [[0, 0], [6, 0], [12, 0], [18, 0], [24, 0]]
-    X = blobs(rng, 5000, centers)
-    fired = {}
-    for order, data in (("iid", X), ("sorted", X[np.argsort(X[:, 0])])):
-        online = OnlineEM(OnlineSettings(5), 2, seed=0)
-        for i in range(0, len(data), 50):
-            online.update(data[i : i + 50])
-        fired[order] = online.n_relocations + online.n_moves
-        # Relocations and moves never spend more than their budgets allow.
-        s = online.settings
-        assert online.work <= s.relocate_budget * online.n_seen + s.budget_head_start
-        assert online.move_work <= s.move_budget * online.n_seen + s.budget_head_start
-    assert fired["sorted"] >= 10  # the stream keeps arriving where no component is (21 here)
-    # The CUSUM allows for the history's in-sample optimism (about n_parameters / n nats
-    # per point), so an i.i.d. stream seldom relocates (4 times here).
-    assert fired["iid"] <= 8
-
-
-def test_relocation_work_is_bounded_per_point_on_a_long_ordered_stream():
-    """The cost of keeping up with an ordered stream grows with its length, not faster."""
-    rng = np.random.default_rng(3)
-    centers = [[6.0 * i, 0.0] for i in range(12)]
-    X = blobs(rng, 60_000, centers)
-    X = X[np.argsort(X[:, 0])]
-    settings = OnlineSettings(12, budget_head_start=50_000, relocate_budget=0.5,
-                              move_budget=0.25)
+    X = blobs(rng, 1200, CENTERS, scale=0.6)
+    settings = OnlineSettings(3, retain="window", retain_size=1200, effort=64.0, moves=False)
     online = OnlineEM(settings, 2, seed=0)
-    for i in range(0, len(X), 500):
-        online.update(X[i : i + 500])
-    assert online.n_relocations >= 1
-    assert online.work <= 0.5 * online.n_seen + 50_000
-    assert online.move_work <= 0.25 * online.n_seen + 50_000
+    online.update(X[:400])
+    online.update(X[400:800])
+    online.update(X[800:])
+    # Re-scoring the two older blocks under the parameters before the last step, and the
+    # newest block scored under them too: the M-step of batch EM from those parameters.
+    for _ in range(3):
+        params = online.params
+        online.rescore_credit = float(len(online.retained))
+        online.n_updates += 1
+        online._rescore(make_scorer(params))
+        online._m_step()
+        expected = run_em(X, params, reg_covar=settings.reg_covar, max_iter=1, tol=0.0)
+        np.testing.assert_allclose(online.params.means, expected.params.means, rtol=1e-8)
+        np.testing.assert_allclose(online.params.covariances, expected.params.covariances,
+                                   rtol=1e-7, atol=1e-12)
 
 
-@pytest.mark.parametrize(
-    "change, message",
-    [
-        (dict(step_decay=0.5), "step_decay"),
-        (dict(step_constant=2.0), "step_constant"),
-        (dict(retain_size=2), "retain_size"),
-        (dict(replay_fraction=0.0), "replay_fraction"),
-        (dict(replay_min=-1), "replay_min"),
-        (dict(relocate_growth=0.9), "relocate_growth"),
-    ],
-)
-def test_settings_are_checked(change, message):
-    with pytest.raises(ValueError, match=message):
-        OnlineEM(dataclasses.replace(OnlineSettings(3), **change), 2)
+def test_the_window_forgets_what_left_it():
+    rng = np.random.default_rng(5)
+    first = blobs(rng, 3000, [[0, 0], [3, 0]], scale=0.4)
+    second = blobs(rng, 3000, [[40, 40], [43, 40]], scale=0.4)
+    online = OnlineEM(OnlineSettings(2, retain="window", retain_size=1000), 2, seed=0)
+    _stream(online, np.vstack([first, second]), 100)
+    assert len(online.retained) <= 1000
+    assert online.retained.represented <= 1000
+    # Nothing of the first place is left in the model.
+    assert np.all(online.params.means > 30)
+
+
+def test_work_is_fixed_by_the_settings():
+    """Evaluations per update: the batch, plus re-scoring and moves within the credit."""
+    X = lidar_scene(60_000, seed=0)
+    online = OnlineEM(OnlineSettings(8), 3, seed=0)
+    online.update(X[:2048])
+    spent_before = online.work
+    bought = 0.0
+    for s in range(2048, len(X), 2048):
+        batch = X[s:s + 2048]
+        represented_after = online.retained.represented + len(batch)
+        info = online.update(batch)
+        bought += len(batch) * effort_per_point(1.0, 20_000, represented_after,
+                                                online.novelty)
+        assert info.evaluations >= len(batch)
+    extra = online.work - spent_before - (len(X) - 2048)
+    # Re-scoring stops where its credit does (which never exceeds one pass over the
+    # retained points), moves where theirs does: at most what was bought, most of it.
+    assert 0.5 * bought <= extra <= bought
+
+
+def test_textbook_spends_one_evaluation_per_point():
+    X = lidar_scene(20_000, seed=1)
+    online = OnlineEM(OnlineSettings(8, **TEXTBOOK), 3, seed=0)
+    online.update(X[:1000])
+    before = online.work
+    _stream(online, X[1000:], 1000)
+    assert online.work - before == len(X) - 1000
+    assert online.n_moves == online.n_move_trials == online.n_reseeded == 0
+
+
+def test_effort_formula():
+    assert effort_per_point(0.0, 20_000, 10, 5.0) == 0.0
+    assert effort_per_point(1.0, 20_000, 20_000, 0.0) == 2.0
+    assert effort_per_point(1.0, 20_000, 2e9, 0.0) == pytest.approx(1.0, rel=1e-4)
+    # The novelty factor is capped.
+    capped = effort_per_point(1.0, 20_000, 20_000, 1e9)
+    assert capped == 2.0 * (1 + online_module.NOVELTY_CAP)
+
+
+def test_same_batches_and_seed_give_the_same_model_bit_for_bit():
+    X = lidar_scene(40_000, seed=2)
+    runs = [_stream(OnlineEM(OnlineSettings(8), 3, seed=5), X, 1500) for _ in range(2)]
+    np.testing.assert_array_equal(runs[0].params.means, runs[1].params.means)
+    np.testing.assert_array_equal(runs[0].params.covariances, runs[1].params.covariances)
+    assert runs[0].work == runs[1].work
+    other = _stream(OnlineEM(OnlineSettings(8), 3, seed=6), X, 1500)
+    assert not np.array_equal(other.params.means, runs[0].params.means)
+
+
+def test_moves_fire_on_ordered_data_and_follow_it():
+    """A LiDAR sweep in azimuth order: moves carry components to where the stream went."""
+    X = lidar_scene(60_000, seed=3)
+    online = _stream(OnlineEM(OnlineSettings(12), 3, seed=0), X, 2048)
+    assert online.n_moves >= 2 and online.n_move_trials >= online.n_moves
+    textbook = _stream(OnlineEM(OnlineSettings(12, **TEXTBOOK), 3, seed=0), X, 2048)
+    test = lidar_scene(10_000, seed=4)
+
+    def score(p):
+        return float(np.mean(estimate_log_prob_resp(test, p)[0]))
+
+    assert score(online.params) > score(textbook.params) + 0.5
+
+
+@pytest.mark.parametrize("batch", [1, 64])
+def test_dead_components_are_reseeded_and_counted(batch):
+    rng = np.random.default_rng(6)
+    X = blobs(rng, 3000, [[0.0, 0.0], [6.0, 0.0]], scale=0.3)
+    online = OnlineEM(OnlineSettings(3), 2, seed=0)
+    online.update(X[:300])
+    # Starve component 0: move it far away, where no point will ever be.
+    p = online.params
+    means = p.means.copy()
+    means[0] = [500.0, 500.0]
+    online.adopt(MixtureParams.from_covariances(p.weights, means, p.covariances, "full"))
+    for s in range(300, 1500, batch):
+        online.update(X[s:s + batch])
+    assert online.n_reseeded >= 1
+    assert np.all(np.abs(online.params.means) < 50)
+
+
+def test_adopt_rescores_the_retained_points():
+    rng = np.random.default_rng(7)
+    X = blobs(rng, 2000, CENTERS, scale=0.4)
+    online = _stream(OnlineEM(OnlineSettings(3), 2, seed=0), X, 250)
+    fitted = run_em(online.retained.points, online.params, reg_covar=1e-6, max_iter=50).params
+    online.adopt(fitted)
+    assert online.params is fitted
+    expected = batch_statistics(online.retained.points, fitted).stats
+    # The memoized sum is now the retained points' statistics under the adopted model
+    # (a reservoir: each block's rows stand for their batch).
+    np.testing.assert_allclose(online.stats.means, expected.means, atol=0.05)
 
 
 def test_a_loaded_prior_weighs_as_many_points_as_stated():
-    """adopt(..., prior_points=w): a new batch enters with the share m / (n_hist + w + m)."""
-    rng = np.random.default_rng(4)
-    X = blobs(rng, 2000, [[0, 0], [8, 0]])
-    moved = {}
-    for weight in (0.0, 1e6):
-        online = OnlineEM(OnlineSettings(2, relocate=False), 2, seed=0)
-        for i in range(0, len(X), 200):
-            online.update(X[i : i + 200])
-        prior = online.params
-        online.adopt(prior, SufficientStats.from_params(prior, total=max(weight, 1.0)),
-                     relocation=False, prior_points=weight)
-        online.update(X[:200] + [0.0, 3.0])  # a batch from somewhere else
-        moved[weight] = np.abs(online.params.means - prior.means).max()
-    assert moved[1e6] < 0.01 * moved[0.0]
-    state = online.to_state()
-    assert OnlineEM.from_state(state).prior_points == 1e6
+    rng = np.random.default_rng(8)
+    X = blobs(rng, 1000, [[0.0, 0.0], [6.0, 0.0]], scale=0.3)
+    prior = MixtureParams.from_covariances(np.array([0.5, 0.5]), np.array([[0.0, 0.0],
+                                           [9.0, 0.0]]), np.stack([np.eye(2)] * 2), "full")
+    light, heavy = (OnlineEM(OnlineSettings(2, moves=False), 2, seed=0) for _ in range(2))
+    light.start(prior, prior_points=10)
+    heavy.start(prior, prior_points=1e6)
+    _stream(light, X, 100)
+    _stream(heavy, X, 100)
+    # Light prior: the data (at 0 and 6) moved the second component; heavy: it stays at 9.
+    assert light.params.means[:, 0].max() < 6.5
+    assert heavy.params.means[:, 0].max() > 8.5
+
+
+@pytest.mark.parametrize("retain", ["reservoir", "window"])
+@pytest.mark.parametrize("ctype", ["full", "diag"])
+def test_state_round_trip_resumes_bit_for_bit(retain, ctype):
+    X = lidar_scene(30_000, seed=9)
+    settings = OnlineSettings(6, covariance_type=ctype, retain=retain, retain_size=5000)
+    a = _stream(OnlineEM(settings, 3, seed=1), X[:15_000], 1000)
+    b = OnlineEM.from_state(a.to_state())
+    _stream(a, X[15_000:], 1000)
+    _stream(b, X[15_000:], 1000)
+    np.testing.assert_array_equal(a.params.means, b.params.means)
+    np.testing.assert_array_equal(a.params.covariances, b.params.covariances)
+    assert a.work == b.work and a.n_moves == b.n_moves
+
+
+def test_a_state_of_the_old_format_is_refused_with_one_line():
+    with pytest.raises(ValueError, match="written by an earlier streamgmm"):
+        OnlineEM.from_state({"settings": {}, "n_features": 2})
 
 
 @pytest.mark.parametrize("change, message", [
-    (dict(relocate_budget=-1.0), "relocate_budget"),
-    (dict(move_budget=-0.1), "move_budget"),
-    (dict(budget_head_start=-1.0), "budget_head_start"),
-    (dict(move_points=1), "move_points"),
-    (dict(move_iter=0), "move_iter"),
+    ({"effort": -1.0}, "effort"),
+    ({"effort": 100.0}, "effort"),
+    ({"moves": "yes"}, "moves"),
+    ({"retain": "all"}, "retain"),
+    ({"retain_size": 2}, "retain_size"),
+    ({"step_decay": 0.4}, "step_decay"),
+    ({"step_constant": 0.0}, "step_constant"),
 ])
-def test_budget_settings_are_checked(change, message):
+def test_settings_are_checked(change, message):
+    settings = dataclasses.replace(OnlineSettings(3), **change)
     with pytest.raises(ValueError, match=message):
-        OnlineEM(dataclasses.replace(OnlineSettings(3), **change), 2)
-
-
-def test_a_window_saved_without_blocks_resumes_from_its_retained_points():
-    """Checkpoints written before the window kept blocks still describe the window."""
-    rng = np.random.default_rng(2)
-    X = blobs(rng, 3000, [[0, 0], [8, 0]])
-    online = OnlineEM(OnlineSettings(2, retain="window", retain_size=1000), 2, seed=0)
-    for i in range(0, len(X), 100):
-        online.update(X[i : i + 100])
-    state = online.to_state()
-    state["blocks"] = None  # as an older version wrote it
-    resumed = OnlineEM.from_state(state)
-    assert sum(len(b) for b in resumed.blocks) == len(resumed.retained) == 1000
-    resumed.update(X[:100])
-    np.testing.assert_allclose(resumed.params.means, online.params.means, atol=0.5)
+        OnlineEM(settings, 2)

@@ -1,0 +1,283 @@
+"""Retained blocks: the memory of incremental (memoized) EM, as a reservoir or a window.
+
+Incremental EM (Neal & Hinton 1998) keeps the statistics of every block of data under the
+parameters of the last time the block was scored; the model's statistics are their weighted
+sum. Re-scoring a block replaces its statistics; with every block re-scored under the same
+parameters, one M-step of the sum is one iteration of batch EM on the retained data.
+
+A :class:`Block` holds the retained rows of one or more consecutive batches, the normalised
+statistics of the points it stands for, and its weight in the model::
+
+    S = sum_b w_b s_b / sum_b w_b          (s_b normalised: counts sum to one)
+
+The weights follow the step schedule: when a batch arrives with step ``eta``, every weight
+is multiplied by ``1 - eta`` and the new block gets ``eta``. With ``eta = m / n`` (the batch's
+share of the points, the default) every point weighs the same, as in batch EM.
+
+:class:`RetainedBlocks` bounds the rows kept, by one of two policies:
+
+- ``"reservoir"``: a uniform sample of the whole stream. Every block keeps about
+  ``capacity / n_seen`` of the points it stands for (its rows are thinned uniformly as the
+  stream grows), so the rows are a uniform sample and each block's statistics still estimate
+  those of all its points.
+- ``"window"``: the latest ``capacity`` points. The oldest rows leave, and their statistics
+  with them: a model that forgets a place it no longer sees.
+
+Blocks without rows (a loaded prior, the newborn of a move) take part in the sum but are never
+re-scored; a move's newborn is dropped once every block with rows has been re-scored since
+the move (its points are then in the blocks' own statistics).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from streamgmm.core.suffstats import SufficientStats
+
+RETAIN_KINDS = ("reservoir", "window")
+
+# Blocks kept at most: re-scoring is done block by block, and merging neighbours keeps the
+# per-step bookkeeping (one pooled sum of all blocks) small whatever the stream's length.
+MAX_BLOCKS = 32
+# Blocks scored fewer times than this are re-scored before the stalest ones.
+RESCORE_PRIORITY = 2
+
+
+@dataclass
+class Block:
+    """Rows of the stream with their statistics under the parameters last used to score them.
+
+    Attributes
+    ----------
+    rows : ndarray of shape (n, d)
+        The retained rows (a uniform sample of the block's points for a reservoir).
+    stats : SufficientStats
+        Normalised statistics (counts sum to one) of the points the block stands for.
+    weight : float
+        Its weight in the model's statistics.
+    points : float
+        Stream points it stands for.
+    log_likelihood : float
+        Mean log-likelihood per point when last scored.
+    scored_at : int
+        Update number of the last scoring.
+    expires : int or None
+        For a block without rows: ``None`` (a prior, kept) or the update number of the move
+        that made it (dropped once every block with rows was scored after it).
+    """
+
+    rows: np.ndarray
+    stats: SufficientStats
+    weight: float
+    points: float
+    log_likelihood: float
+    scored_at: int
+    expires: int | None = None
+    times_scored: int = 1
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+class RetainedBlocks:
+    """The retained blocks of one stream, bounded to ``capacity`` rows.
+
+    Parameters
+    ----------
+    kind : {"reservoir", "window"}
+    capacity : int
+        Rows kept at most.
+    n_features : int
+    """
+
+    def __init__(self, kind: str, capacity: int, n_features: int) -> None:
+        if kind not in RETAIN_KINDS:
+            raise ValueError(f"retain must be one of {RETAIN_KINDS}, got {kind!r}")
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.kind = kind
+        self.capacity = int(capacity)
+        self.n_features = int(n_features)
+        self.blocks: list[Block] = []
+        self.n_offered = 0  # stream points ever added
+
+    # ------------------------------------------------------------------ reading
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self.blocks)
+
+    @property
+    def points(self) -> np.ndarray:
+        """Every retained row, oldest block first (a new array)."""
+        rows = [b.rows for b in self.blocks if len(b)]
+        return np.vstack(rows) if rows else np.empty((0, self.n_features))
+
+    @property
+    def represented(self) -> float:
+        """Stream points the blocks with rows stand for."""
+        return float(sum(b.points for b in self.blocks if len(b)))
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` retained rows drawn uniformly with replacement."""
+        sizes = np.array([len(b) for b in self.blocks], dtype=np.int64)
+        total = int(sizes.sum())
+        if total == 0 or n <= 0:
+            return np.empty((0, self.n_features))
+        picks = np.sort(rng.integers(0, total, size=n))
+        ends = np.cumsum(sizes)
+        which = np.searchsorted(ends, picks, side="right")
+        offsets = picks - (ends - sizes)[which]
+        out = np.empty((n, self.n_features))
+        for b in np.unique(which):
+            mask = which == b
+            out[mask] = self.blocks[b].rows[offsets[mask]]
+        return out
+
+    def pooled(self) -> SufficientStats:
+        """The model's statistics: the weighted sum of every block's, normalised."""
+        parts = [b.stats.scale(b.weight) for b in self.blocks if b.weight > 0]
+        return SufficientStats.pool(parts).normalized()
+
+    def history_log_likelihood(self) -> float:
+        """Weighted mean log-likelihood of the blocks with rows, as last scored."""
+        scored = [b for b in self.blocks if len(b) and np.isfinite(b.log_likelihood)]
+        total = sum(b.weight for b in scored)
+        if not scored or total <= 0:
+            return float("nan")
+        return float(sum(b.weight * b.log_likelihood for b in scored) / total)
+
+    def next_to_rescore(self, now: int) -> int | None:
+        """Index of the block with rows to re-score next (none scored at update ``now``).
+
+        Blocks scored only once come first (the newest points, scored under parameters that
+        had not seen them: a second look is worth most there), then the stalest.
+        """
+        best, best_key = None, None
+        for i, b in enumerate(self.blocks):
+            if len(b) and b.scored_at < now:
+                key = (min(b.times_scored, RESCORE_PRIORITY), b.scored_at)
+                if best_key is None or key < best_key:
+                    best, best_key = i, key
+        return best
+
+    # ------------------------------------------------------------------ changing
+
+    def decay(self, factor: float) -> None:
+        """Multiply every weight by ``factor`` (``1 - eta`` of a new step)."""
+        for b in self.blocks:
+            b.weight *= factor
+
+    def add(self, block: Block, rng: np.random.Generator) -> None:
+        """Append a new block (rows are copied), then bound the rows and the block count."""
+        self.n_offered += int(block.points)
+        self.blocks.append(replace(block, rows=np.array(block.rows, dtype=np.float64)))
+        if self.kind == "window":
+            self._evict()
+        else:
+            self._thin(rng)
+        self._merge_neighbours()
+
+    def add_virtual(self, stats: SufficientStats, weight: float, points: float,
+                    expires: int | None, now: int) -> None:
+        """A block without rows: a loaded prior (``expires=None``) or a move's newborn."""
+        self.blocks.append(Block(np.empty((0, self.n_features)), stats, float(weight),
+                                 float(points), float("nan"), now, expires))
+
+    def drop_expired(self) -> None:
+        """Drop the newborns whose points every block with rows now carries."""
+        scored = [b.scored_at for b in self.blocks if len(b)]
+        oldest = min(scored) if scored else None
+        self.blocks = [b for b in self.blocks if b.expires is None or len(b)
+                       or (oldest is not None and oldest <= b.expires)]
+
+    def transform(self, fn) -> None:
+        """Apply ``fn(stats) -> stats`` to the statistics of every block (a merge move)."""
+        for b in self.blocks:
+            b.stats = fn(b.stats)
+
+    def _evict(self) -> None:
+        """Window: drop the oldest rows beyond the capacity, with their statistics."""
+        excess = len(self) - self.capacity
+        i = 0
+        while excess > 0 and i < len(self.blocks):
+            b = self.blocks[i]
+            if not len(b):
+                i += 1
+                continue
+            if len(b) <= excess:
+                excess -= len(b)
+                self.blocks.pop(i)
+            else:
+                keep = len(b) - excess
+                share = keep / len(b)
+                b.rows = b.rows[-keep:]
+                b.weight *= share
+                b.points *= share
+                excess = 0
+
+    def _thin(self, rng: np.random.Generator) -> None:
+        """Reservoir: every block keeps ``capacity / n_represented`` of its points."""
+        total = self.represented
+        if len(self) <= self.capacity or total <= 0:
+            return
+        rate = self.capacity / total
+        for b in self.blocks:
+            keep = int(b.points * rate)
+            if len(b) > keep:
+                pick = np.sort(rng.choice(len(b), size=keep, replace=False))
+                b.rows = b.rows[pick]
+
+    def _merge_neighbours(self) -> None:
+        """Merge adjacent blocks with rows until at most :data:`MAX_BLOCKS` remain."""
+        while sum(1 for b in self.blocks if len(b)) > MAX_BLOCKS:
+            idx = [i for i, b in enumerate(self.blocks) if len(b)]
+            sizes = [len(self.blocks[a]) + len(self.blocks[b]) for a, b in zip(idx, idx[1:])]
+            k = int(np.argmin(sizes))
+            a, b = self.blocks[idx[k]], self.blocks[idx[k + 1]]
+            w = a.weight + b.weight
+            if w > 0:
+                stats = SufficientStats.pool([a.stats.scale(a.weight),
+                                              b.stats.scale(b.weight)]).normalized()
+                ll = (a.weight * a.log_likelihood + b.weight * b.log_likelihood) / w
+            else:
+                stats = SufficientStats.pool([a.stats.scale(a.points),
+                                              b.stats.scale(b.points)]).normalized()
+                ll = a.log_likelihood
+            self.blocks[idx[k]] = Block(np.vstack([a.rows, b.rows]), stats, w,
+                                        a.points + b.points, ll,
+                                        min(a.scored_at, b.scored_at), None,
+                                        min(a.times_scored, b.times_scored))
+            self.blocks.pop(idx[k + 1])
+
+    # ------------------------------------------------------------------ persistence
+
+    def to_state(self) -> dict:
+        return {
+            "kind": self.kind,
+            "capacity": self.capacity,
+            "n_features": self.n_features,
+            "n_offered": int(self.n_offered),
+            "blocks": [{
+                "rows": b.rows.copy(), "stats": b.stats.to_state(), "weight": b.weight,
+                "points": b.points, "log_likelihood": b.log_likelihood,
+                "scored_at": b.scored_at, "expires": b.expires,
+                "times_scored": b.times_scored,
+            } for b in self.blocks],
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping) -> RetainedBlocks:
+        obj = cls(str(state["kind"]), int(state["capacity"]), int(state["n_features"]))
+        obj.n_offered = int(state["n_offered"])
+        obj.blocks = [Block(
+            np.array(b["rows"], dtype=np.float64).reshape(-1, obj.n_features),
+            SufficientStats.from_state(b["stats"]), float(b["weight"]), float(b["points"]),
+            float(b["log_likelihood"]), int(b["scored_at"]),
+            None if b["expires"] is None else int(b["expires"]), int(b["times_scored"]),
+        ) for b in state["blocks"]]
+        if len(obj) > obj.capacity + MAX_BLOCKS:
+            raise ValueError("retained rows exceed the capacity")
+        return obj

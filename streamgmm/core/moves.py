@@ -1,0 +1,246 @@
+"""Birth and merge moves on memoized statistics (Hughes & Sudderth 2013, ``bnpy``).
+
+Online EM started where a sensor-ordered stream began keeps its components there: EM only
+climbs to the nearest optimum. A *move* frees a component and re-uses it where the model
+explains the data worst:
+
+1. **Merge** the two components whose union costs least, judged from their statistics
+   alone (:func:`merge_costs`): in every block the pair's statistics become their exact
+   union (:func:`merge_pair`), so the merge is exact on the memoized statistics.
+2. **Birth**: the freed component starts on the worst-explained points of a retained sample
+   (:func:`birth_statistics`), is settled by a few EM iterations on that sample, and enters
+   the model with the share of the sample it explains.
+
+:func:`propose_move` does both and scores the result on a second, independent sample; the
+caller keeps it only if that sample fits better. Pure functions, no state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamgmm.core.em import batch_statistics, estimate_log_prob_resp, robust_m_step, run_em
+from streamgmm.core.initialize import kmeans_labels, kmeans_plusplus
+from streamgmm.core.params import MixtureParams
+from streamgmm.core.suffstats import SufficientStats
+
+
+def _full_scatter(stats: SufficientStats) -> np.ndarray:
+    """Per-component scatter as (K, d, d) matrices, whatever the covariance type."""
+    k, d = stats.means.shape
+    if stats.covariance_type == "full":
+        return stats.scatter
+    if stats.covariance_type == "tied":
+        return np.broadcast_to(stats.scatter, (k, d, d))
+    if stats.covariance_type == "diag":
+        return stats.scatter[:, :, None] * np.eye(d)
+    return stats.scatter[:, None, None] * np.eye(d)
+
+
+def merge_costs(stats: SufficientStats, reg_covar: float) -> np.ndarray:
+    """Loss of log-likelihood (nats, per unit of count) of merging each pair of components.
+
+    With hard assignments, a Gaussian fitted to ``n`` points of covariance ``C`` explains
+    them with ``-n/2 (log|C| + d log 2 pi e)``; the merged pair's covariance is the exact
+    Chan merge of the two. So the cost of merging ``i`` and ``j`` (``n = n_i + n_j``) is::
+
+        n/2 log|C_ij| - n_i/2 log|C_i| - n_j/2 log|C_j| - n_i log(n/n_i) - n_j log(n/n_j)
+
+    (the last two terms: one weight instead of two). Returns a (K, K) array with ``inf`` on
+    the diagonal.
+    """
+    counts = np.maximum(stats.counts, 1e-300)
+    means = stats.means
+    scatter = _full_scatter(stats)
+    k, d = means.shape
+    eye = reg_covar * np.eye(d)
+    n = counts[:, None] + counts[None, :]
+    fa = counts[:, None] / n
+    fb = 1.0 - fa
+    delta = means[None, :, :] - means[:, None, :]
+    merged = (fa[..., None, None] * scatter[:, None] + fb[..., None, None] * scatter[None, :]
+              + (fa * fb)[..., None, None] * delta[..., :, None] * delta[..., None, :])
+    _, logdet_pair = np.linalg.slogdet(merged + eye)
+    _, logdet = np.linalg.slogdet(scatter + eye)
+    cost = (0.5 * n * logdet_pair - 0.5 * counts[:, None] * logdet[:, None]
+            - 0.5 * counts[None, :] * logdet[None, :]
+            - counts[:, None] * np.log(1.0 / fa) - counts[None, :] * np.log(1.0 / fb))
+    cost[np.arange(k), np.arange(k)] = np.inf
+    return cost
+
+
+def cheapest_pairs(stats: SufficientStats, reg_covar: float, n_pairs: int
+                   ) -> list[tuple[int, int]]:
+    """Up to ``n_pairs`` disjoint pairs ``(i, j)``, cheapest merge first (``i`` keeps it)."""
+    cost = merge_costs(stats, reg_covar)
+    k = cost.shape[0]
+    upper = np.triu_indices(k, 1)
+    order = np.argsort(cost[upper], kind="stable")
+    pairs: list[tuple[int, int]] = []
+    used: set[int] = set()
+    for o in order:
+        a, b = int(upper[0][o]), int(upper[1][o])
+        if a in used or b in used:
+            continue
+        # The heavier component keeps the union, the lighter one is freed.
+        pairs.append((a, b) if stats.counts[a] >= stats.counts[b] else (b, a))
+        used.update((a, b))
+        if len(pairs) == n_pairs:
+            break
+    return pairs
+
+
+def merge_pair(stats: SufficientStats, i: int, j: int) -> SufficientStats:
+    """Component ``i`` holds the union of ``i`` and ``j``; ``j`` is emptied (count zero)."""
+    joined = stats.select([i]).merge(stats.select([j]))
+    return empty(stats.replace({i: joined}), [j], like=i)
+
+
+def empty(stats: SufficientStats, components, like: int | None = None) -> SufficientStats:
+    """The statistics with ``components`` emptied (count zero, shape of ``like`` or kept)."""
+    counts, means, scatter = stats.counts.copy(), stats.means.copy(), stats.scatter.copy()
+    for k in components:
+        counts[k] = 0.0
+        if like is not None:
+            means[k], scatter[k] = means[like], scatter[like]
+    return SufficientStats(stats.covariance_type, counts, means, scatter)
+
+
+def birth_statistics(Y: np.ndarray, log_norm: np.ndarray, covariance_type: str,
+                     rng: np.random.Generator, n_births: int = 1) -> list[SufficientStats]:
+    """Up to ``n_births`` components on the worst-explained points of ``Y``.
+
+    Centres are drawn among the worst-explained 5% of ``Y`` (a region no component covers,
+    when the stream has moved there), far from each other (k-means++ on those points); each
+    newborn has the mean and covariance of its centre's nearest worst-explained neighbours.
+    Counts are in points of ``Y``.
+    """
+    d = Y.shape[1]
+    n_bad = max(int(0.05 * len(Y)), min(len(Y), 2 * d + 2))
+    bad = np.argpartition(log_norm, n_bad - 1)[:n_bad]
+    n_births = max(1, min(n_births, n_bad // (d + 1)))
+    state = np.random.RandomState(int(rng.integers(0, 2**31 - 1)))
+    centres, _ = kmeans_plusplus(Y[bad], n_births, state)
+    n_near = max(n_bad // (4 * n_births), d + 1)
+    born = []
+    for centre in centres:
+        near = bad[np.argsort(((Y[bad] - centre) ** 2).sum(axis=1))[:n_near]]
+        born.append(SufficientStats.from_responsibilities(Y[near], np.ones((len(near), 1)),
+                                                          covariance_type))
+    return born
+
+
+def split_statistics(Y: np.ndarray, log_norm: np.ndarray, log_resp: np.ndarray,
+                     covariance_type: str, rng: np.random.Generator) -> list[SufficientStats]:
+    """A newborn on one half of the component that carries most of ``Y``'s loss.
+
+    The component whose points (hard-assigned) sum the largest negative log-likelihood is
+    cut in two by 2-means; the newborn takes the half farther from its mean, and EM then
+    shares the component's points between the two. Counts are in points of ``Y``; an empty
+    list when no component has enough points.
+    """
+    d = Y.shape[1]
+    labels = log_resp.argmax(axis=1)
+    loss = np.bincount(labels, weights=-log_norm, minlength=log_resp.shape[1])
+    for c in np.argsort(-loss, kind="stable"):
+        pts = Y[labels == c]
+        if len(pts) < 2 * (d + 1):
+            continue
+        state = np.random.RandomState(int(rng.integers(0, 2**31 - 1)))
+        halves = kmeans_labels(pts, 2, state, max_iter=20)
+        centre = pts.mean(axis=0)
+        far = max((h for h in (0, 1) if np.sum(halves == h) > d),
+                  key=lambda h: float(((pts[halves == h].mean(axis=0) - centre) ** 2).sum()),
+                  default=None)
+        if far is None:
+            continue
+        part = pts[halves == far]
+        return [SufficientStats.from_responsibilities(part, np.ones((len(part), 1)),
+                                                      covariance_type)]
+    return []
+
+
+@dataclass(frozen=True)
+class MoveProposal:
+    """Merges of ``pairs`` and births in their freed components, scored on another sample."""
+
+    pairs: list[tuple[int, int]]  # (kept, freed)
+    newborns: list[SufficientStats]  # one per pair, one component each, counts = its share
+    params: MixtureParams  # the model with the move
+    gain: float  # mean log-likelihood gained on the scoring sample (nats/point)
+    evaluations: int  # E-step point-evaluations spent
+    n_repaired: int
+
+
+def with_moves(stats: SufficientStats, pairs: list[tuple[int, int]],
+               newborns: list[SufficientStats]) -> SufficientStats:
+    """Normalised ``stats`` with each pair merged and its newborn (one component, counts =
+    its share) added in the freed slot: what the memoized sum becomes after the move."""
+    merged = stats.normalized()
+    for i, j in pairs:
+        merged = merge_pair(merged, i, j)
+    parts = [merged]
+    k = stats.n_components
+    for (_, j), newborn in zip(pairs, newborns):
+        parts.append(one_component(newborn, j, k))
+    return SufficientStats.pool(parts).normalized()
+
+
+def one_component(part: SufficientStats, j: int, n_components: int) -> SufficientStats:
+    """Statistics of ``n_components`` components, all empty but ``j`` = ``part``."""
+    counts = np.zeros(n_components)
+    counts[j] = part.counts[0]
+    return SufficientStats(part.covariance_type, counts,
+                           np.repeat(part.means[:1], n_components, axis=0),
+                           np.repeat(part.scatter[:1], n_components, axis=0))
+
+
+def propose_move(
+    stats: SufficientStats, params: MixtureParams, Y: np.ndarray, V: np.ndarray,
+    reg_covar: float, rng: np.random.Generator, n_iter: int = 3, n_births: int = 1,
+    targets: np.ndarray | None = None, split: bool = False,
+) -> MoveProposal:
+    """Merge the cheapest pairs, give birth on ``Y``'s misfits, score on ``V``.
+
+    Parameters
+    ----------
+    stats : SufficientStats
+        The model's (memoized) statistics.
+    params : MixtureParams
+        The current parameters.
+    Y, V : ndarray of shape (n, d)
+        Two independent samples of the retained points: the births are fitted on ``Y`` and
+        the move judged on ``V`` (judged on ``Y``, a move would often win on its noise).
+    reg_covar : float
+    rng : numpy.random.Generator
+    n_iter : int
+        EM iterations on ``Y`` that settle the newborns on their regions.
+    n_births : int
+        Components to move at once (fewer when there are not enough components or points).
+    targets : ndarray of shape (t, d), optional
+        Where the births look for misfits (the newest points); ``Y`` by default.
+    split : bool, default=False
+        Give birth inside the component that carries most of the loss
+        (:func:`split_statistics`) instead of on the worst-explained points.
+    """
+    T = Y if targets is None else targets
+    log_norm, log_resp = estimate_log_prob_resp(T, params)
+    pairs = cheapest_pairs(stats, reg_covar, max(1, min(n_births, stats.n_components // 2)))
+    if split:
+        born = split_statistics(T, log_norm, log_resp, stats.covariance_type, rng)
+    else:
+        born = birth_statistics(T, log_norm, stats.covariance_type, rng, len(pairs))
+    pairs = pairs[:len(born)]
+    start = with_moves(stats, pairs, [b.scale(1.0 / len(Y)) for b in born])
+    candidate, repaired = robust_m_step(start, reg_covar)
+    settled = run_em(Y, candidate, reg_covar=reg_covar, tol=0.0, max_iter=n_iter, robust=True)
+    fitted = batch_statistics(Y, settled.params).stats.scale(1.0 / len(Y))
+    newborns = [fitted.select([j]) for _, j in pairs]
+    moved, repaired_final = robust_m_step(with_moves(stats, pairs, newborns), reg_covar)
+    gain = float(np.mean(estimate_log_prob_resp(V, moved)[0])
+                 - np.mean(estimate_log_prob_resp(V, params)[0]))
+    evaluations = len(T) + len(Y) * (settled.n_iter + 1) + 2 * len(V)
+    return MoveProposal(pairs, newborns, moved, gain, evaluations,
+                        int(repaired) + settled.n_repaired + int(repaired_final))
