@@ -61,7 +61,13 @@ import numpy as np
 
 from streamgmm.core.blocks import Block, RetainedBlocks
 from streamgmm.core.constraints import validate_online_settings
-from streamgmm.core.em import batch_statistics, estimate_log_prob_resp, make_scorer, robust_m_step
+from streamgmm.core.em import (
+    batch_statistics,
+    estimate_log_prob_resp,
+    make_scorer,
+    robust_m_step,
+    run_em,
+)
 from streamgmm.core.moves import empty, merge_pair, one_component, propose_move
 from streamgmm.core.params import MixtureParams
 from streamgmm.core.refit import refit
@@ -79,9 +85,13 @@ MOVE_POINTS = 2048  # rows of each of the two samples a move is fitted and judge
 MOVE_ITER = 3  # EM iterations that settle a newborn
 MOVE_GAIN = 0.002  # nats/point a move must gain on the independent sample
 MAX_BIRTHS = 4  # components one move may move at once
-MOVE_CYCLE = ("birth", "split", "restart")
-RESTART_POINTS = 4096
-RESTART_ITER = 10
+BIRTH_CYCLE = ("birth", "split")  # where the births of successive trials look
+RESTART_POINTS = 2048  # rows of each sample a restart candidate is fitted on
+BIRTH_PRIORITY = 1.0
+SAMPLE_FRACTION = 4
+MIN_SAMPLE = 256
+RESTART_ITER = 30  # EM iterations of a restart candidate before it is judged
+RESTART_STEP_ITER = 6  # ... at most this many in one update
 INIT_POINTS = 4096  # the first batch EM runs on at most this many buffered points
 INIT_ITER = 15
 CHANGE_NATS = 1.0  # novelty that marks a change point
@@ -168,6 +178,8 @@ class OnlineEM:
         self.prior_points = 0.0  # a loaded prior's points (not in n_seen)
         self.n_births = 1  # components the next move moves
         self.n_restarts = 0
+        self.n_restart_trials = 0
+        self.candidate: dict | None = None  # the restart being fitted: params, n_iter
         # Optional ``points -> MixtureParams`` used instead of k-means++ to start the first
         # batch EM (the estimator sets it when some ``*_init`` are given); not saved.
         self.initializer = None
@@ -207,7 +219,10 @@ class OnlineEM:
                 self._append(part, batch_statistics(part, params), len(part) / self.n_seen)
             self.work += len(fitted_on)
         if prior_points > 0 or not self.retained.blocks:
-            self._add_prior(params, max(prior_points, 1.0))
+            # Parameters without data count as one point: the first batch moves them by
+            # half, not all the way (a component it does not reach keeps its place).
+            prior_points = max(prior_points, 1.0)
+            self._add_prior(params, prior_points)
         self._m_step()
         if fitted_on is not None:
             self.params = params  # the EM result itself, one M-step away from the sum
@@ -287,22 +302,22 @@ class OnlineEM:
                                       novelty)
         share = MOVE_SHARE if s.moves else 0.0
         self.move_credit += share * bought
-        self.rescore_credit = min(self.rescore_credit + (1 - share) * bought,
-                                  float(len(self.retained)))
+        # Re-scoring more than one pass over the retained points a step is waste: with the
+        # moves on, the excess pays for moves (a short stream gets them early).
+        self.rescore_credit += (1 - share) * bought
+        cap = float(len(self.retained))
+        if self.rescore_credit > cap:
+            if s.moves:
+                self.move_credit += self.rescore_credit - cap
+            self.rescore_credit = cap
         evaluations = m + self._rescore(scorer)
         # 4. M-step of the memoized sum.
         self._m_step()
-        # 5. At most one move a step.
+        # 5. Moves, paid from their credit.
         moved = False
         if s.moves and self._movable():
-            kind = MOVE_CYCLE[self.n_move_trials % len(MOVE_CYCLE)]
-            restart = kind == "restart"
-            if restart and self.move_credit >= self._restart_cost():
-                moved, spent = self._try_restart()
-                evaluations += spent
-            elif not restart and self.move_credit >= self._move_cost():
-                moved, spent = self._try_move(split=kind == "split")
-                evaluations += spent
+            moved, spent = self._moves()
+            evaluations += spent
         # 6. Re-seeding.
         reseeded = 0
         if s.moves:
@@ -349,7 +364,12 @@ class OnlineEM:
     # ------------------------------------------------------------------ moves
 
     def _move_points(self) -> int:
-        return min(MOVE_POINTS, len(self.retained))
+        # A move's samples are a fraction of the retained points, so that a short stream
+        # affords as many moves per point as a long one.
+        return min(MOVE_POINTS, max(MIN_SAMPLE, len(self.retained) // SAMPLE_FRACTION))
+
+    def _restart_points(self) -> int:
+        return min(RESTART_POINTS, max(MIN_SAMPLE, len(self.retained) // SAMPLE_FRACTION))
 
     def _move_cost(self) -> float:
         n = self._move_points()
@@ -358,34 +378,90 @@ class OnlineEM:
     def _movable(self) -> bool:
         return len(self.retained) > 4 * self.settings.n_components
 
-    def _restart_cost(self) -> float:
-        n = min(RESTART_POINTS, len(self.retained))
-        return float(n * (RESTART_ITER + 1) + 2 * self._move_points() + len(self.retained))
+    def _moves(self) -> tuple[bool, int]:
+        """Step 5: advance the restart candidate, then one birth or split trial.
 
-    def _try_restart(self) -> tuple[bool, int]:
-        """A fresh k-means++ seeding and a short EM on a retained sample, kept if better."""
-        from streamgmm.core.em import run_em
-        from streamgmm.core.refit import align_components, seed_params
+        A *restart* is a fresh k-means start, refined by EM iterations on fresh retained
+        samples, a few per step (``RESTART_STEP_ITER``: no burst, and the candidate follows
+        the stream while it is fitted), then judged against the model on an independent
+        sample and adopted if it fits better: the escape from a local optimum that births
+        and merges, one component at a time, cannot reach. The candidate is paid first;
+        birth trials take what is left of the credit.
+        """
+        spent, moved = 0, False
+        if self.candidate is None and self.move_credit >= self._seed_cost():
+            spent += self._start_candidate()
+        if self.candidate is not None:
+            done, cost = self._advance_candidate()
+            spent += cost
+            if done:
+                accepted, cost = self._judge_candidate()
+                spent += cost
+                moved = moved or accepted
+        if self.candidate is None or self.move_credit >= self._move_cost() + BIRTH_PRIORITY * self._step_cost():
+            if self.move_credit >= self._move_cost():
+                kind = BIRTH_CYCLE[self.n_move_trials % len(BIRTH_CYCLE)]
+                accepted, cost = self._try_move(split=kind == "split")
+                spent += cost
+                moved = moved or accepted
+        return moved, spent
+
+    def _step_cost(self) -> float:
+        return float(RESTART_STEP_ITER * self._restart_points())
+
+    def _seed_cost(self) -> float:
+        # k-means on the sample: counted as one evaluation per row and Lloyd iteration (about
+        # ten), though it is cheaper than an E-step.
+        return 10.0 * self._restart_points()
+
+    def _start_candidate(self) -> int:
+        from streamgmm.core.refit import seed_params
 
         s = self.settings
-        n = min(RESTART_POINTS, len(self.retained))
-        Y = self.retained.sample(n, self.rng)
-        V = self.retained.sample(self._move_points(), self.rng)
+        Y = self.retained.sample(self._restart_points(), self.rng)
         start, repaired = seed_params(Y, s.n_components, s.covariance_type, s.reg_covar,
-                                      self.rng)
-        fit = run_em(Y, start, reg_covar=s.reg_covar, tol=0.0, max_iter=RESTART_ITER,
-                     robust=True)
-        spent = n * (fit.n_iter + 1) + 2 * len(V)
-        gain = float(np.mean(estimate_log_prob_resp(V, fit.params)[0])
+                                      self.rng, "kmeans")
+        self.n_repaired += int(repaired)
+        self.candidate = {"params": start, "n_iter": 0}
+        cost = int(self._seed_cost())
+        self.move_credit -= cost
+        return cost
+
+    def _advance_candidate(self) -> tuple[bool, int]:
+        """A few EM iterations of the candidate on its sample, as its credit allows."""
+        c = self.candidate
+        n = self._restart_points()
+        spent = 0
+        for _ in range(RESTART_STEP_ITER):
+            if c["n_iter"] >= RESTART_ITER or self.move_credit < n:
+                break
+            Y = self.retained.sample(n, self.rng)
+            fit = run_em(Y, c["params"], reg_covar=self.settings.reg_covar, tol=0.0,
+                         max_iter=1, robust=True)
+            self.n_repaired += fit.n_repaired
+            c["params"] = fit.params
+            c["n_iter"] += 1
+            self.move_credit -= n
+            spent += n
+        return c["n_iter"] >= RESTART_ITER, spent
+
+    def _judge_candidate(self) -> tuple[bool, int]:
+        """Adopt the finished candidate if an independent sample fits it better."""
+        from streamgmm.core.refit import align_components
+
+        params = self.candidate["params"]
+        self.candidate = None
+        V = self.retained.sample(self._move_points(), self.rng)
+        gain = float(np.mean(estimate_log_prob_resp(V, params)[0])
                      - np.mean(estimate_log_prob_resp(V, self.params)[0]))
-        self.n_move_trials += 1
+        spent = 2 * len(V)
         self.move_credit -= spent
+        self.n_restart_trials += 1
         if not gain > MOVE_GAIN:
             return False, spent
-        params, _ = align_components(self.params, fit.params,
-                                     SufficientStats.from_params(fit.params))
+        params, _ = align_components(self.params, params, SufficientStats.from_params(params))
         spent += self.adopt(params)
-        self.work -= len(self.retained)  # counted in ``spent``
+        self.work -= len(self.retained)  # adopt() counted it, the caller counts ``spent``
         self.move_credit -= len(self.retained)
         self.n_restarts += 1
         self.n_moves += 1
@@ -481,7 +557,8 @@ class OnlineEM:
             spent += len(block)
         self.work += spent
         if prior_points > 0 or not self.retained.blocks:
-            self._add_prior(params, max(prior_points, 1.0))
+            prior_points = max(prior_points, 1.0)
+            self._add_prior(params, prior_points)
         self.prior_points = float(prior_points)
         self._m_step()
         if prior_points <= 0:
@@ -499,14 +576,13 @@ class OnlineEM:
             "n_features": self.n_features,
             # Saved as they are, not recomputed from the statistics: after an initialisation
             # or an adopted refit they are the EM result itself.
-            "params": None if p is None else {
-                "weights": p.weights.copy(), "means": p.means.copy(),
-                "covariances": p.covariances.copy(),
-                "precisions_cholesky": p.precisions_cholesky.copy(),
-                "covariance_type": p.covariance_type,
-            },
+            "params": None if p is None else _params_state(p),
             "retained": self.retained.to_state(),
             "buffered": [b.copy() for b in self.buffered],
+            "candidate": None if self.candidate is None else {
+                "params": _params_state(self.candidate["params"]),
+                "n_iter": int(self.candidate["n_iter"]),
+            },
             "counters": {key: getattr(self, key) for key in _COUNTERS},
             "rng": self.rng.bit_generator.state,
         }
@@ -532,22 +608,36 @@ class OnlineEM:
         obj.buffered = [np.array(b, dtype=np.float64) for b in state["buffered"]]
         for key, kind in _COUNTERS.items():
             setattr(obj, key, kind(state["counters"][key]))
-        saved = state["params"]
-        if saved is not None:
-            obj.params = MixtureParams(
-                np.array(saved["weights"], dtype=np.float64),
-                np.array(saved["means"], dtype=np.float64),
-                np.array(saved["covariances"], dtype=np.float64),
-                np.array(saved["precisions_cholesky"], dtype=np.float64),
-                str(saved["covariance_type"]),
-            )
+        if state["candidate"] is not None:
+            c = state["candidate"]
+            obj.candidate = {"params": _params_from_state(c["params"]),
+                             "n_iter": int(c["n_iter"])}
+        if state["params"] is not None:
+            obj.params = _params_from_state(state["params"])
             obj.stats = obj.retained.pooled()
         return obj
+
+
+def _params_state(p: MixtureParams) -> dict:
+    return {"weights": p.weights.copy(), "means": p.means.copy(),
+            "covariances": p.covariances.copy(),
+            "precisions_cholesky": p.precisions_cholesky.copy(),
+            "covariance_type": p.covariance_type}
+
+
+def _params_from_state(saved: Mapping) -> MixtureParams:
+    return MixtureParams(
+        np.array(saved["weights"], dtype=np.float64),
+        np.array(saved["means"], dtype=np.float64),
+        np.array(saved["covariances"], dtype=np.float64),
+        np.array(saved["precisions_cholesky"], dtype=np.float64),
+        str(saved["covariance_type"]),
+    )
 
 
 _COUNTERS = {
     "n_updates": int, "n_seen": int, "rescore_credit": float, "move_credit": float,
     "work": int, "n_reseeded": int, "n_moves": int, "n_move_trials": int, "n_repaired": int,
-    "n_change_points": int, "last_change_point": int, "novelty": float, "n_births": int, "prior_points": float,
-    "n_restarts": int,
+    "n_change_points": int, "last_change_point": int, "novelty": float, "n_births": int,
+    "prior_points": float, "n_restarts": int, "n_restart_trials": int,
 }

@@ -92,10 +92,13 @@ def refit(
 
 def seed_params(
     X: np.ndarray, n_components: int, covariance_type: str, reg_covar: float,
-    rng: np.random.Generator,
+    rng: np.random.Generator, method: str = "k-means++",
 ) -> tuple[MixtureParams, bool]:
-    """A k-means++ seeding of ``X`` turned into parameters (and whether it was repaired)."""
-    resp = initial_responsibilities(X, n_components, "k-means++", _random_state(rng))
+    """A seeding of ``X`` turned into parameters (and whether it was repaired).
+
+    ``method`` is ``"k-means++"`` (a seeding) or ``"kmeans"`` (Lloyd's k-means from it).
+    """
+    resp = initial_responsibilities(X, n_components, method, _random_state(rng))
     return robust_m_step(
         SufficientStats.from_responsibilities(X, resp, covariance_type), reg_covar
     )
