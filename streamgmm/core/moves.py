@@ -71,15 +71,16 @@ def merge_costs(stats: SufficientStats, reg_covar: float) -> np.ndarray:
     return cost
 
 
-def cheapest_pairs(stats: SufficientStats, reg_covar: float, n_pairs: int
-                   ) -> list[tuple[int, int]]:
-    """Up to ``n_pairs`` disjoint pairs ``(i, j)``, cheapest merge first (``i`` keeps it)."""
+def cheapest_pairs(stats: SufficientStats, reg_covar: float, n_pairs: int,
+                   exclude: tuple[int, ...] = ()) -> list[tuple[int, int]]:
+    """Up to ``n_pairs`` disjoint pairs ``(i, j)``, cheapest merge first (``i`` keeps it),
+    none of them touching a component of ``exclude``."""
     cost = merge_costs(stats, reg_covar)
     k = cost.shape[0]
     upper = np.triu_indices(k, 1)
     order = np.argsort(cost[upper], kind="stable")
     pairs: list[tuple[int, int]] = []
-    used: set[int] = set()
+    used: set[int] = set(exclude)
     for o in order:
         a, b = int(upper[0][o]), int(upper[1][o])
         if a in used or b in used:
@@ -133,13 +134,14 @@ def birth_statistics(Y: np.ndarray, log_norm: np.ndarray, covariance_type: str,
 
 
 def split_statistics(Y: np.ndarray, log_norm: np.ndarray, log_resp: np.ndarray,
-                     covariance_type: str, rng: np.random.Generator) -> list[SufficientStats]:
+                     covariance_type: str, rng: np.random.Generator
+                     ) -> tuple[int, list[SufficientStats]]:
     """A newborn on one half of the component that carries most of ``Y``'s loss.
 
     The component whose points (hard-assigned) sum the largest negative log-likelihood is
     cut in two by 2-means; the newborn takes the half farther from its mean, and EM then
-    shares the component's points between the two. Counts are in points of ``Y``; an empty
-    list when no component has enough points.
+    shares the component's points between the two. Returns the component and the newborn
+    (counts in points of ``Y``); ``(-1, [])`` when no component has enough points.
     """
     d = Y.shape[1]
     labels = log_resp.argmax(axis=1)
@@ -157,9 +159,9 @@ def split_statistics(Y: np.ndarray, log_norm: np.ndarray, log_resp: np.ndarray,
         if far is None:
             continue
         part = pts[halves == far]
-        return [SufficientStats.from_responsibilities(part, np.ones((len(part), 1)),
-                                                      covariance_type)]
-    return []
+        return int(c), [SufficientStats.from_responsibilities(part, np.ones((len(part), 1)),
+                                                              covariance_type)]
+    return -1, []
 
 
 @dataclass(frozen=True)
@@ -227,12 +229,15 @@ def propose_move(
     """
     T = Y if targets is None else targets
     log_norm, log_resp = estimate_log_prob_resp(T, params)
-    pairs = cheapest_pairs(stats, reg_covar, max(1, min(n_births, stats.n_components // 2)))
     if split:
-        born = split_statistics(T, log_norm, log_resp, stats.covariance_type, rng)
+        # The split component keeps its place: the freed one comes from another pair.
+        target, born = split_statistics(T, log_norm, log_resp, stats.covariance_type, rng)
+        pairs = cheapest_pairs(stats, reg_covar, len(born), exclude=(target,))
     else:
+        pairs = cheapest_pairs(stats, reg_covar, max(1, min(n_births, stats.n_components // 2)))
         born = birth_statistics(T, log_norm, stats.covariance_type, rng, len(pairs))
     pairs = pairs[:len(born)]
+    born = born[:len(pairs)]
     start = with_moves(stats, pairs, [b.scale(1.0 / len(Y)) for b in born])
     candidate, repaired = robust_m_step(start, reg_covar)
     settled = run_em(Y, candidate, reg_covar=reg_covar, tol=0.0, max_iter=n_iter, robust=True)

@@ -87,7 +87,6 @@ MOVE_GAIN = 0.002  # nats/point a move must gain on the independent sample
 MAX_BIRTHS = 4  # components one move may move at once
 BIRTH_CYCLE = ("birth", "split")  # where the births of successive trials look
 RESTART_POINTS = 2048  # rows of each sample a restart candidate is fitted on
-BIRTH_PRIORITY = 1.0
 SAMPLE_FRACTION = 4
 MIN_SAMPLE = 256
 RESTART_ITER = 30  # EM iterations of a restart candidate before it is judged
@@ -398,12 +397,13 @@ class OnlineEM:
                 accepted, cost = self._judge_candidate()
                 spent += cost
                 moved = moved or accepted
-        if self.candidate is None or self.move_credit >= self._move_cost() + BIRTH_PRIORITY * self._step_cost():
-            if self.move_credit >= self._move_cost():
-                kind = BIRTH_CYCLE[self.n_move_trials % len(BIRTH_CYCLE)]
-                accepted, cost = self._try_move(split=kind == "split")
-                spent += cost
-                moved = moved or accepted
+        # Birth trials take what the candidate's next iterations leave of the credit.
+        reserved = 0.0 if self.candidate is None else self._step_cost()
+        if self.move_credit >= self._move_cost() + reserved:
+            kind = BIRTH_CYCLE[self.n_move_trials % len(BIRTH_CYCLE)]
+            accepted, cost = self._try_move(split=kind == "split")
+            spent += cost
+            moved = moved or accepted
         return moved, spent
 
     def _step_cost(self) -> float:
