@@ -4,8 +4,8 @@ Run: ``python examples/plot_learning_curve.py [OUT.png] [--points N] [--quick]``
 ``plot`` extra). A few LiDAR sweeps of a room (:func:`streamgmm.synthetic.lidar_scene`), each
 in sensor (azimuth) order, are streamed in batches as a sensor delivers them into
 
-- ``GaussianMixture()`` with its ``partial_fit`` defaults (replay and relocation on),
-- textbook stepwise EM: ``GaussianMixture(replay=False, relocate=False)``,
+- ``GaussianMixture()`` with its ``partial_fit`` defaults (effort 1, moves on),
+- textbook stepwise EM: ``GaussianMixture(effort=0, moves=False, step_decay=0.6, step_offset=2.0)``,
 
 and after every few batches both are scored on a held-out sweep (another seed). The dashed
 line is batch EM on all the points at once: the target an online pass tries to reach.
@@ -37,8 +37,8 @@ def learning_curves(n_points: int, batch: int, n_evals: int, sweeps: int, seed: 
     held_out = lidar_scene(20_000, seed=seed + 100)
     models = {
         "streamgmm partial_fit (defaults)": GaussianMixture(n_components=K, random_state=0),
-        "textbook stepwise EM (replay=False, relocate=False)": GaussianMixture(
-            n_components=K, random_state=0, replay=False, relocate=False),
+        "textbook stepwise EM (effort=0, moves=False, step_decay=0.6, step_offset=2.0)": GaussianMixture(
+            n_components=K, random_state=0, effort=0, moves=False, step_decay=0.6, step_offset=2.0),
     }
     n_batches = -(-n_points // batch)
     # Scores at evenly spaced batch counts (and after the last batch).

@@ -24,13 +24,14 @@ re-scores the stalest of them at every step (Neal & Hinton 1998). One update of 
 3. **Re-scoring at a fixed effort.** ``e`` E-step evaluations per new point are paid into a
    credit; the stalest blocks are re-scored under ``theta`` while the credit lasts::
 
-       e = effort * (1 + R / n_r) * (1 + min(4, novelty / 0.5))
+       e = effort * (1 + W / n_r) * (1 + min(4, novelty / 0.5))
 
-   ``R`` is ``retain_size``, ``n_r`` the points the retained blocks stand for (early points
+   ``W = 20,000`` points, ``n_r`` the points the retained blocks stand for (early points
    buy more: a model cannot match batch EM after a few thousand points with a couple of
    evaluations each), ``novelty`` the nats per point by which the new batch fits worse than
    the retained blocks did (the stream moved where the model has no components). With the
-   moves on, half the credit pays for moves.
+   moves on, half the credit pays for moves, and so does what one pass over the retained
+   points a step cannot use.
 
 4. **M-step of the memoized sum**::
 
@@ -46,7 +47,7 @@ re-scores the stalest of them at every step (Neal & Hinton 1998). One update of 
    worst-explained point of the batch (with the moves on).
 
 The total work on a stream of ``N`` points is thus the ``N`` evaluations of the new batches
-plus at most ``effort * (N + R ln(N / n_0)) * 5`` (the novelty factor is at most 5 and is 1
+plus at most ``effort * (N + W ln(N / n_0)) * 5`` (the novelty factor is at most 5 and is 1
 on a stream that stays where the model is), and the model is a function of the batches and
 the seed alone. ``effort=0, moves=False`` is textbook stepwise EM. The class is pure state:
 no I/O, a seeded ``numpy`` Generator, :meth:`to_state` / :meth:`from_state` exact.
@@ -78,19 +79,21 @@ from streamgmm.core.suffstats import SufficientStats
 STATE_FORMAT = 2
 
 # Derived settings (documented in the module docstring and docs/online_em.md).
+WARM_POINTS = 20_000  # W: the first W points buy twice the effort and more
 NOVELTY_NATS = 0.5  # novelty that doubles the effort
 NOVELTY_CAP = 4.0  # the novelty factor is at most 1 + NOVELTY_CAP
-MOVE_SHARE = 0.5  # of the credit, with the moves on
+MOVE_SHARE = 0.75  # of the credit, with the moves on
 MOVE_POINTS = 2048  # rows of each of the two samples a move is fitted and judged on
 MOVE_ITER = 3  # EM iterations that settle a newborn
 MOVE_GAIN = 0.002  # nats/point a move must gain on the independent sample
 MAX_BIRTHS = 4  # components one move may move at once
 BIRTH_CYCLE = ("birth", "split")  # where the births of successive trials look
 RESTART_POINTS = 2048  # rows of each sample a restart candidate is fitted on
-SAMPLE_FRACTION = 4
+SAMPLE_FRACTION = 8
 MIN_SAMPLE = 256
 RESTART_ITER = 30  # EM iterations of a restart candidate before it is judged
-RESTART_STEP_ITER = 6  # ... at most this many in one update
+RESTART_STEP_ITER = 6  # ... at most this many at a time
+MAX_MOVES_PER_STEP = 16  # rounds of moves in one update at most
 INIT_POINTS = 4096  # the first batch EM runs on at most this many buffered points
 INIT_ITER = 15
 CHANGE_NATS = 1.0  # novelty that marks a change point
@@ -131,12 +134,11 @@ class UpdateInfo:
     change_point: bool = False
 
 
-def effort_per_point(effort: float, retain_size: int, represented: float,
-                     novelty: float) -> float:
+def effort_per_point(effort: float, represented: float, novelty: float) -> float:
     """Re-scoring and move evaluations bought by each new point (module docstring, step 3)."""
     if effort <= 0:
         return 0.0
-    warm = 1.0 + retain_size / max(represented, 1.0)
+    warm = 1.0 + WARM_POINTS / max(represented, 1.0)
     surprise = 1.0 + min(NOVELTY_CAP, max(0.0, novelty) / NOVELTY_NATS)
     return effort * warm * surprise
 
@@ -297,8 +299,7 @@ class OnlineEM:
                          s.step_constant)
         self._append(X, new, step)
         # 3. Re-scoring at a fixed effort.
-        bought = m * effort_per_point(s.effort, s.retain_size, self.retained.represented,
-                                      novelty)
+        bought = m * effort_per_point(s.effort, self.retained.represented, novelty)
         share = MOVE_SHARE if s.moves else 0.0
         self.move_credit += share * bought
         # Re-scoring more than one pass over the retained points a step is waste: with the
@@ -388,22 +389,30 @@ class OnlineEM:
         birth trials take what is left of the credit.
         """
         spent, moved = 0, False
-        if self.candidate is None and self.move_credit >= self._seed_cost():
-            spent += self._start_candidate()
-        if self.candidate is not None:
-            done, cost = self._advance_candidate()
-            spent += cost
-            if done:
-                accepted, cost = self._judge_candidate()
+        # As many as the credit pays for: a step of many points (the daemon's coalesced
+        # messages) gets the moves of the smaller steps it stands for.
+        for _ in range(MAX_MOVES_PER_STEP):
+            progressed = False
+            if self.move_credit >= self._move_cost():
+                kind = BIRTH_CYCLE[self.n_move_trials % len(BIRTH_CYCLE)]
+                accepted, cost = self._try_move(split=kind == "split")
                 spent += cost
                 moved = moved or accepted
-        # Birth trials take what the candidate's next iterations leave of the credit.
-        reserved = 0.0 if self.candidate is None else self._step_cost()
-        if self.move_credit >= self._move_cost() + reserved:
-            kind = BIRTH_CYCLE[self.n_move_trials % len(BIRTH_CYCLE)]
-            accepted, cost = self._try_move(split=kind == "split")
-            spent += cost
-            moved = moved or accepted
+                progressed = True
+            # The restart candidate takes what the birth trials leave of the credit.
+            if self.candidate is None and self.move_credit >= self._seed_cost():
+                spent += self._start_candidate()
+                progressed = True
+            if self.candidate is not None:
+                done, cost = self._advance_candidate()
+                spent += cost
+                progressed = progressed or cost > 0
+                if done:
+                    accepted, cost = self._judge_candidate()
+                    spent += cost
+                    moved = moved or accepted
+            if not progressed:
+                break
         return moved, spent
 
     def _step_cost(self) -> float:
@@ -561,8 +570,7 @@ class OnlineEM:
             self._add_prior(params, prior_points)
         self.prior_points = float(prior_points)
         self._m_step()
-        if prior_points <= 0:
-            self.params = params
+        self.params = params  # the model until the next update, as adopted
         return spent
 
     # ------------------------------------------------------------------ persistence

@@ -141,8 +141,7 @@ def test_work_is_fixed_by_the_settings():
         batch = X[s:s + 2048]
         represented_after = online.retained.represented + len(batch)
         info = online.update(batch)
-        bought += len(batch) * effort_per_point(1.0, 20_000, represented_after,
-                                                online.novelty)
+        bought += len(batch) * effort_per_point(1.0, represented_after, online.novelty)
         assert info.evaluations >= len(batch)
     extra = online.work - spent_before - (len(X) - 2048)
     # Re-scoring stops where its credit does (which never exceeds one pass over the
@@ -161,11 +160,13 @@ def test_textbook_spends_one_evaluation_per_point():
 
 
 def test_effort_formula():
-    assert effort_per_point(0.0, 20_000, 10, 5.0) == 0.0
-    assert effort_per_point(1.0, 20_000, 20_000, 0.0) == 2.0
-    assert effort_per_point(1.0, 20_000, 2e9, 0.0) == pytest.approx(1.0, rel=1e-4)
+    w = online_module.WARM_POINTS
+    assert effort_per_point(0.0, 10, 5.0) == 0.0
+    assert effort_per_point(1.0, w, 0.0) == 2.0
+    assert effort_per_point(0.5, w, 0.0) == 1.0
+    assert effort_per_point(1.0, 1e4 * w, 0.0) == pytest.approx(1.0, rel=1e-3)
     # The novelty factor is capped.
-    capped = effort_per_point(1.0, 20_000, 20_000, 1e9)
+    capped = effort_per_point(1.0, w, 1e9)
     assert capped == 2.0 * (1 + online_module.NOVELTY_CAP)
 
 

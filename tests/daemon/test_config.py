@@ -92,18 +92,16 @@ def test_minimal_config_has_protocol_defaults(tmp_path: Path) -> None:
         "retain": "reservoir",
         # extensions
         "reg_covar": 1e-6,
-        "step_decay": 0.6,
-        "step_offset": 2.0,
+        "step_decay": 1.0,  # the estimator's defaults: every point weighs the same
+        "step_offset": 0.0,
         "step_constant": None,  # the decaying step (TOML: 0)
         "max_points_per_message": 1_000_000,
         "max_abs_coordinate": 1e15,
         "checkpoint_generations": 2,
-        "relocations": "auto",  # extension: inline for a window, the worker for a reservoir
-        "relocate_budget": 1.5,  # extension: the estimator's defaults
-        "move_budget": 0.5,
+        "effort": 1.0,  # extension: the estimator's defaults
+        "moves": True,
     }
     assert dataclasses.asdict(m) == expected
-    assert m.relocations_inline is False
     for key in ("checkpoint_every_s", "publish_every_s", "refit_every_s", "reg_covar"):
         assert type(getattr(m, key)) is float
 
@@ -399,3 +397,35 @@ def test_directory_instead_of_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path)
     assert info.value.key == "<file>"
+
+
+def test_estimator_spellings_are_synonyms_of_the_protocol_keys():
+    base = {"service": {"ingest": ["tcp://*:5555"], "publish": "tcp://*:5556",
+                        "control": "tcp://*:5557"}}
+    model = {"name": "m", "topic": "t", "dim": 3}
+    cfg = parse_config({**base, "model": [{**model, "n_components": 4, "retain_size": 500}]})
+    assert (cfg.models[0].components, cfg.models[0].window_points) == (4, 500)
+    with pytest.raises(ConfigError, match="model\\[0\\].n_components: give 'n_components' or"):
+        parse_config({**base, "model": [{**model, "n_components": 4, "components": 4}]})
+    with pytest.raises(ConfigError, match="model\\[0\\].n_components: must be >= 1"):
+        parse_config({**base, "model": [{**model, "n_components": 0}]})
+
+
+@pytest.mark.parametrize("key", ["relocations", "relocate_budget", "move_budget"])
+def test_a_removed_key_says_what_replaced_it(key):
+    base = {"service": {"ingest": ["tcp://*:5555"], "publish": "tcp://*:5556",
+                        "control": "tcp://*:5557"}}
+    model = {"name": "m", "topic": "t", "dim": 3, "components": 2, key: 1}
+    with pytest.raises(ConfigError, match=f"model\\[0\\].{key}: no longer a key: .*effort"):
+        parse_config({**base, "model": [model]})
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("effort", -1.0, "effort"), ("effort", "high", "number"), ("moves", 1, "true or false"),
+])
+def test_effort_and_moves_are_checked(key, value, words):
+    base = {"service": {"ingest": ["tcp://*:5555"], "publish": "tcp://*:5556",
+                        "control": "tcp://*:5557"}}
+    model = {"name": "m", "topic": "t", "dim": 3, "components": 2, key: value}
+    with pytest.raises(ConfigError, match=words):
+        parse_config({**base, "model": [model]})
