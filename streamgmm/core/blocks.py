@@ -63,7 +63,7 @@ class Block:
     log_likelihood : float
         Mean log-likelihood per point when last scored.
     scored_at : int
-        Update number of the last scoring.
+        When it was last scored (the owner's scoring clock).
     expires : int or None
         For a block without rows: ``None`` (a prior, kept) or the update number of the move
         that made it (dropped once every block with rows was scored after it).
@@ -149,15 +149,16 @@ class RetainedBlocks:
             return float("nan")
         return float(sum(b.weight * b.log_likelihood for b in scored) / total)
 
-    def next_to_rescore(self, now: int) -> int | None:
-        """Index of the block with rows to re-score next (none scored at update ``now``).
+    def next_to_rescore(self) -> int | None:
+        """Index of the block with rows to re-score next.
 
-        Blocks scored only once come first (the newest points, scored under parameters that
-        had not seen them: a second look is worth most there), then the stalest.
+        Blocks scored fewer than ``RESCORE_PRIORITY`` times come first (the newest points,
+        scored under parameters that had not seen them: a second look is worth most
+        there), then the stalest.
         """
         best, best_key = None, None
         for i, b in enumerate(self.blocks):
-            if len(b) and b.scored_at < now:
+            if len(b):
                 key = (min(b.times_scored, RESCORE_PRIORITY), b.scored_at)
                 if best_key is None or key < best_key:
                     best, best_key = i, key

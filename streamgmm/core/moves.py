@@ -22,9 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamgmm.core.em import batch_statistics, estimate_log_prob_resp, robust_m_step, run_em
+from streamgmm.core.gaussian import log_gaussian_prob, precision_cholesky
 from streamgmm.core.initialize import kmeans_labels, kmeans_plusplus
 from streamgmm.core.params import MixtureParams
 from streamgmm.core.suffstats import SufficientStats
+
+# Pairs (per pair wanted) whose merge is checked exactly on the sample.
+PAIR_CANDIDATES = 4
 
 
 def _full_scatter(stats: SufficientStats) -> np.ndarray:
@@ -71,18 +75,55 @@ def merge_costs(stats: SufficientStats, reg_covar: float) -> np.ndarray:
     return cost
 
 
+def merge_losses(Y: np.ndarray, log_norm: np.ndarray, log_resp: np.ndarray,
+                 stats: SufficientStats, params: MixtureParams,
+                 pairs: list[tuple[int, int]], reg_covar: float) -> np.ndarray:
+    """Mean log-likelihood per point of ``Y`` lost by merging each pair, exactly.
+
+    The merged component is the Chan merge of the pair's statistics with the sum of their
+    weights; the other components stay. One single-component evaluation of ``Y`` per pair
+    (bnpy judges merges exactly on its memoized statistics the same way).
+    """
+    from scipy.special import logsumexp
+
+    ctype = stats.covariance_type
+    weighted = log_resp + log_norm[:, None]  # log pi_k + log N(x | k)
+    losses = np.empty(len(pairs))
+    for n, (i, j) in enumerate(pairs):
+        joined = stats.select([i]).merge(stats.select([j]))
+        if ctype == "tied":
+            chol = params.precisions_cholesky
+        else:
+            chol = precision_cholesky(joined.covariances(reg_covar), ctype)
+        log_n = log_gaussian_prob(Y, joined.means, chol, ctype)[:, 0]
+        keep = np.ones(weighted.shape[1], dtype=bool)
+        keep[[i, j]] = False
+        w = params.weights[i] + params.weights[j]
+        merged = logsumexp(np.column_stack([weighted[:, keep], np.log(w) + log_n]), axis=1)
+        losses[n] = float(np.mean(log_norm - merged))
+    return losses
+
+
 def cheapest_pairs(stats: SufficientStats, reg_covar: float, n_pairs: int,
-                   exclude: tuple[int, ...] = ()) -> list[tuple[int, int]]:
+                   exclude: tuple[int, ...] = (), exact=None) -> list[tuple[int, int]]:
     """Up to ``n_pairs`` disjoint pairs ``(i, j)``, cheapest merge first (``i`` keeps it),
-    none of them touching a component of ``exclude``."""
+    none of them touching a component of ``exclude``.
+
+    ``exact``, if given, is ``pairs -> losses`` (:func:`merge_losses` on a sample): the
+    ``PAIR_CANDIDATES`` cheapest pairs by the statistics' estimate are ranked by it.
+    """
     cost = merge_costs(stats, reg_covar)
     k = cost.shape[0]
     upper = np.triu_indices(k, 1)
     order = np.argsort(cost[upper], kind="stable")
+    candidates = [(int(upper[0][o]), int(upper[1][o])) for o in order
+                  if int(upper[0][o]) not in exclude and int(upper[1][o]) not in exclude]
+    if exact is not None and candidates and PAIR_CANDIDATES > 0:
+        candidates = candidates[:PAIR_CANDIDATES * max(1, n_pairs)]
+        candidates = [candidates[o] for o in np.argsort(exact(candidates), kind="stable")]
     pairs: list[tuple[int, int]] = []
-    used: set[int] = set(exclude)
-    for o in order:
-        a, b = int(upper[0][o]), int(upper[1][o])
+    used: set[int] = set()
+    for a, b in candidates:
         if a in used or b in used:
             continue
         # The heavier component keeps the union, the lighter one is freed.
@@ -229,12 +270,16 @@ def propose_move(
     """
     T = Y if targets is None else targets
     log_norm, log_resp = estimate_log_prob_resp(T, params)
+    def exact(candidates):
+        return merge_losses(T, log_norm, log_resp, stats, params, candidates, reg_covar)
+
     if split:
         # The split component keeps its place: the freed one comes from another pair.
         target, born = split_statistics(T, log_norm, log_resp, stats.covariance_type, rng)
-        pairs = cheapest_pairs(stats, reg_covar, len(born), exclude=(target,))
+        pairs = cheapest_pairs(stats, reg_covar, len(born), exclude=(target,), exact=exact)
     else:
-        pairs = cheapest_pairs(stats, reg_covar, max(1, min(n_births, stats.n_components // 2)))
+        pairs = cheapest_pairs(stats, reg_covar, max(1, min(n_births, stats.n_components // 2)),
+                               exact=exact)
         born = birth_statistics(T, log_norm, stats.covariance_type, rng, len(pairs))
     pairs = pairs[:len(born)]
     born = born[:len(pairs)]
@@ -246,6 +291,8 @@ def propose_move(
     moved, repaired_final = robust_m_step(with_moves(stats, pairs, newborns), reg_covar)
     gain = float(np.mean(estimate_log_prob_resp(V, moved)[0])
                  - np.mean(estimate_log_prob_resp(V, params)[0]))
-    evaluations = len(T) + len(Y) * (settled.n_iter + 1) + 2 * len(V)
+    # The exact merge losses: one component on T per candidate pair.
+    merge_checks = (len(T) * PAIR_CANDIDATES * max(1, len(pairs))) // stats.n_components
+    evaluations = len(T) + merge_checks + len(Y) * (settled.n_iter + 1) + 2 * len(V)
     return MoveProposal(pairs, newborns, moved, gain, evaluations,
                         int(repaired) + settled.n_repaired + int(repaired_final))

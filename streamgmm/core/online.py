@@ -94,6 +94,8 @@ MIN_SAMPLE = 256
 RESTART_ITER = 30  # EM iterations of a restart candidate before it is judged
 RESTART_STEP_ITER = 6  # ... at most this many at a time
 MAX_MOVES_PER_STEP = 16  # rounds of moves in one update at most
+MAX_PASSES = 4  # re-scoring passes over the retained points in one update at most
+M_STEPS_PER_PASS = 4  # M-steps per pass of re-scoring
 INIT_POINTS = 4096  # the first batch EM runs on at most this many buffered points
 INIT_ITER = 15
 CHANGE_NATS = 1.0  # novelty that marks a change point
@@ -165,6 +167,7 @@ class OnlineEM:
         self.stats: SufficientStats | None = None  # normalised memoized sum
         self.buffered: list[np.ndarray] = []  # the first points, until n_components arrived
         self.n_updates = 0
+        self.clock = 0  # scoring clock: every scoring of a block gets the next value
         self.n_seen = 0
         self.rescore_credit = 0.0
         self.move_credit = 0.0
@@ -239,7 +242,7 @@ class OnlineEM:
         total = sum(b.weight for b in self.retained.blocks)
         weight = total * points / represented if represented > 0 and total > 0 else 1.0
         self.retained.add_virtual(SufficientStats.from_params(params), weight, points,
-                                  None, self.n_updates)
+                                  None, self.clock)
 
     def _initialize(self) -> None:
         """Batch EM on the buffered first points (at most INIT_POINTS of them)."""
@@ -298,21 +301,21 @@ class OnlineEM:
         step = step_size((self.n_seen + self.prior_points) / m, s.step_decay, s.step_offset,
                          s.step_constant)
         self._append(X, new, step)
+        self._m_step()  # the new points' statistics enter the model at once
         # 3. Re-scoring at a fixed effort.
         bought = m * effort_per_point(s.effort, self.retained.represented, novelty)
         share = MOVE_SHARE if s.moves else 0.0
         self.move_credit += share * bought
-        # Re-scoring more than one pass over the retained points a step is waste: with the
-        # moves on, the excess pays for moves (a short stream gets them early).
+        # More than MAX_PASSES passes over the retained points in one step would be waste:
+        # with the moves on, the excess pays for moves (a short stream gets them early).
         self.rescore_credit += (1 - share) * bought
-        cap = float(len(self.retained))
+        cap = float(MAX_PASSES * len(self.retained))
         if self.rescore_credit > cap:
             if s.moves:
                 self.move_credit += self.rescore_credit - cap
             self.rescore_credit = cap
-        evaluations = m + self._rescore(scorer)
-        # 4. M-step of the memoized sum.
-        self._m_step()
+        # 4. ... with the M-step of the memoized sum after every quarter pass.
+        evaluations = m + self._rescore()
         # 5. Moves, paid from their credit.
         moved = False
         if s.moves and self._movable():
@@ -330,17 +333,26 @@ class OnlineEM:
         return UpdateInfo(new.mean_log_likelihood, step, evaluations, reseeded, moved,
                           change_point)
 
+    def _tick(self) -> int:
+        """The next value of the scoring clock (orders every scoring of a block)."""
+        self.clock += 1
+        return self.clock
+
     def _append(self, X: np.ndarray, new, step: float) -> None:
         """Step 2: decay every weight by ``1 - step``, add the batch as a block of ``step``."""
         self.retained.decay(1.0 - step)
         self.retained.add(Block(X, new.stats.normalized(), step, float(len(X)),
-                                new.mean_log_likelihood, self.n_updates), self.rng)
+                                new.mean_log_likelihood, self._tick()), self.rng)
 
-    def _rescore(self, scorer) -> int:
-        """Step 3: re-score the stalest blocks while the credit lasts; returns the rows."""
-        spent = 0
+    def _rescore(self) -> int:
+        """Steps 3-4: re-score blocks while the credit lasts, newest-scored-once first, then
+        the stalest, with an M-step after every quarter pass (incremental EM: each M-step
+        uses the freshest statistics). Returns the rows re-scored."""
+        spent = since = 0
+        quarter = max(1, len(self.retained) // M_STEPS_PER_PASS)
+        scorer = make_scorer(self.params)
         while True:
-            i = self.retained.next_to_rescore(self.n_updates)
+            i = self.retained.next_to_rescore()
             if i is None:
                 break
             block = self.retained.blocks[i]
@@ -349,11 +361,19 @@ class OnlineEM:
             fresh = batch_statistics(block.rows, self.params, scorer=scorer)
             block.stats = fresh.stats.normalized()
             block.log_likelihood = fresh.mean_log_likelihood
-            block.scored_at = self.n_updates
+            block.scored_at = self._tick()
             block.times_scored += 1
             self.rescore_credit -= len(block)
             spent += len(block)
-        self.retained.drop_expired()
+            since += len(block)
+            if since >= quarter:
+                self.retained.drop_expired()
+                self._m_step()
+                scorer = make_scorer(self.params)
+                since = 0
+        if since:
+            self.retained.drop_expired()
+            self._m_step()
         return spent
 
     def _m_step(self) -> None:
@@ -508,8 +528,9 @@ class OnlineEM:
         share = float(newborn.counts.sum())
         stats = one_component(newborn.normalized(), j, self.settings.n_components)
         total = sum(b.weight for b in self.retained.blocks)
+        # It expires once every block with rows was scored after now (the clock's value).
         self.retained.add_virtual(stats, share * total, share * self.retained.represented,
-                                  self.n_updates, self.n_updates)
+                                  self.clock, self.clock)
 
     def _reseed_dead(self, X: np.ndarray) -> tuple[int, int]:
         """Step 6: components below the weight floor restart on the batch's worst points."""
@@ -562,7 +583,7 @@ class OnlineEM:
             fresh = batch_statistics(block.rows, params, scorer=scorer)
             block.stats = fresh.stats.normalized()
             block.log_likelihood = fresh.mean_log_likelihood
-            block.scored_at = self.n_updates
+            block.scored_at = self._tick()
             spent += len(block)
         self.work += spent
         if prior_points > 0 or not self.retained.blocks:
@@ -644,7 +665,7 @@ def _params_from_state(saved: Mapping) -> MixtureParams:
 
 
 _COUNTERS = {
-    "n_updates": int, "n_seen": int, "rescore_credit": float, "move_credit": float,
+    "n_updates": int, "clock": int, "n_seen": int, "rescore_credit": float, "move_credit": float,
     "work": int, "n_reseeded": int, "n_moves": int, "n_move_trials": int, "n_repaired": int,
     "n_change_points": int, "last_change_point": int, "novelty": float, "n_births": int,
     "prior_points": float, "n_restarts": int, "n_restart_trials": int,
