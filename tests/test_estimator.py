@@ -334,7 +334,7 @@ def test_dead_components_are_reseeded_and_counted():
     X = _blobs(3000, seed=4)
     means = np.array([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0], [500.0, 500.0]])
     gm = GaussianMixture(4, covariance_type="diag", weights_init=np.full(4, 0.25),
-                         means_init=means, precisions_init=np.ones((4, 2)), relocate=False,
+                         means_init=means, precisions_init=np.ones((4, 2)), effort=0.0,
                          random_state=0)
     _stream(gm, X, 25)
     assert gm.n_reseeded_ >= 1

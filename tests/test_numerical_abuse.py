@@ -71,7 +71,7 @@ def test_online_parameters_stay_valid_after_every_update(case, ctype):
 def test_starved_components_are_reseeded_and_counted():
     # Eight components, two clusters, and a stream that moves between them: components
     # that lose their share are moved, and each move is counted.
-    gm = GaussianMixture(8, random_state=0, relocate=False, replay=False, step_constant=0.2)
+    gm = GaussianMixture(8, random_state=0, effort=0.0, step_constant=0.2)
     for i in range(200):
         center = 0.0 if (i // 50) % 2 == 0 else 50.0
         gm.partial_fit(RNG.normal(center, 1.0, (500, 3)))

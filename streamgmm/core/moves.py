@@ -94,13 +94,18 @@ def merge_losses(Y: np.ndarray, log_norm: np.ndarray, log_resp: np.ndarray,
         if ctype == "tied":
             chol = params.precisions_cholesky
         else:
-            chol = precision_cholesky(joined.covariances(reg_covar), ctype)
+            try:
+                chol = precision_cholesky(joined.covariances(reg_covar), ctype)
+            except ValueError:  # rounding left the union indefinite: not a merge to make
+                losses[n] = np.inf
+                continue
         log_n = log_gaussian_prob(Y, joined.means, chol, ctype)[:, 0]
         keep = np.ones(weighted.shape[1], dtype=bool)
         keep[[i, j]] = False
         w = params.weights[i] + params.weights[j]
         merged = logsumexp(np.column_stack([weighted[:, keep], np.log(w) + log_n]), axis=1)
-        losses[n] = float(np.mean(log_norm - merged))
+        loss = float(np.mean(log_norm - merged))
+        losses[n] = loss if np.isfinite(loss) else np.inf
     return losses
 
 

@@ -90,6 +90,7 @@ MAX_BIRTHS = 4  # components one move may move at once
 BIRTH_CYCLE = ("birth", "split")  # where the births of successive trials look
 RESTART_POINTS = 2048  # rows of each sample a restart candidate is fitted on
 SAMPLE_FRACTION = 8
+SMALL_RETAINED = 2048  # below this many retained points, moves use all of them
 MIN_SAMPLE = 256
 RESTART_ITER = 30  # EM iterations of a restart candidate before it is judged
 RESTART_STEP_ITER = 6  # ... at most this many at a time
@@ -383,12 +384,27 @@ class OnlineEM:
 
     # ------------------------------------------------------------------ moves
 
+    def _sample(self, n: int) -> np.ndarray:
+        """``n`` retained rows drawn with replacement; all of them when there are few.
+
+        With few retained points, two samples would share most rows and a move judged on
+        the second would be judged on the points it was fitted to: then both the fit and
+        the judgement use every point, in sample, as the model itself does.
+        """
+        if len(self.retained) <= SMALL_RETAINED:
+            return self.retained.points
+        return self.retained.sample(n, self.rng)
+
     def _move_points(self) -> int:
+        if len(self.retained) <= SMALL_RETAINED:
+            return len(self.retained)
         # A move's samples are a fraction of the retained points, so that a short stream
         # affords as many moves per point as a long one.
         return min(MOVE_POINTS, max(MIN_SAMPLE, len(self.retained) // SAMPLE_FRACTION))
 
     def _restart_points(self) -> int:
+        if len(self.retained) <= SMALL_RETAINED:
+            return len(self.retained)
         return min(RESTART_POINTS, max(MIN_SAMPLE, len(self.retained) // SAMPLE_FRACTION))
 
     def _move_cost(self) -> float:
@@ -399,41 +415,54 @@ class OnlineEM:
         return len(self.retained) > 4 * self.settings.n_components
 
     def _moves(self) -> tuple[bool, int]:
-        """Step 5: advance the restart candidate, then one birth or split trial.
+        """Step 5: birth or split trials, then the restart candidate, as the credit pays.
 
-        A *restart* is a fresh k-means start, refined by EM iterations on fresh retained
-        samples, a few per step (``RESTART_STEP_ITER``: no burst, and the candidate follows
-        the stream while it is fitted), then judged against the model on an independent
-        sample and adopted if it fits better: the escape from a local optimum that births
-        and merges, one component at a time, cannot reach. The candidate is paid first;
-        birth trials take what is left of the credit.
+        A *birth* trial merges the cheapest pairs and gives birth on misfits or inside the
+        component that carries most of the loss (``BIRTH_CYCLE`` alternates the two), kept
+        if an independent sample fits better. A *restart* is a fresh k-means start, refined
+        by EM iterations on fresh retained samples, at most ``RESTART_STEP_ITER`` at a time
+        (the candidate follows the stream while it is fitted), then judged the same way:
+        the escape from a local optimum that births, a few components at a time, cannot
+        reach. Births are paid first; the candidate takes what they leave.
         """
         spent, moved = 0, False
         # As many as the credit pays for: a step of many points (the daemon's coalesced
         # messages) gets the moves of the smaller steps it stands for.
         for _ in range(MAX_MOVES_PER_STEP):
+            # Births first: on a stream that keeps arriving where the model has no
+            # components they are what keeps up; the restart takes what they leave.
             progressed = False
-            if self.move_credit >= self._move_cost():
-                kind = BIRTH_CYCLE[self.n_move_trials % len(BIRTH_CYCLE)]
-                accepted, cost = self._try_move(split=kind == "split")
+            for round_ in (self._birth_round, self._restart_round):
+                accepted, cost, did = round_()
                 spent += cost
                 moved = moved or accepted
-                progressed = True
-            # The restart candidate takes what the birth trials leave of the credit.
-            if self.candidate is None and self.move_credit >= self._seed_cost():
-                spent += self._start_candidate()
-                progressed = True
-            if self.candidate is not None:
-                done, cost = self._advance_candidate()
-                spent += cost
-                progressed = progressed or cost > 0
-                if done:
-                    accepted, cost = self._judge_candidate()
-                    spent += cost
-                    moved = moved or accepted
+                progressed = progressed or did
             if not progressed:
                 break
         return moved, spent
+
+    def _birth_round(self) -> tuple[bool, int, bool]:
+        """One birth or split trial if the credit pays for it: (accepted, cost, tried)."""
+        if self.move_credit < self._move_cost():
+            return False, 0, False
+        kind = BIRTH_CYCLE[self.n_move_trials % len(BIRTH_CYCLE)]
+        accepted, cost = self._try_move(split=kind == "split")
+        return accepted, cost, True
+
+    def _restart_round(self) -> tuple[bool, int, bool]:
+        """Start, advance or judge the restart candidate as the credit allows."""
+        spent, did, accepted = 0, False, False
+        if self.candidate is None and self.move_credit >= self._seed_cost():
+            spent += self._start_candidate()
+            did = True
+        if self.candidate is not None:
+            done, cost = self._advance_candidate()
+            spent += cost
+            did = did or cost > 0
+            if done:
+                accepted, cost = self._judge_candidate()
+                spent += cost
+        return accepted, spent, did
 
     def _step_cost(self) -> float:
         return float(RESTART_STEP_ITER * self._restart_points())
@@ -447,7 +476,7 @@ class OnlineEM:
         from streamgmm.core.refit import seed_params
 
         s = self.settings
-        Y = self.retained.sample(self._restart_points(), self.rng)
+        Y = self._sample(self._restart_points())
         start, repaired = seed_params(Y, s.n_components, s.covariance_type, s.reg_covar,
                                       self.rng, "kmeans")
         self.n_repaired += int(repaired)
@@ -464,7 +493,7 @@ class OnlineEM:
         for _ in range(RESTART_STEP_ITER):
             if c["n_iter"] >= RESTART_ITER or self.move_credit < n:
                 break
-            Y = self.retained.sample(n, self.rng)
+            Y = self._sample(n)
             fit = run_em(Y, c["params"], reg_covar=self.settings.reg_covar, tol=0.0,
                          max_iter=1, robust=True)
             self.n_repaired += fit.n_repaired
@@ -480,7 +509,7 @@ class OnlineEM:
 
         params = self.candidate["params"]
         self.candidate = None
-        V = self.retained.sample(self._move_points(), self.rng)
+        V = self._sample(self._move_points())
         gain = float(np.mean(estimate_log_prob_resp(V, params)[0])
                      - np.mean(estimate_log_prob_resp(V, self.params)[0]))
         spent = 2 * len(V)
@@ -504,8 +533,8 @@ class OnlineEM:
         the model has no components gets there in few moves.
         """
         n = self._move_points()
-        Y = self.retained.sample(n, self.rng)
-        V = self.retained.sample(n, self.rng)
+        Y = self._sample(n)
+        V = self._sample(n)
         proposal = propose_move(self.stats, self.params, Y, V, self.settings.reg_covar,
                                 self.rng, MOVE_ITER, 1 if split else self.n_births,
                                 split=split)
@@ -665,8 +694,10 @@ def _params_from_state(saved: Mapping) -> MixtureParams:
 
 
 _COUNTERS = {
-    "n_updates": int, "clock": int, "n_seen": int, "rescore_credit": float, "move_credit": float,
-    "work": int, "n_reseeded": int, "n_moves": int, "n_move_trials": int, "n_repaired": int,
-    "n_change_points": int, "last_change_point": int, "novelty": float, "n_births": int,
-    "prior_points": float, "n_restarts": int, "n_restart_trials": int,
+    "n_updates": int, "clock": int, "n_seen": int, "rescore_credit": float,
+    "move_credit": float, "work": int, "n_reseeded": int, "n_moves": int,
+    "n_move_trials": int, "n_repaired": int, "n_change_points": int,
+    "last_change_point": int, "novelty": float, "n_births": int,
+    "prior_points": float, "n_restarts": int,
+    "n_restart_trials": int,
 }

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from streamgmm.core import online as online_module
-from streamgmm.core.em import batch_statistics, estimate_log_prob_resp, make_scorer, run_em
+from streamgmm.core.em import batch_statistics, estimate_log_prob_resp, run_em
 from streamgmm.core.online import OnlineEM, OnlineSettings, effort_per_point
 from streamgmm.core.params import MixtureParams
 from streamgmm.core.stepwise import step_size
@@ -95,8 +95,9 @@ def test_default_step_gives_every_point_the_same_weight():
     np.testing.assert_allclose(online.stats.means, pooled.means, rtol=1e-9)
 
 
-def test_full_rescoring_of_a_window_is_batch_em():
-    """Every retained block re-scored at each step: one update = one batch EM iteration."""
+def test_full_rescoring_of_a_window_is_batch_em(monkeypatch):
+    """A full pass of re-scoring with one M-step at its end is one batch EM iteration."""
+    monkeypatch.setattr(online_module, "M_STEPS_PER_PASS", 1)
     rng = np.random.default_rng(4)
     X = blobs(rng, 1200, CENTERS, scale=0.6)
     settings = OnlineSettings(3, retain="window", retain_size=1200, effort=64.0, moves=False)
@@ -109,9 +110,7 @@ def test_full_rescoring_of_a_window_is_batch_em():
     for _ in range(3):
         params = online.params
         online.rescore_credit = float(len(online.retained))
-        online.n_updates += 1
-        online._rescore(make_scorer(params))
-        online._m_step()
+        online._rescore()
         expected = run_em(X, params, reg_covar=settings.reg_covar, max_iter=1, tol=0.0)
         np.testing.assert_allclose(online.params.means, expected.params.means, rtol=1e-8)
         np.testing.assert_allclose(online.params.covariances, expected.params.covariances,
@@ -207,7 +206,8 @@ def test_dead_components_are_reseeded_and_counted(batch):
     online.adopt(MixtureParams.from_covariances(p.weights, means, p.covariances, "full"))
     for s in range(300, 1500, batch):
         online.update(X[s:s + batch])
-    assert online.n_reseeded >= 1
+    # Re-seeded, or freed by a merge and born where the data is.
+    assert online.n_reseeded + online.n_moves >= 1
     assert np.all(np.abs(online.params.means) < 50)
 
 
