@@ -429,10 +429,14 @@ class OnlineEM:
         # As many as the credit pays for: a step of many points (the daemon's coalesced
         # messages) gets the moves of the smaller steps it stands for.
         for _ in range(MAX_MOVES_PER_STEP):
-            # Births first: on a stream that keeps arriving where the model has no
-            # components they are what keeps up; the restart takes what they leave.
+            # Births first while the stream arrives where the model has no components
+            # (they are what keeps up there); else the restart, which gets a stream out of
+            # a poor start.
+            order = ((self._birth_round, self._restart_round)
+                     if self.novelty > NOVELTY_NATS
+                     else (self._restart_round, self._birth_round))
             progressed = False
-            for round_ in (self._birth_round, self._restart_round):
+            for round_ in order:
                 accepted, cost, did = round_()
                 spent += cost
                 moved = moved or accepted
