@@ -1,5 +1,6 @@
 """The daemon at full speed on a robot that changes place: its online model describes the
-window, the change is counted in ``status`` and logged (issue 12)."""
+window (unlike a model of the whole history), the change is counted in ``status`` and
+logged."""
 
 from __future__ import annotations
 
@@ -31,9 +32,15 @@ def test_daemon_follows_a_change_of_place_at_full_speed(daemon_factory):
     test = np.flatnonzero(held[window[0]:]) + window[0]
     reference = GaussianMixture(K, n_init=3, random_state=0).fit(X[window])
     gap = reference.score(X[test]) - online.score(X[test])
-    assert gap < 0.1
+    # A model of the whole history (the reservoir default, in the library) is far from
+    # where the robot is now; the daemon's window model is not.
+    history = GaussianMixture(K, random_state=0)
+    for i in range(0, len(train), 512):
+        history.partial_fit(X[train[i:i + 512]])
+    history_gap = reference.score(X[test]) - history.score(X[test])
+    assert gap < history_gap - 1.0, (gap, history_gap)
     assert status["n_change_points"] >= 1
     assert status["n_change_points"] == snap["n_change_points"]
-    assert status["n_relocations"] + status["n_moves"] >= 1
+    assert status["n_moves"] >= 1
     assert d.stop() == 0
     assert "change point at n_seen=" in d.log()
