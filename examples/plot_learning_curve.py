@@ -37,8 +37,9 @@ def learning_curves(n_points: int, batch: int, n_evals: int, sweeps: int, seed: 
     held_out = lidar_scene(20_000, seed=seed + 100)
     models = {
         "streamgmm partial_fit (defaults)": GaussianMixture(n_components=K, random_state=0),
-        "textbook stepwise EM (effort=0, moves=False, step_decay=0.6, step_offset=2.0)": GaussianMixture(
-            n_components=K, random_state=0, effort=0, moves=False, step_decay=0.6, step_offset=2.0),
+        "textbook stepwise EM (effort=0, moves=False, step (t+2)^-0.6)": GaussianMixture(
+            n_components=K, random_state=0, effort=0, moves=False, step_decay=0.6,
+            step_offset=2.0),
     }
     n_batches = -(-n_points // batch)
     # Scores at evenly spaced batch counts (and after the last batch).
