@@ -218,6 +218,11 @@ class ModelConfig:
     max_abs_coordinate : float
         Rows with a coordinate beyond this magnitude are dropped and counted in
         ``rows_dropped_range``: squaring them would overflow (extension).
+    min_range, max_range : float
+        Rows nearer than ``min_range`` or farther than ``max_range`` from the sensor origin
+        (the norm of the first three coordinates, in the points' units: metres for LiDAR)
+        are dropped before the model sees them, counted per model in ``status``
+        (``rows_below_min_range``, ``rows_beyond_max_range``); ``0`` = no limit (extension).
     checkpoint_generations : int
         Checkpoint files kept, newest first (extension).
     relocations : str
@@ -252,6 +257,8 @@ class ModelConfig:
     step_constant: float | None = None
     max_points_per_message: int = 1_000_000
     max_abs_coordinate: float = 1e15
+    min_range: float = 0.0
+    max_range: float = 0.0
     checkpoint_generations: int = 2
     relocations: str = "auto"
     relocate_budget: float = OnlineSettings.relocate_budget
@@ -474,6 +481,8 @@ _MODEL_FIELDS: dict[str, Checker] = {
     "step_constant": _step_constant,
     "max_points_per_message": _int(1),
     "max_abs_coordinate": _float(above=0.0),
+    "min_range": _float(0.0),
+    "max_range": _float(0.0),  # also > min_range unless 0, checked after
     "checkpoint_generations": _int(1, 1000),
     "relocations": _choice(RELOCATION_PLACES),
     "relocate_budget": _shared("relocate_budget", _float()),
@@ -589,6 +598,12 @@ def _parse_models(data: Mapping[str, Any]) -> tuple[ModelConfig, ...]:
             raise ConfigError(
                 f"{prefix}window_points",
                 f"must be >= components ({values['components']}) (got {values['window_points']})",
+            )
+        if 0 < values["max_range"] <= values["min_range"]:
+            raise ConfigError(
+                f"{prefix}max_range",
+                f"must be above min_range ({values['min_range']}), or 0 for no limit "
+                f"(got {values['max_range']})",
             )
         models.append(ModelConfig(**values))
     return tuple(models)

@@ -97,6 +97,8 @@ def test_minimal_config_has_protocol_defaults(tmp_path: Path) -> None:
         "step_constant": None,  # the decaying step (TOML: 0)
         "max_points_per_message": 1_000_000,
         "max_abs_coordinate": 1e15,
+        "min_range": 0.0,  # extension: no range limit
+        "max_range": 0.0,
         "checkpoint_generations": 2,
         "relocations": "auto",  # extension: inline for a window, the worker for a reservoir
         "relocate_budget": 1.5,  # extension: the estimator's defaults
@@ -296,6 +298,9 @@ BAD = [
     ("cov-type", _set((*M0, "covariance_type"), "fulll"), "model[0].covariance_type", "one of"),
     ("retain", _set((*M0, "retain"), "latest"), "model[0].retain", "one of"),
     ("step-decay-0.5", _set((*M0, "step_decay"), 0.5), "model[0].step_decay", "> 0.5"),
+    ("min-range-neg", _set((*M0, "min_range"), -1.0), "model[0].min_range", ">= 0.0"),
+    ("max-range-str", _set((*M0, "max_range"), "50"), "model[0].max_range", "a number"),
+    ("max-range-inf", _set((*M0, "max_range"), float("inf")), "model[0].max_range", "finite"),
     ("step-decay-1.2", _set((*M0, "step_decay"), 1.2), "model[0].step_decay", "<= 1.0"),
     ("step-constant-1.5", _set((*M0, "step_constant"), 1.5), "model[0].step_constant", "<= 1.0"),
     ("step-constant-neg", _set((*M0, "step_constant"), -0.1), "model[0].step_constant", "or 0"),
@@ -399,3 +404,13 @@ def test_directory_instead_of_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path)
     assert info.value.key == "<file>"
+
+
+def test_range_limits_need_max_above_min() -> None:
+    data = minimal()
+    data["model"][0].update(min_range=2.0, max_range=1.5)
+    with pytest.raises(ConfigError, match=r"model\[0\]\.max_range: must be above min_range"):
+        parse_config(data)
+    data["model"][0].update(min_range=2.0, max_range=0)  # 0: no upper limit
+    m = parse_config(data).models[0]
+    assert (m.min_range, m.max_range) == (2.0, 0.0)
