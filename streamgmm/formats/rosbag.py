@@ -248,8 +248,14 @@ def _iter_mcap_stream(path: Path, topic: str | None, fields: Sequence[str] | Non
     size = path.stat().st_size
     schemas, channels, damage = _scan_mcap(path)
     if not channels:
-        why = f" ({brief(damage)})" if damage is not None else " (no channels)"
-        raise FormatError(f"{path}: not a readable MCAP bag{why}")
+        from mcap.exceptions import InvalidMagic
+
+        if damage is None or isinstance(damage, InvalidMagic) or size < 16:
+            why = f" ({brief(damage)})" if damage is not None else " (no channels)"
+            raise FormatError(f"{path}: not a readable MCAP bag{why}")
+        raise DamagedFileError(
+            f"{path}: damaged before its first complete channel record ({brief(damage)}); "
+            "no message can be read", messages_read=0, where="before the first message")
     topics = {ch.topic: (schemas[ch.schema_id].name if ch.schema_id in schemas else "")
               for ch in channels.values()}
     chosen = _pick_topic(path, topics, topic)
@@ -276,9 +282,15 @@ def _iter_mcap_stream(path: Path, topic: str | None, fields: Sequence[str] | Non
     if error is None:
         return  # complete, only written without a summary
     where = f"after byte {good} of {size}"
+    import struct
+
+    from mcap.exceptions import EndOfFile
+
+    why = ("cut short: it ends inside a record" if isinstance(error, (struct.error, EndOfFile))
+           else brief(error))
     raise DamagedFileError(
-        f"{path}: damaged {where} ({brief(error)}); read {count} messages of {chosen} "
-        "before it", messages_read=count, where=where)
+        f"{path}: damaged {where} ({why}); read {count} messages of {chosen} before it",
+        messages_read=count, where=where)
 
 
 def iter_rosbags(path: Path, topic: str | None, fields: Sequence[str] | None,
