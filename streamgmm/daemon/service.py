@@ -35,7 +35,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from streamgmm import codec
-from streamgmm.daemon.accounting import Counters, ModelIngest, RejectionLog, SourceTracker
+from streamgmm.daemon.accounting import (
+    Counters,
+    ModelIngest,
+    RejectionLog,
+    SourceStats,
+    SourceTracker,
+)
 from streamgmm.daemon.checkpoint import CheckpointError, find_checkpoint, save_checkpoint
 from streamgmm.daemon.config import Config, ConfigError, load_config
 from streamgmm.daemon.metrics import MetricsServer
@@ -489,7 +495,7 @@ class Service:
         if not isinstance(source, str) or not source:
             raise LookupError("source needs 'source': the publisher id (a non-empty string)")
         stats = self.sources.stats(source)
-        body = stats.as_dict() if stats is not None else {}
+        body = (stats if stats is not None else SourceStats()).as_dict()
         self._reply(request, {"ok": True, "source": source, "known": stats is not None,
                               **body}, rid)
 

@@ -345,4 +345,11 @@ def iter_rosbags(path: Path, topic: str | None, fields: Sequence[str] | None,
     except (FormatError, OSError):
         raise
     except Exception as exc:  # rosbags' reader errors, or struct errors on a damaged bag
-        raise FormatError(f"{path}: not a readable ROS bag ({brief(exc)})") from None
+        text = brief(exc)
+        hint = ""
+        if "index" in text.lower() and path.suffix.lower() == ".bag":
+            hint = ("; a ROS 1 bag keeps its index at the end, so one cut short cannot be "
+                    "read without it: 'rosbag reindex' (ROS 1) rebuilds it")
+        elif "malformed" in text.lower():
+            hint = "; SQLite cannot open what is left of it (cut short or corrupt)"
+        raise FormatError(f"{path}: not a readable ROS bag ({text}){hint}") from None

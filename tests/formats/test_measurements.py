@@ -296,20 +296,20 @@ def test_cut_db3_and_ros1_bag(tmp_path: Path) -> None:
     stamps = [1.0, 1.1, 1.2, 1.3, 1.4]
     db3 = write_rosbags(tmp_path / "bag2", clouds, stamps=stamps)
     data = db3.read_bytes()
-    db3.write_bytes(data[: int(len(data) * 0.6)])
+    db3.write_bytes(data[: int(len(data) * 0.99)])  # SQLite still opens it: the rows before
     got: list = []
-    try:
+    with pytest.raises(DamagedFileError) as info:
         for cloud in iter_clouds(db3):
             got.append(cloud)
-    except DamagedFileError as exc:
-        assert exc.messages_read == len(got) < 5
-    except FormatError as exc:  # SQLite could not open what is left
-        assert "not a readable ROS bag" in str(exc) and not got
+    assert 1 <= info.value.messages_read == len(got) < 5
     for cloud, points in zip(got, clouds):
         np.testing.assert_array_equal(cloud.points, points)
+    db3.write_bytes(data[: int(len(data) * 0.5)])  # SQLite refuses the file: nothing to read
+    with pytest.raises(FormatError, match="SQLite cannot open what is left"):
+        list(iter_clouds(db3))
     bag = write_rosbags(tmp_path / "old.bag", clouds, stamps=stamps, ros1=True)
     data = bag.read_bytes()
-    bag.write_bytes(data[: int(len(data) * 0.9)])
+    bag.write_bytes(data[: int(len(data) * 0.99)])
     # a ROS 1 bag keeps its index at the end: rosbags cannot open one cut before it
-    with pytest.raises(FormatError, match="old.bag"):
+    with pytest.raises(FormatError, match="rosbag reindex"):
         list(iter_clouds(bag))
