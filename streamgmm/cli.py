@@ -850,14 +850,16 @@ def _open_rerun(args: argparse.Namespace) -> Any:
     """A RerunView for --rerun/--rerun-save, or None; a missing rerun-sdk is a CliError."""
     if not (args.rerun or args.rerun_save):
         return None
-    from streamgmm.rerun_view import RerunView
+    from streamgmm.rerun_view import RerunView, ViewerError
 
     try:
         return RerunView(save=args.rerun_save, spawn=True)
     except ImportError as exc:
         raise CliError(str(exc)) from None
-    except (OSError, RuntimeError) as exc:  # cannot write the .rrd, or spawn the viewer
-        raise CliError(f"cannot open the rerun view: {exc}") from None
+    except ViewerError as exc:
+        raise CliError(str(exc)) from None
+    except Exception as exc:  # cannot write the .rrd, or rerun's own errors
+        raise CliError(f"cannot open the rerun view: {_one_line(exc)}") from None
 
 
 def _cmd_watch(args: argparse.Namespace) -> int:
