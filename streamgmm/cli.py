@@ -819,9 +819,28 @@ def _check_matplotlib() -> None:
         raise CliError("--plot needs matplotlib: pip install 'streamgmm[plot]'") from None
 
 
-def _write_plot(path: str, m: Mixture) -> None:
+def _model_axes(args: argparse.Namespace, curve: Any) -> list[str] | None:
+    """Axis names for --plot: --axes, else the model's ``axes`` in the daemon's status."""
+    if args.axes is not None:
+        return list(args.axes)
+    import zmq
+
+    from streamgmm.client import ControlClient, ControlError
+
+    try:
+        with ControlClient(args.control, timeout=CHECK_TIMEOUT_S, curve=curve) as ctl:
+            info = ctl.status().get("models", {}).get(args.model, {})
+    except (TimeoutError, ControlError, zmq.ZMQError, AttributeError):
+        return None
+    axes = info.get("axes") if isinstance(info, Mapping) else None
+    return [str(a) for a in axes] if isinstance(axes, list) and axes else None
+
+
+def _write_plot(path: str, m: Mixture, axes: Sequence[str] | None = None) -> None:
     if m.n_features < 2:
         raise CliError(f"--plot needs points of at least 2 dimensions, model has {m.n_features}")
+    if axes is not None and len(axes) != m.n_features:
+        raise CliError(f"--axes names {len(axes)} axes, the model has {m.n_features}")
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed
@@ -829,13 +848,15 @@ def _write_plot(path: str, m: Mixture) -> None:
 
     from streamgmm import plotting
 
+    title = (f"model '{m.model}': seq {m.seq} ({m.kind}), {m.n_seen} points seen, "
+             f"K={m.n_components}")
     try:
-        # A 3-D model is taken for a point cloud in metres; other dimensions stay unnamed.
-        fig = plotting.mixture_figure(
-            m.to_estimator(), unit="m" if m.n_features == 3 else None,
-            title=f"model '{m.model}': seq {m.seq} ({m.kind}), {m.n_seen} points seen, "
-            f"K={m.n_components}",
-        )
+        if m.n_features == 3 and (axes is None or list(axes) == ["x", "y", "z"]):
+            # A 3-D model is taken for a point cloud in metres: top and side views.
+            fig = plotting.mixture_figure(m.to_estimator(), unit="m", title=title)
+        else:
+            # Anything else (IMU samples, a 2-D scan, features): a view per pair of axes.
+            fig = plotting.pairs_figure(m.to_estimator(), axis_names=axes, title=title)
     except ValueError as exc:
         raise CliError(f"cannot draw the mixture: {exc}") from None
     try:
@@ -919,7 +940,8 @@ def _cmd_watch(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if args.plot:
-        _write_plot(args.plot, last)
+        axes = _model_axes(args, curve) if last.n_features != 3 or args.axes else None
+        _write_plot(args.plot, last, axes)
         print(f"wrote {args.plot}")
     return 0
 
@@ -1337,6 +1359,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="FILE.png", default=None,
                    help="draw the last mixture at exit (also after Ctrl-C or SIGTERM): top "
                    "view and, for 3-D models, side view; needs matplotlib")
+    p.add_argument("--axes", type=_field_list, default=None, metavar="NAMES",
+                   help="names of the model's axes for --plot, comma-separated (default: the "
+                   "model's 'axes' from the daemon's status, else x[0], x[1], ...)")
     p.add_argument("--rerun", action="store_true",
                    help="show every update live in a rerun viewer as 3-D ellipsoids (1 and 2 "
                    "sigma); needs rerun-sdk: pip install 'streamgmm[rerun]'")

@@ -223,6 +223,10 @@ class ModelConfig:
         (the norm of the first three coordinates, in the points' units: metres for LiDAR)
         are dropped before the model sees them, counted per model in ``status``
         (``rows_below_min_range``, ``rows_beyond_max_range``); ``0`` = no limit (extension).
+    axes : tuple of str
+        Names of the ``dim`` axes, e.g. ``["ax", "ay", "az", "gx", "gy", "gz"]`` for IMU
+        samples; empty: unnamed. Reported in ``status``; ``streamgmm watch --plot`` labels
+        its views with them (extension).
     checkpoint_generations : int
         Checkpoint files kept, newest first (extension).
     relocations : str
@@ -259,6 +263,7 @@ class ModelConfig:
     max_abs_coordinate: float = 1e15
     min_range: float = 0.0
     max_range: float = 0.0
+    axes: tuple[str, ...] = ()
     checkpoint_generations: int = 2
     relocations: str = "auto"
     relocate_budget: float = OnlineSettings.relocate_budget
@@ -414,6 +419,15 @@ def _shared(param: str, base: Checker) -> Checker:
     return check
 
 
+def _names(key: str, value: Any) -> tuple[str, ...]:
+    """A list of distinct non-empty strings."""
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(key, f"expected a list of non-empty names (got {_show(value)})")
+    if len(set(value)) != len(value):
+        raise ConfigError(key, f"names repeat (got {_show(value)})")
+    return tuple(value)
+
+
 def _step_constant(key: str, value: Any) -> float | None:
     """``0`` is the decaying step (``None`` in the library); else a constant step in (0, 1]."""
     value = _float()(key, value)
@@ -483,6 +497,7 @@ _MODEL_FIELDS: dict[str, Checker] = {
     "max_abs_coordinate": _float(above=0.0),
     "min_range": _float(0.0),
     "max_range": _float(0.0),  # also > min_range unless 0, checked after
+    "axes": lambda key, value: _names(key, value),  # as many as dim, checked after
     "checkpoint_generations": _int(1, 1000),
     "relocations": _choice(RELOCATION_PLACES),
     "relocate_budget": _shared("relocate_budget", _float()),
@@ -599,6 +614,9 @@ def _parse_models(data: Mapping[str, Any]) -> tuple[ModelConfig, ...]:
                 f"{prefix}window_points",
                 f"must be >= components ({values['components']}) (got {values['window_points']})",
             )
+        if values["axes"] and len(values["axes"]) != values["dim"]:
+            raise ConfigError(f"{prefix}axes", f"names {len(values['axes'])} axes, dim is "
+                              f"{values['dim']}")
         if 0 < values["max_range"] <= values["min_range"]:
             raise ConfigError(
                 f"{prefix}max_range",

@@ -392,6 +392,7 @@ MODEL_STATUS: dict[str, StatusKey] = {
                                      "Checkpoint writes that failed."),
     "last_checkpoint_s": StatusKey(lambda m: m.last_checkpoint_seconds, "gauge",
                                    "Duration of the last checkpoint write in seconds."),
+    "axes": StatusKey(lambda m: list(m.config.axes)),
     "min_range": StatusKey(lambda m: m.config.min_range),
     "max_range": StatusKey(lambda m: m.config.max_range),
     "rows_below_min_range": StatusKey(

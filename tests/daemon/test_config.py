@@ -99,6 +99,7 @@ def test_minimal_config_has_protocol_defaults(tmp_path: Path) -> None:
         "max_abs_coordinate": 1e15,
         "min_range": 0.0,  # extension: no range limit
         "max_range": 0.0,
+        "axes": (),  # extension: unnamed
         "checkpoint_generations": 2,
         "relocations": "auto",  # extension: inline for a window, the worker for a reservoir
         "relocate_budget": 1.5,  # extension: the estimator's defaults
@@ -298,6 +299,8 @@ BAD = [
     ("cov-type", _set((*M0, "covariance_type"), "fulll"), "model[0].covariance_type", "one of"),
     ("retain", _set((*M0, "retain"), "latest"), "model[0].retain", "one of"),
     ("step-decay-0.5", _set((*M0, "step_decay"), 0.5), "model[0].step_decay", "> 0.5"),
+    ("axes-count", _set((*M0, "axes"), ["a", "b"]), "model[0].axes", "names 2 axes, dim is 3"),
+    ("axes-str", _set((*M0, "axes"), "xyz"), "model[0].axes", "list of non-empty names"),
     ("min-range-neg", _set((*M0, "min_range"), -1.0), "model[0].min_range", ">= 0.0"),
     ("max-range-str", _set((*M0, "max_range"), "50"), "model[0].max_range", "a number"),
     ("max-range-inf", _set((*M0, "max_range"), float("inf")), "model[0].max_range", "finite"),
