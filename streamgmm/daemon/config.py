@@ -382,6 +382,12 @@ def _endpoint(key: str, value: Any) -> str:
     if scheme is None or len(value) == len(scheme):
         schemes = ", ".join(repr(s) for s in ENDPOINT_SCHEMES)
         raise ConfigError(key, f"endpoint must start with one of {schemes} (got {_show(value)})")
+    if scheme == "tcp://":
+        # libzmq takes the port as it comes: 55555555 would wrap around to another port.
+        _, sep, port = value[len(scheme):].rpartition(":")
+        if not sep or not (port == "*" or (port.isdigit() and 1 <= int(port) <= 65535)):
+            raise ConfigError(key, f"a tcp endpoint needs a port from 1 to 65535 or '*' "
+                              f"(got {_show(value)})")
     return value
 
 

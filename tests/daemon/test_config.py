@@ -301,6 +301,8 @@ BAD = [
     ("step-decay-0.5", _set((*M0, "step_decay"), 0.5), "model[0].step_decay", "> 0.5"),
     ("axes-count", _set((*M0, "axes"), ["a", "b"]), "model[0].axes", "names 2 axes, dim is 3"),
     ("axes-str", _set((*M0, "axes"), "xyz"), "model[0].axes", "list of non-empty names"),
+    ("port-wraps", _set((*SV, "publish"), "tcp://*:55555555"), "service.publish", "1 to 65535"),
+    ("port-missing", _set((*SV, "control"), "tcp://127.0.0.1"), "service.control", "port"),
     ("min-range-neg", _set((*M0, "min_range"), -1.0), "model[0].min_range", ">= 0.0"),
     ("max-range-str", _set((*M0, "max_range"), "50"), "model[0].max_range", "a number"),
     ("max-range-inf", _set((*M0, "max_range"), float("inf")), "model[0].max_range", "finite"),

@@ -120,3 +120,10 @@ def test_marker_with_points_is_a_schema_error() -> None:
     assert info.value.reason == "schema"
     with pytest.raises(ValueError, match="no points"):
         codec.encode_points(np.ones((2, 3)), seq=1, stamp=1.0, end=True)
+
+
+def test_first_start_says_there_is_no_checkpoint_yet(daemon_factory, tmp_path) -> None:
+    d = daemon_factory([dict(MODEL, checkpoint=str(tmp_path / "state" / "lidar.ckpt"))])
+    log = d.log()
+    assert "no checkpoint yet at" in log and "none usable" not in log
+    assert " WARNING " not in log
