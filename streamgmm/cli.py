@@ -689,6 +689,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     source = args.source or f"{_socket.gethostname()}-{os.getpid()}"
     control = None if args.no_confirm else _control_of(args)
     baseline = _Delivery(0, 0, 0, -1)
+    answered = False  # the daemon answered before we sent: worth waiting for at the end
     can_confirm = control is not None
     why_not = "" if can_confirm else (
         "delivery not confirmed: the daemon's control endpoint is not known (give --control, "
@@ -699,6 +700,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         reply, why = _ask_source(control, curve, source, CHECK_TIMEOUT_S)
         if reply is not None:
             baseline = _source_counters(reply)
+            answered = True
         elif "does not report" in why:
             can_confirm, why_not = False, f"delivery not confirmed: {why}"
 
@@ -784,7 +786,9 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         if messages and why_not:
             print(f"streamgmm publish: {why_not}", file=sys.stderr)
         return 0 if not messages else EXIT_NOT_CONFIRMED
-    wait = 1.0 if interrupted else args.confirm_timeout
+    # Nobody answered before sending either: do not wait the full time for a miracle.
+    wait = args.confirm_timeout if answered else min(args.confirm_timeout, 2 * CHECK_TIMEOUT_S)
+    wait = min(wait, 1.0) if interrupted else wait
     final, seen, why = _confirm(control, curve, source, marker, wait)
     if final is None:
         print(f"sent {messages}, applied ?, rejected ?, lost ? (delivery not confirmed: {why})")
