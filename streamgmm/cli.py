@@ -44,6 +44,14 @@ PUBLISH_LINGER_S = 10.0
 DEFAULT_BATCH = 4096
 # How long `publish` waits for the daemon's status before it sends without checking.
 CHECK_TIMEOUT_S = 1.0
+# IMU samples (one row per bag message) per published message without --batch.
+ONE_ROW_BATCH = 100
+# How long `publish` waits at the end for the daemon to have its end marker.
+CONFIRM_TIMEOUT_S = 5.0
+# Exit status of `publish` when the daemon answered and not every message was applied, and
+# when no daemon answered the question at all (delivery unknown).
+EXIT_NOT_APPLIED = 1
+EXIT_NOT_CONFIRMED = 3
 
 
 class CliError(Exception):
@@ -99,6 +107,16 @@ def _field_list(text: str) -> tuple[str, ...]:
     return names
 
 
+def _range_limit(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a distance >= 0, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a distance >= 0, got {text!r}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -150,13 +168,21 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def _endpoint(text: str) -> str:
-    """A ZeroMQ endpoint; without ``scheme://`` zmq would only say "Invalid argument"."""
+    """A ZeroMQ endpoint; without ``scheme://`` zmq would only say "Invalid argument", and a
+    TCP port above 65535 would wrap around to another port."""
     if "://" not in text:
         hint = f"tcp://{text}" if ":" in text else f"ipc://{text}"
         raise argparse.ArgumentTypeError(
             f"{text!r} has no transport scheme: write tcp://HOST:PORT or ipc://PATH "
             f"(did you mean {hint}?)"
         )
+    if text.startswith("tcp://"):
+        _, sep, port = text[len("tcp://"):].rpartition(":")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"{text!r} has no port: write tcp://HOST:PORT")
+        if port != "*" and not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: the port must be a number from 1 to 65535 (got {port!r})")
     return text
 
 
@@ -194,30 +220,120 @@ def _file_errors() -> Iterator[None]:
         raise CliError(str(exc)) from None
 
 
-def load_points(path: str | Path, fields: Sequence[str] | None = None) -> np.ndarray:
+class ReadCounts:
+    """What reading files dropped and noticed, for the summary lines of publish and fit."""
+
+    def __init__(self) -> None:
+        self.nonfinite = 0
+        self.zeros = 0
+        self.out_of_range = 0
+        self.clouds = 0
+        self.damaged: list[str] = []  # one warning per damaged file
+        self.noted: set[str] = set()
+
+    def add(self, cloud: Any) -> None:
+        self.clouds += 1
+        self.nonfinite += cloud.dropped
+        self.zeros += getattr(cloud, "zeros", 0)
+        self.out_of_range += getattr(cloud, "out_of_range", 0)
+
+    def dropped_clause(self) -> str:
+        """``"dropped 3 zero rows (no return), 2 rows with NaN/Inf"`` or ``""``."""
+        parts = []
+        if self.zeros:
+            parts.append(f"{self.zeros} zero rows (no return)")
+        if self.nonfinite:
+            parts.append(f"{self.nonfinite} rows with NaN/Inf")
+        if self.out_of_range:
+            parts.append(f"{self.out_of_range} rows out of range")
+        return ("dropped " + ", ".join(parts)) if parts else ""
+
+
+def _row_filter(args: argparse.Namespace) -> Any:
+    """The RowFilter of --keep-zeros, --min-range and --max-range."""
+    from streamgmm.formats import RowFilter
+
+    try:
+        return RowFilter(keep_zeros=bool(getattr(args, "keep_zeros", False)),
+                         min_range=getattr(args, "min_range", None),
+                         max_range=getattr(args, "max_range", None))
+    except ValueError as exc:
+        raise CliError(str(exc).replace("min_range", "--min-range")
+                       .replace("max_range", "--max-range")) from None
+
+
+def _note_skipped(command: str, path: Any, cloud: Any, counts: ReadCounts) -> None:
+    """Say once per file which columns were left out as time or counters."""
+    skipped = getattr(cloud, "skipped", ())
+    key = str(path)
+    if skipped and key not in counts.noted:
+        counts.noted.add(key)
+        names = ", ".join(repr(n) for n in skipped)
+        print(f"streamgmm {command}: note: {path}: left out column {names}: its name says "
+              "time or a counter, not a coordinate (name it in --fields to use it)",
+              file=sys.stderr)
+
+
+def iter_file_clouds(path: str | Path, *, topic: str | None, fields: Sequence[str] | None,
+                     rule: Any, counts: ReadCounts, command: str) -> Iterator[Any]:
+    """The clouds of a file (:func:`streamgmm.formats.iter_clouds`), counted into ``counts``.
+
+    A bag damaged part-way ends after its last complete message with a warning kept in
+    ``counts.damaged``; one where nothing could be read, and every other error, is a
+    CliError.
+    """
+    from streamgmm.formats import DamagedFileError, iter_clouds
+
+    with _file_errors():
+        try:
+            for cloud in iter_clouds(path, topic=topic, fields=fields, rule=rule):
+                counts.add(cloud)
+                _note_skipped(command, path, cloud, counts)
+                yield cloud
+        except DamagedFileError as exc:
+            if exc.messages_read == 0:
+                raise CliError(f"{exc}; nothing could be read") from None
+            counts.damaged.append(_one_line(str(exc)))
+
+
+def load_points(path: str | Path, fields: Sequence[str] | None = None, *,
+                topic: str | None = None, rule: Any = None,
+                counts: ReadCounts | None = None, command: str = "fit") -> np.ndarray:
     """Read points of shape (n, d) from any file :mod:`streamgmm.formats` reads.
 
     Parameters
     ----------
     path : str or Path
-        ``.npy``/``.csv`` (every column), a point cloud or a ROS bag (see ``docs/formats.md``).
+        ``.npy``/``.csv``/``.parquet``, a point cloud or a ROS bag (see ``docs/formats.md``).
     fields : sequence of str, optional
-        Fields of formats that name them (default ``x, y, z``).
+        Fields of formats that name them (default ``x, y, z``; a bag: its message type's).
+    topic : str, optional
+        The topic of a bag.
+    rule : streamgmm.formats.RowFilter, optional
+        Zero rows and range limits (default: zero rows dropped, no limit).
+    counts : ReadCounts, optional
+        Filled with what was dropped (and a damaged bag's warning).
+    command : str
+        For notes on stderr.
 
     Returns
     -------
     numpy.ndarray
-        Shape (n, d), n >= 1, float32 or float64.
+        Shape (n, d), n >= 1, float32 or float64; without NaN/Inf, zero and out-of-range
+        rows.
 
     Raises
     ------
     CliError
-        If the file cannot be read or does not hold points.
+        If the file cannot be read or no point is left.
     """
-    from streamgmm.formats import read_points
-
-    with _file_errors():
-        return read_points(path, fields=fields)
+    counts = counts if counts is not None else ReadCounts()
+    parts = [c.points for c in iter_file_clouds(path, topic=topic, fields=fields, rule=rule,
+                                                 counts=counts, command=command) if len(c.points)]
+    if not parts:
+        dropped = counts.dropped_clause()
+        raise CliError(f"{path}: no points to use" + (f" ({dropped})" if dropped else ""))
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,37 +487,67 @@ class _Outgoing(NamedTuple):
     time: float | None = None
 
 
-def _file_batches(args: argparse.Namespace, dropped: list[int]) -> Iterator[_Outgoing]:
-    """Messages from --file: bag clouds one per message (split at --batch when given), other
-    files in --batch slices; NaN/Inf rows removed and added to ``dropped[0]``."""
-    from streamgmm.formats import iter_clouds
+def _grouped(args: argparse.Namespace, group: list[Any], when: float | None) -> _Outgoing:
+    """One message of several one-row clouds (IMU samples): the last one's stamp and frame."""
+    tail = group[-1]
+    return _Outgoing(np.concatenate([c.points for c in group]), tail.stamp,
+                     args.frame or tail.frame, when)
 
+
+def _file_batches(args: argparse.Namespace, counts: ReadCounts) -> Iterator[_Outgoing]:
+    """Messages from --file: bag clouds one per message (split at --batch when given; IMU
+    samples grouped --batch at a time, default :data:`ONE_ROW_BATCH`), other files in --batch
+    slices; what is not a measurement is dropped and counted into ``counts``."""
+    rule = _row_filter(args)
     offset = 0.0  # recorded time of a pass, carried over so that --loop keeps pacing forward
-    with _file_errors():
-        while True:
-            first_time = last = None
-            sent_any = False
-            for cloud in iter_clouds(args.file, topic=args.ros_topic, fields=args.fields):
-                dropped[0] += cloud.dropped
-                data = cloud.points
-                if len(data) and args.dim is not None and data.shape[1] != args.dim:
-                    raise CliError(
-                        f"{args.file} holds {data.shape[1]}-D points, not --dim {args.dim}"
-                    )
-                when = None
-                if cloud.time is not None:
-                    first_time = cloud.time if first_time is None else first_time
-                    when = offset + cloud.time - first_time
-                    last = when
-                step = args.batch or (len(data) if cloud.time is not None else DEFAULT_BATCH)
-                for start in range(0, len(data), max(step, 1)):
+    first_pass = True
+    while True:
+        first_time = last = None
+        sent_any = False
+        group: list[Any] = []  # one-row clouds (IMU samples) waiting to fill a message
+        pass_counts = counts if first_pass else ReadCounts()
+
+        for cloud in iter_file_clouds(args.file, topic=args.ros_topic, fields=args.fields,
+                                      rule=rule, counts=pass_counts, command="publish"):
+            data = cloud.points
+            if len(data) and args.dim is not None and data.shape[1] != args.dim:
+                raise CliError(
+                    f"{args.file} holds {data.shape[1]}-D points, not --dim {args.dim}"
+                )
+            when = None
+            if cloud.time is not None:
+                first_time = cloud.time if first_time is None else first_time
+                when = offset + cloud.time - first_time
+                last = when
+            if getattr(cloud, "one_row", False):
+                if len(data):
+                    group.append(cloud)
+                if sum(len(c.points) for c in group) >= (args.batch or ONE_ROW_BATCH):
                     sent_any = True
-                    yield _Outgoing(data[start : start + step], cloud.stamp,
-                                    args.frame or cloud.frame, when)
-            if not args.loop or not sent_any:
-                return
-            if last is not None:
-                offset = last
+                    yield _grouped(args, group, last)
+                    group = []
+                continue
+            step = args.batch or (len(data) if cloud.time is not None else DEFAULT_BATCH)
+            for start in range(0, len(data), max(step, 1)):
+                sent_any = True
+                yield _Outgoing(data[start : start + step], cloud.stamp,
+                                args.frame or cloud.frame, when)
+        if group:
+            sent_any = True
+            yield _grouped(args, group, last)
+        first_pass = False
+        if not args.loop or not sent_any:
+            return
+        if last is not None:
+            offset = last
+
+
+def _control_of(args: argparse.Namespace) -> str | None:
+    """The daemon's control endpoint: --control, else the example's when --endpoint is the
+    example's ingest endpoint, else unknown (None)."""
+    if args.control is not None:
+        return args.control
+    return DEFAULT_CONTROL if args.endpoint == DEFAULT_INGEST else None
 
 
 def _check_against_daemon(args: argparse.Namespace, curve: Any, dim: int) -> None:
@@ -417,11 +563,9 @@ def _check_against_daemon(args: argparse.Namespace, curve: Any, dim: int) -> Non
 
     from streamgmm.client import ControlClient, ControlError
 
-    control = args.control
+    control = _control_of(args)
     if control is None:
-        if args.endpoint != DEFAULT_INGEST:
-            return  # the control endpoint of that daemon is not known
-        control = DEFAULT_CONTROL
+        return  # the control endpoint of that daemon is not known
     try:
         with ControlClient(control, timeout=CHECK_TIMEOUT_S, curve=curve) as ctl:
             status = ctl.status()
@@ -456,36 +600,119 @@ def _check_against_daemon(args: argparse.Namespace, curve: Any, dim: int) -> Non
     )
 
 
+class _Delivery(NamedTuple):
+    """What the daemon reports of this publisher's messages (op ``source``)."""
+
+    applied: int
+    rejected: int
+    points_applied: int
+    end_seq: int
+
+
+def _source_counters(reply: Mapping[str, Any]) -> _Delivery:
+    def get(key: str, default: int = 0) -> int:
+        value = reply.get(key, default)
+        return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+    return _Delivery(get("messages_applied"), get("messages_rejected"), get("points_applied"),
+                     get("end_seq", -1))
+
+
+def _ask_source(control: str, curve: Any, source: str, timeout: float) -> tuple[Any, str]:
+    """``(reply or None, why not)``: the daemon's ``source`` answer about ``source``."""
+    import zmq
+
+    from streamgmm.client import ControlClient, ControlError
+
+    try:
+        with ControlClient(control, timeout=timeout, curve=curve) as ctl:
+            return ctl.source(source), ""
+    except TimeoutError:
+        hint = ("is the daemon running, and does it accept these keys?" if curve
+                else "is the daemon running?")
+        return None, f"no answer from {control} within {timeout:.1f} s ({hint})"
+    except ControlError as exc:
+        return None, (f"the daemon at {control} does not report deliveries (an older "
+                      f"version? it says: {_one_line(exc)})")
+    except zmq.ZMQError as exc:
+        return None, f"cannot ask {control}: {exc}"
+
+
+def _confirm(control: str, curve: Any, source: str, marker: int,
+             timeout: float) -> tuple[_Delivery | None, bool, str]:
+    """Poll the daemon until it has this publisher's end marker or ``timeout`` passes.
+
+    Returns ``(counters or None, marker seen, why not)``.
+    """
+    deadline = time.monotonic() + timeout
+    last = None
+    why = ""
+    while True:
+        remaining = deadline - time.monotonic()
+        reply, why = _ask_source(control, curve, source, max(min(remaining, 2.0), 0.2))
+        if reply is not None:
+            last = _source_counters(reply)
+            if last.end_seq == marker:
+                return last, True, ""
+        if time.monotonic() >= deadline:
+            return last, False, why
+        time.sleep(0.05)
+
+
 def _cmd_publish(args: argparse.Namespace) -> int:
+    import socket as _socket
+
     curve = _curve_keys(args)
-    dropped = [0]  # NaN/Inf rows removed from --file clouds before sending
+    counts = ReadCounts()  # rows dropped from --file before sending
     if args.file is not None:
-        batches = _file_batches(args, dropped)
+        batches = _file_batches(args, counts)
     else:
         if args.ros_topic is not None or args.fields is not None:
             raise CliError("--ros-topic and --fields apply to --file only")
+        if args.min_range is not None or args.max_range is not None or args.keep_zeros:
+            raise CliError("--min-range, --max-range and --keep-zeros apply to --file only")
         args.batch = args.batch or DEFAULT_BATCH
         batches = (_Outgoing(b) for b in _synthetic_batches(args))
     # Load/generate the first batch before opening the socket, so bad input fails fast.
     first = next(batches, None)
     if first is None:
-        raise CliError("no points to send"
-                       + (f" ({dropped[0]} rows with NaN/Inf dropped)" if dropped[0] else ""))
+        dropped = counts.dropped_clause()
+        raise CliError("no points to send" + (f" ({dropped})" if dropped else ""))
+    dim = int(first.points.shape[1])
     if not args.no_check:
-        _check_against_daemon(args, curve, int(first.points.shape[1]))
+        _check_against_daemon(args, curve, dim)
 
     import zmq
 
     from streamgmm.client import PointPublisher
 
+    source = args.source or f"{_socket.gethostname()}-{os.getpid()}"
+    control = None if args.no_confirm else _control_of(args)
+    baseline = _Delivery(0, 0, 0, -1)
+    answered = False  # the daemon answered before we sent: worth waiting for at the end
+    can_confirm = control is not None
+    why_not = "" if can_confirm else (
+        "delivery not confirmed: the daemon's control endpoint is not known (give --control, "
+        "or --no-confirm)")
+    if can_confirm:
+        # What the daemon knew of this source before: the answer at the end is compared
+        # with it. No answer now is not final (the daemon may come up); an older daemon is.
+        reply, why = _ask_source(control, curve, source, CHECK_TIMEOUT_S)
+        if reply is not None:
+            baseline = _source_counters(reply)
+            answered = True
+        elif "does not report" in why:
+            can_confirm, why_not = False, f"delivery not confirmed: {why}"
+
     messages = points = 0
+    marker: int | None = None
     interrupted = False
     # A context of our own: terminating it waits until the queued messages have left (see the
     # end), so the summary measures delivery, not how fast ZeroMQ accepts messages.
     context = zmq.Context()
     try:
         with _client_errors(f"cannot publish to {args.endpoint}", curve):
-            pub = PointPublisher(args.endpoint, args.topic, source=args.source, bind=args.bind,
+            pub = PointPublisher(args.endpoint, args.topic, source=source, bind=args.bind,
                                  curve=curve, context=context,
                                  linger_ms=int(PUBLISH_LINGER_S * 1000))
     except BaseException:
@@ -528,6 +755,10 @@ def _cmd_publish(args: argparse.Namespace) -> int:
                     time.sleep(delay)
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see main)
             interrupted = True
+        if can_confirm and messages:
+            # After everything else on the same connection: once the daemon has it, every
+            # message before it has arrived or was lost.
+            marker = pub.send_end(dim)
     finally:
         # After an interrupt hand over what is queued for a moment only: the user wants out.
         pub.close(linger_ms=1000 if interrupted else None)
@@ -541,13 +772,48 @@ def _cmd_publish(args: argparse.Namespace) -> int:
             f"{end - flush_start:.1f} s were dropped (the receiver did not keep up)",
             file=sys.stderr,
         )
+    for warning in counts.damaged:
+        print(f"streamgmm publish: warning: {warning}", file=sys.stderr)
     achieved = points / seconds if seconds > 0 else float("inf")
+    dropped = counts.dropped_clause()
     print(
         f"sent {messages} messages, {points} points in {seconds:.3f} s "
-        f"({achieved:.0f} points/s)"
-        + (f"; dropped {dropped[0]} rows with NaN/Inf" if dropped[0] else "")
+        f"({achieved:.0f} points/s)" + (f"; {dropped}" if dropped else "")
     )
-    return 0
+    if args.no_confirm:
+        return 0
+    if not can_confirm or marker is None:
+        if messages and why_not:
+            print(f"streamgmm publish: {why_not}", file=sys.stderr)
+        return 0 if not messages else EXIT_NOT_CONFIRMED
+    # Nobody answered before sending either: do not wait the full time for a miracle.
+    wait = args.confirm_timeout if answered else min(args.confirm_timeout, 2 * CHECK_TIMEOUT_S)
+    wait = min(wait, 1.0) if interrupted else wait
+    final, seen, why = _confirm(control, curve, source, marker, wait)
+    if final is None:
+        print(f"sent {messages}, applied ?, rejected ?, lost ? (delivery not confirmed: {why})")
+        print(f"streamgmm publish: error: no daemon answered at {control}; {messages} messages "
+              "not confirmed", file=sys.stderr)
+        return EXIT_NOT_CONFIRMED
+    applied = final.applied - baseline.applied
+    rejected = final.rejected - baseline.rejected
+    lost = max(messages - applied - rejected, 0)
+    line = (f"sent {messages}, applied {applied}, rejected {rejected}, lost {lost} "
+            f"({final.points_applied - baseline.points_applied} points applied)")
+    if not seen:
+        line += (f"; the daemon has not seen the end of this stream within {wait:g} s, so "
+                 "the lost ones may still be on their way")
+    print(line)
+    if seen and applied == messages:
+        return 0
+    what = []
+    if rejected:
+        what.append(f"{rejected} rejected (see 'streamgmm status' and the daemon's log)")
+    if lost:
+        what.append(f"{lost} lost" if seen else f"{lost} not seen")
+    print(f"streamgmm publish: error: not every message was applied: {', '.join(what)}",
+          file=sys.stderr)
+    return EXIT_NOT_APPLIED
 
 
 def _check_matplotlib() -> None:
@@ -557,9 +823,28 @@ def _check_matplotlib() -> None:
         raise CliError("--plot needs matplotlib: pip install 'streamgmm[plot]'") from None
 
 
-def _write_plot(path: str, m: Mixture) -> None:
+def _model_axes(args: argparse.Namespace, curve: Any) -> list[str] | None:
+    """Axis names for --plot: --axes, else the model's ``axes`` in the daemon's status."""
+    if args.axes is not None:
+        return list(args.axes)
+    import zmq
+
+    from streamgmm.client import ControlClient, ControlError
+
+    try:
+        with ControlClient(args.control, timeout=CHECK_TIMEOUT_S, curve=curve) as ctl:
+            info = ctl.status().get("models", {}).get(args.model, {})
+    except (TimeoutError, ControlError, zmq.ZMQError, AttributeError):
+        return None
+    axes = info.get("axes") if isinstance(info, Mapping) else None
+    return [str(a) for a in axes] if isinstance(axes, list) and axes else None
+
+
+def _write_plot(path: str, m: Mixture, axes: Sequence[str] | None = None) -> None:
     if m.n_features < 2:
         raise CliError(f"--plot needs points of at least 2 dimensions, model has {m.n_features}")
+    if axes is not None and len(axes) != m.n_features:
+        raise CliError(f"--axes names {len(axes)} axes, the model has {m.n_features}")
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed
@@ -567,13 +852,15 @@ def _write_plot(path: str, m: Mixture) -> None:
 
     from streamgmm import plotting
 
+    title = (f"model '{m.model}': seq {m.seq} ({m.kind}), {m.n_seen} points seen, "
+             f"K={m.n_components}")
     try:
-        # A 3-D model is taken for a point cloud in metres; other dimensions stay unnamed.
-        fig = plotting.mixture_figure(
-            m.to_estimator(), unit="m" if m.n_features == 3 else None,
-            title=f"model '{m.model}': seq {m.seq} ({m.kind}), {m.n_seen} points seen, "
-            f"K={m.n_components}",
-        )
+        if m.n_features == 3 and (axes is None or list(axes) == ["x", "y", "z"]):
+            # A 3-D model is taken for a point cloud in metres: top and side views.
+            fig = plotting.mixture_figure(m.to_estimator(), unit="m", title=title)
+        else:
+            # Anything else (IMU samples, a 2-D scan, features): a view per pair of axes.
+            fig = plotting.pairs_figure(m.to_estimator(), axis_names=axes, title=title)
     except ValueError as exc:
         raise CliError(f"cannot draw the mixture: {exc}") from None
     try:
@@ -588,14 +875,16 @@ def _open_rerun(args: argparse.Namespace) -> Any:
     """A RerunView for --rerun/--rerun-save, or None; a missing rerun-sdk is a CliError."""
     if not (args.rerun or args.rerun_save):
         return None
-    from streamgmm.rerun_view import RerunView
+    from streamgmm.rerun_view import RerunView, ViewerError
 
     try:
         return RerunView(save=args.rerun_save, spawn=True)
     except ImportError as exc:
         raise CliError(str(exc)) from None
-    except (OSError, RuntimeError) as exc:  # cannot write the .rrd, or spawn the viewer
-        raise CliError(f"cannot open the rerun view: {exc}") from None
+    except ViewerError as exc:
+        raise CliError(str(exc)) from None
+    except Exception as exc:  # cannot write the .rrd, or rerun's own errors
+        raise CliError(f"cannot open the rerun view: {_one_line(exc)}") from None
 
 
 def _cmd_watch(args: argparse.Namespace) -> int:
@@ -655,7 +944,8 @@ def _cmd_watch(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if args.plot:
-        _write_plot(args.plot, last)
+        axes = _model_axes(args, curve) if last.n_features != 3 or args.axes else None
+        _write_plot(args.plot, last, axes)
         print(f"wrote {args.plot}")
     return 0
 
@@ -748,8 +1038,75 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+_SHARD_SUFFIXES = (".npy", ".parquet")
+
+
 def _is_shard_input(text: str) -> bool:
-    return os.path.isdir(text) or any(c in text for c in "*?[") or text.endswith(".parquet")
+    """A glob, a directory that is not a rosbag2 bag, or a .parquet file: Dask shards."""
+    if os.path.isdir(text):
+        return not os.path.isfile(os.path.join(text, "metadata.yaml"))
+    return any(c in text for c in "*?[") or text.endswith(".parquet")
+
+
+def _all_shards(inputs: Sequence[str]) -> bool:
+    """Do the inputs name only .npy/.parquet shards (globs, directories of them)?"""
+    import glob
+
+    for item in inputs:
+        if os.path.isdir(item):
+            if os.path.isfile(os.path.join(item, "metadata.yaml")):
+                return False  # a rosbag2 directory
+            continue
+        names = glob.glob(item) if any(c in item for c in "*?[") else [item]
+        if any(not n.endswith(_SHARD_SUFFIXES) for n in names):
+            return False
+    return True
+
+
+def _expand_inputs(inputs: Sequence[str]) -> list[str]:
+    """Files named by paths and globs; a rosbag2 directory stays one input."""
+    import glob
+
+    out: list[str] = []
+    for item in inputs:
+        if any(c in item for c in "*?[") and not os.path.exists(item):
+            found = sorted(glob.glob(item))
+            if not found:
+                raise CliError(f"no file matches {item!r}")
+            out.extend(found)
+        else:
+            out.append(item)
+    return out
+
+
+def _read_fit_inputs(args: argparse.Namespace) -> tuple[list[np.ndarray], ReadCounts]:
+    """Every input file's points (a bag: one array per message), filtered and counted."""
+    rule = _row_filter(args)
+    counts = ReadCounts()
+    parts: list[np.ndarray] = []
+    files = _expand_inputs(args.file)
+    for path in files:
+        if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "metadata.yaml")):
+            raise CliError(f"{path}: a directory of shards cannot be mixed with other files "
+                           "(give its .npy/.parquet files, or fit it alone)")
+        for cloud in iter_file_clouds(path, topic=args.ros_topic, fields=args.fields,
+                                      rule=rule, counts=counts, command="fit"):
+            if len(cloud.points):
+                parts.append(cloud.points)
+    if not parts:
+        dropped = counts.dropped_clause()
+        raise CliError(f"no points to fit in {' '.join(files)}"
+                       + (f" ({dropped})" if dropped else ""))
+    if len({p.shape[1] for p in parts}) > 1:
+        dims = sorted({p.shape[1] for p in parts})
+        raise CliError(f"the inputs disagree on the dimension: {dims} (choose the same "
+                       "--fields)")
+    for warning in counts.damaged:
+        print(f"streamgmm fit: warning: {warning}", file=sys.stderr)
+    dropped = counts.dropped_clause()
+    if dropped:
+        print(f"streamgmm fit: {dropped}", file=sys.stderr)
+    return parts, counts
 
 
 def _save_mixture(path: str, gm: Any, covariance_type: str) -> None:
@@ -769,8 +1126,15 @@ def _save_mixture(path: str, gm: Any, covariance_type: str) -> None:
     print(f"wrote {path}")
 
 
+def _fit_options_used(args: argparse.Namespace) -> bool:
+    return (args.ros_topic is not None or args.fields is not None or args.keep_zeros
+            or args.min_range is not None or args.max_range is not None)
+
+
 def _cmd_fit_distributed(args: argparse.Namespace) -> int:
-    """``fit`` over shards on a Dask cluster (--scheduler) or a local one (several shards)."""
+    """``fit`` on a Dask cluster (--scheduler) or a local one (several shards, --workers):
+    ``.npy``/``.parquet`` shards are read by the workers themselves; any other file (a bag, a
+    point cloud) is read here, filtered, and its clouds sent to the workers as chunks."""
     from streamgmm import ConvergenceWarning, GaussianMixture
 
     try:
@@ -779,7 +1143,7 @@ def _cmd_fit_distributed(args: argparse.Namespace) -> int:
         dask_em.require_dask()
         import distributed  # noqa: F401
     except ImportError:
-        raise CliError("fitting shards on a cluster needs dask.distributed: "
+        raise CliError("fitting on a cluster needs dask.distributed: "
                        "pip install 'streamgmm[dask]'") from None
 
     where = args.scheduler or f"a local cluster of {args.workers or os.cpu_count()} workers"
@@ -794,17 +1158,31 @@ def _cmd_fit_distributed(args: argparse.Namespace) -> int:
         n_components=args.components, covariance_type=args.covariance_type,
         max_iter=args.max_iter, n_init=args.n_init, random_state=args.seed,
     )
+    shards = _all_shards(args.file)
+    if shards and _fit_options_used(args):
+        raise CliError("--ros-topic, --fields, --keep-zeros, --min-range and --max-range apply "
+                       "to files read here (bags, point clouds, CSV), not to .npy/.parquet "
+                       "shards, which the workers read as they are")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            info = dask_em.fit_shards(args.file, gm, scheduler=args.scheduler,
-                                      n_workers=args.workers, progress=progress)
+            if shards:
+                info = dask_em.fit_shards(args.file, gm, scheduler=args.scheduler,
+                                          n_workers=args.workers, progress=progress)
+                what = "shards"
+            else:
+                from streamgmm import dask_clouds
+
+                parts, _ = _read_fit_inputs(args)
+                info = dask_clouds.fit_arrays(parts, gm, scheduler=args.scheduler,
+                                              n_workers=args.workers, progress=progress)
+                what = "chunks"
     except ConnectionError as exc:
         raise CliError(str(exc)) from None
     except ValueError as exc:
         raise CliError(f"cannot fit {' '.join(args.file)}: {exc}") from None
     print(f"fitted {args.components} components ({args.covariance_type}) to "
-          f"{info['n_points']} points in {info['n_shards']} shards, d={gm.n_features_in_}, "
+          f"{info['n_points']} points in {info['n_shards']} {what}, d={gm.n_features_in_}, "
           f"on {info['n_workers']} workers in {info['seconds']:.2f} s")
     print(
         f"converged: {gm.converged_}  iterations: {gm.n_iter_}  "
@@ -819,15 +1197,11 @@ def _cmd_fit_distributed(args: argparse.Namespace) -> int:
 def _cmd_fit(args: argparse.Namespace) -> int:
     from streamgmm import ConvergenceWarning, GaussianMixture
 
-    if args.scheduler or len(args.file) > 1 or _is_shard_input(args.file[0]):
+    several_shards = len(args.file) > 1 or _is_shard_input(args.file[0])
+    if args.scheduler or args.workers is not None or (several_shards and _all_shards(args.file)):
         return _cmd_fit_distributed(args)
-    args.file = args.file[0]
-    X = load_points(args.file)
-    finite = np.isfinite(X).all(axis=1)
-    if not finite.all():
-        print(f"streamgmm fit: dropped {int((~finite).sum())} rows with NaN or Inf",
-              file=sys.stderr)
-        X = X[finite]
+    parts, _ = _read_fit_inputs(args)
+    X = parts[0] if len(parts) == 1 else np.concatenate(parts)
     gm = GaussianMixture(
         n_components=args.components,
         covariance_type=args.covariance_type,
@@ -841,7 +1215,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             warnings.simplefilter("ignore", ConvergenceWarning)
             gm.fit(X)
     except ValueError as exc:
-        raise CliError(f"cannot fit {args.file}: {exc}") from None
+        raise CliError(f"cannot fit {' '.join(args.file)}: {exc}") from None
     n, d = X.shape
     print(f"fitted {args.components} components ({args.covariance_type}) to {n} points, d={d}")
     print(
@@ -874,6 +1248,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {streamgmm.__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def row_filter_options(sub: argparse.ArgumentParser) -> None:
+        group = sub.add_argument_group("what is not a measurement (files and bags)")
+        group.add_argument("--keep-zeros", action="store_true",
+                           help="keep rows whose x, y, z are all exactly 0 (by default they "
+                           "are a LiDAR's no-return points: dropped and counted)")
+        group.add_argument("--min-range", type=_range_limit, default=None, metavar="M",
+                           help="drop rows nearer than M to the sensor origin (sqrt(x^2+y^2+"
+                           "z^2), in the file's units: metres for LiDAR)")
+        group.add_argument("--max-range", type=_range_limit, default=None, metavar="M",
+                           help="drop rows farther than M from the sensor origin")
 
     def curve_options(sub: argparse.ArgumentParser) -> None:
         group = sub.add_argument_group("CURVE (for a daemon with [service.curve])")
@@ -919,10 +1304,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"points per message (default {DEFAULT_BATCH}; a bag: one message per "
                    "cloud, split at --batch when given)")
     p.add_argument("--ros-topic", default=None, metavar="TOPIC",
-                   help="PointCloud2 topic of a bag (may be left out when it has one)")
+                   help="topic of a bag: PointCloud2, Imu or LaserScan (may be left out when "
+                   "it has one PointCloud2 topic, or one readable topic)")
     p.add_argument("--fields", type=_field_list, default=None, metavar="x,y,z",
-                   help="fields of a point cloud or bag to send, in order (default x,y,z); "
-                   ".npy/.csv send every column")
+                   help="fields to send, in order: of a point cloud or PointCloud2 (default "
+                   "x,y,z), an Imu (default linear_acceleration,angular_velocity; a group "
+                   "or one axis, e.g. angular_velocity.z), a LaserScan (default x,y), or the "
+                   "header names of a CSV/Parquet table (default: every column but time)")
     p.add_argument("--speed", type=_speed, default=1.0, metavar="FACTOR",
                    help="replay a bag at FACTOR times its recorded pace (default 1; 0 = as "
                    "fast as possible); --rate overrides it")
@@ -945,6 +1333,12 @@ def build_parser() -> argparse.ArgumentParser:
                    f"{DEFAULT_CONTROL} when --endpoint is the default, else no check")
     p.add_argument("--no-check", action="store_true",
                    help="send without asking the daemon (its counters still show rejections)")
+    p.add_argument("--no-confirm", action="store_true",
+                   help="do not ask the daemon at the end what arrived; exit 0 once sent")
+    p.add_argument("--confirm-timeout", type=_seconds, default=CONFIRM_TIMEOUT_S, metavar="S",
+                   help="how long to wait at the end for the daemon to have received this "
+                   f"stream's end marker (default {CONFIRM_TIMEOUT_S:g})")
+    row_filter_options(p)
     curve_options(p)
     p.set_defaults(func=_cmd_publish)
 
@@ -969,6 +1363,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="FILE.png", default=None,
                    help="draw the last mixture at exit (also after Ctrl-C or SIGTERM): top "
                    "view and, for 3-D models, side view; needs matplotlib")
+    p.add_argument("--axes", type=_field_list, default=None, metavar="NAMES",
+                   help="names of the model's axes for --plot, comma-separated (default: the "
+                   "model's 'axes' from the daemon's status, else x[0], x[1], ...)")
     p.add_argument("--rerun", action="store_true",
                    help="show every update live in a rerun viewer as 3-D ellipsoids (1 and 2 "
                    "sigma); needs rerun-sdk: pip install 'streamgmm[rerun]'")
@@ -987,7 +1384,7 @@ def build_parser() -> argparse.ArgumentParser:
         curve_options(sub)
         return sub
 
-    p = control_parser("status", "print the daemon's models and counters", 5.0)
+    p = control_parser("status", "print the daemon's models and counters", 2.0)
     p.add_argument("--json", action="store_true", help="print the reply as JSON")
     p.set_defaults(func=_cmd_status)
 
@@ -1034,6 +1431,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-init", type=_positive_int, default=1,
                    help="initialisations; the best is kept (default 1)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--ros-topic", default=None, metavar="TOPIC",
+                   help="topic of a bag, as for publish --file")
+    p.add_argument("--fields", type=_field_list, default=None, metavar="x,y,z",
+                   help="fields to fit, as for publish --file")
+    row_filter_options(p)
     p.add_argument("--out", metavar="MODEL.npz", default=None,
                    help="save weights, means, covariances and covariance_type (np.savez)")
     p.set_defaults(func=_cmd_fit)

@@ -164,6 +164,7 @@ class PointPublisher:
         if not isinstance(self.source, str):
             raise TypeError("source must be str")
         self.seq = 0
+        self.first_seq = 0  # of this run: an end marker tells the daemon (send_end)
         # prefix -> still subscribed; XPUB reports an unsubscribe once the last peer holding
         # that prefix is gone, so this tells whether someone listens to our topic right now.
         self._subscriptions: dict[bytes, bool] = {}
@@ -278,6 +279,38 @@ class PointPublisher:
             stamp=time.time() if stamp is None else stamp,
             source=self.source,
             frame=frame,
+        )
+        self._drain_subscriptions(sock)
+        sock.send_multipart([self.topic, payload], copy=False)
+        self.seq = seq + 1
+        return seq
+
+    def send_end(self, dim: int, *, stamp: float | None = None) -> int:
+        """Send the end-of-stream marker (docs/protocol.md, "End-of-stream markers").
+
+        It follows every message sent so far on the same connection, so once the daemon
+        has it (its ``source`` request reports ``end_seq`` equal to the returned seq), each
+        earlier message has arrived or was lost. Send it only to a daemon that answers the
+        ``source`` request: an older one counts it as a rejected ``empty`` message.
+
+        Parameters
+        ----------
+        dim : int
+            The dimension of the points sent (the marker carries an empty (0, dim) array).
+        stamp : float, optional
+            Default ``time.time()``.
+
+        Returns
+        -------
+        int
+            The marker's ``seq`` (one above the last message's).
+        """
+        sock = self._socket()
+        seq = self.seq
+        payload = codec.encode_points(
+            np.empty((0, max(int(dim), 1))), seq=seq,
+            stamp=time.time() if stamp is None else stamp, source=self.source,
+            end=True, first_seq=self.first_seq,
         )
         self._drain_subscriptions(sock)
         sock.send_multipart([self.topic, payload], copy=False)
@@ -541,6 +574,29 @@ class ControlClient:
     def status(self) -> dict:
         """The daemon's status: uptime, models and counters (see ``docs/protocol.md``)."""
         return self.request("status")
+
+    def source(self, source: str) -> dict:
+        """What the daemon saw of one publisher's messages (op ``source``, an extension).
+
+        Parameters
+        ----------
+        source : str
+            The publisher id (``PointPublisher.source``).
+
+        Returns
+        -------
+        dict
+            ``known`` and the counters of docs/protocol.md (``messages_applied``,
+            ``messages_rejected``, ``messages_lost``, ``end_seq``, ...).
+
+        Raises
+        ------
+        ControlError
+            If the daemon refuses, e.g. an older one that does not know the op.
+        TimeoutError
+            If no reply came in time.
+        """
+        return self.request("source", source=source)
 
     def snapshot(self, model: str | None = None) -> Mixture:
         """The current mixture of a model, labelled with the ``seq`` of its last update.

@@ -54,7 +54,7 @@ PROTOCOL_VERSION = 1
 DTYPES = ("<f4", "<f8")
 UPDATE_KINDS = ("online", "refit", "snapshot")
 # The daemon answers each with a handler of its dispatch table (a test keeps the two equal).
-CONTROL_OPS = ("snapshot", "status", "refit", "load")
+CONTROL_OPS = ("snapshot", "status", "refit", "load", "source")
 UPDATE_TOPIC_PREFIX = b"gmm/"
 
 _ARRAY_KEYS = frozenset(("dtype", "shape", "data"))
@@ -355,6 +355,12 @@ class PointsMessage:
         Publisher id (``""`` when absent).
     frame : str
         Coordinate frame (``""`` when absent).
+    end : bool
+        An end-of-stream marker (extension key ``end``): the publisher's last message, with
+        no points, sent after everything else so the daemon knows the stream is complete.
+    first_seq : int or None
+        On a marker (extension key ``first_seq``): the first ``seq`` of the publisher's
+        run, so the daemon can count messages lost before any of them arrived.
     """
 
     seq: int
@@ -363,10 +369,13 @@ class PointsMessage:
     rows_dropped_nonfinite: int
     source: str = ""
     frame: str = ""
+    end: bool = False
+    first_seq: int | None = None
 
 
 def encode_points(
-    points: np.ndarray, *, seq: int, stamp: float, source: str = "", frame: str = ""
+    points: np.ndarray, *, seq: int, stamp: float, source: str = "", frame: str = "",
+    end: bool = False, first_seq: int | None = None,
 ) -> bytes:
     """Encode a sensor-points payload (protocol section 1).
 
@@ -381,6 +390,11 @@ def encode_points(
         Finite sensor time in seconds.
     source, frame : str, optional
         Publisher id and coordinate frame.
+    end : bool, optional
+        Make it an end-of-stream marker (extension): ``points`` must have no rows, ``seq``
+        is one above the publisher's last message.
+    first_seq : int, optional
+        With ``end``: the first ``seq`` the publisher sent in this run.
 
     Returns
     -------
@@ -390,7 +404,8 @@ def encode_points(
     Raises
     ------
     ValueError
-        If `points` is not 2-D, `seq` is negative or `stamp` not finite.
+        If `points` is not 2-D, `seq` is negative or `stamp` not finite, or a marker has
+        points.
     TypeError
         If an argument has the wrong type.
     """
@@ -409,6 +424,12 @@ def encode_points(
         "frame": frame,
         "points": encode_array(arr),
     }
+    if end:
+        if arr.shape[0] != 0:
+            raise ValueError("an end marker carries no points")
+        msg["end"] = True
+        if first_seq is not None:
+            msg["first_seq"] = _as_count("first_seq", first_seq)
     return _pack(msg)
 
 
@@ -452,6 +473,12 @@ def decode_points(
     if len(shape) != 2:
         raise DecodeError("shape", f"points must be 2-D (n, d), got shape {list(shape)}")
     n, d = shape
+    end = msg.get("end", False)
+    if not isinstance(end, bool):
+        raise DecodeError("schema", f"'end' must be a bool, got {type(end).__name__}")
+    first_seq = _get_count(msg, "first_seq") if end and "first_seq" in msg else None
+    if end and n != 0:
+        raise DecodeError("schema", f"an end marker carries no points, got {n} rows")
     if d < 1:
         raise DecodeError("shape", "points need d >= 1")
     if n > max_points or d > max_dim:
@@ -473,6 +500,8 @@ def decode_points(
         rows_dropped_nonfinite=n - n_finite,
         source=source,
         frame=frame,
+        end=end,
+        first_seq=first_seq,
     )
 
 

@@ -3,7 +3,9 @@
 :func:`mixture_figure` is what ``streamgmm watch --plot``, ``make demo`` and the examples
 draw: a top view (x, y) and, for 3-D data, a side view (x, z) on the same scale, with the
 points under 1- and 2-sigma ellipses of each component, labelled axes and a legend.
-:func:`plot_mixture` draws one 2-D view into given axes.
+:func:`pairs_figure` draws a model of another dimension (IMU samples, features): one view per
+pair of axes, labelled with the model's axis names. :func:`plot_mixture` draws one 2-D view
+into given axes.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["draw_views", "mixture_figure", "plot_mixture", "view_layout"]
+__all__ = ["draw_views", "mixture_figure", "pairs_figure", "plot_mixture", "view_layout"]
 
 ELLIPSE_COLOR = "C3"
 POINT_COLOR = "0.55"
@@ -132,11 +134,14 @@ def view_layout(model: Any, points: np.ndarray | None = None,
 def draw_views(axes: Sequence[Any], model: Any, points: np.ndarray | None = None, *,
                sensor_origin: Sequence[float] | None = None, sweep: bool = False,
                unit: str | None = "m", max_points: int = 20_000, legend: bool = True,
-               limits: list[tuple[float, float]] | None = None) -> None:
+               limits: list[tuple[float, float]] | None = None,
+               side_aspect: float = 1.0) -> None:
     """Draw the top view (x, y) into ``axes[0]`` and, for d >= 3, the side view (x, z) into
     ``axes[1]``; parameters as in :func:`mixture_figure`.
 
-    `limits` (from :func:`view_layout`) lets several models share one scale.
+    `limits` (from :func:`view_layout`) lets several models share one scale; `side_aspect`
+    stretches the side view's z axis (a flat scene, e.g. an outdoor LiDAR scan 150 m wide
+    and 5 m high, would otherwise be a strip).
     """
     from matplotlib.lines import Line2D
 
@@ -152,7 +157,8 @@ def draw_views(axes: Sequence[Any], model: Any, points: np.ndarray | None = None
                      means[:, [i, j]], covs[:, [i, j]][:, :, [i, j]], max_points=max_points)
         ax.set_xlim(*limits[i])
         ax.set_ylim(*limits[j])
-        ax.set_aspect("equal", adjustable="box")
+        ax.set_aspect(side_aspect if j == 2 else 1.0, adjustable="box")
+        ax.locator_params(nbins=7)  # tick labels that do not run into each other
         ax.set_xlabel(labels[i])
         ax.set_ylabel(labels[j])
         ax.grid(True, lw=0.3, alpha=0.5)
@@ -220,6 +226,14 @@ def mixture_figure(model: Any, points: np.ndarray | None = None, *, title: str |
 
     limits, ratios = view_layout(model, points, sensor_origin)
     x_span = limits[0][1] - limits[0][0]
+    side_aspect = 1.0
+    d = np.asarray(model.means_).shape[1]
+    if d >= 3:
+        z_span = limits[2][1] - limits[2][0]
+        if z_span < 0.25 * x_span:
+            # A flat scene: stretch z so the side view is a quarter as tall as it is wide.
+            side_aspect = _nice_factor(0.25 * x_span / max(z_span, 1e-12))
+            ratios[1] = z_span * side_aspect
     # Height from the data's aspect (the axes get ~70% of the width, the legend the rest),
     # plus room for titles and labels, so equal-scale views leave no white bands.
     fig_h = 0.7 * width * sum(ratios) / x_span + 0.8 * len(ratios) + (0.6 if title else 0.2)
@@ -228,13 +242,82 @@ def mixture_figure(model: Any, points: np.ndarray | None = None, *, title: str |
                              gridspec_kw={"height_ratios": ratios})
     axes = list(axes[:, 0])
     draw_views(axes, model, points, sensor_origin=sensor_origin, sweep=sweep, unit=unit,
-               max_points=max_points, limits=limits)
-    d = np.asarray(model.means_).shape[1]
+               max_points=max_points, limits=limits, side_aspect=side_aspect)
     axes[0].set_title("top view" + (" (looking down)" if d >= 3 else ""), fontsize=9)
     if len(axes) > 1:
-        axes[1].set_title("side view (looking along +y)", fontsize=9)
+        stretched = f"; z stretched {side_aspect:g}x" if side_aspect != 1.0 else ""
+        axes[1].set_title(f"side view (looking along +y{stretched})", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def _nice_factor(value: float) -> float:
+    """The largest of 1, 2, 5, 10, 20, 50, ... not above ``value`` (at least 1)."""
+    best = 1.0
+    for exponent in range(0, 7):
+        for m in (1, 2, 5):
+            f = m * 10.0**exponent
+            if f <= value:
+                best = f
+    return best
+
+
+def pairs_figure(model: Any, *, axis_names: Sequence[str] | None = None,
+                 title: str | None = None, max_dims: int = 8) -> Any:
+    """A figure of a fitted mixture of any dimension: a view per pair of axes.
+
+    Data of d != 3 dimensions is rarely a point cloud in metres (IMU samples, features), so
+    each pair (i, j) of the first ``max_dims`` axes gets its own panel, in its own units,
+    below the diagonal of a (d-1) x (d-1) grid, with 1- and 2-sigma ellipses and means.
+
+    Parameters
+    ----------
+    model : GaussianMixture
+        Fitted, ``d >= 2``.
+    axis_names : sequence of str, optional
+        One name per axis (a model's ``axes``); default ``x[0]``, ``x[1]``, ...
+    title : str, optional
+    max_dims : int, default=8
+        Axes shown at most (a 6-D IMU model shows all six: 15 panels).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    _check_matplotlib()
+    import matplotlib.pyplot as plt
+
+    weights, means, covs, _ = _arrays(model, None)
+    d = min(means.shape[1], max_dims)
+    names = list(axis_names) if axis_names else []
+    if len(names) < means.shape[1]:
+        names = [f"x[{i}]" for i in range(means.shape[1])]
+    limits, _ = view_layout(model)
+    n = max(d - 1, 1)
+    size = 2.6 if n > 1 else 5.0
+    fig, axes = plt.subplots(n, n, figsize=(size * n + 1.5, size * n + 0.6), squeeze=False,
+                             layout="constrained")
+    for row in range(n):
+        for col in range(n):
+            ax = axes[row, col]
+            i, j = col, row + 1  # x axis i, y axis j, below the diagonal
+            if i >= j or j >= d:
+                ax.set_visible(False)
+                continue
+            plot_mixture(ax, None, weights, means[:, [i, j]], covs[:, [i, j]][:, :, [i, j]])
+            ax.set_xlim(*limits[i])
+            ax.set_ylim(*limits[j])
+            ax.locator_params(nbins=5)
+            ax.tick_params(labelsize=7)
+            ax.grid(True, lw=0.3, alpha=0.5)
+            ax.set_xlabel(names[i], fontsize=8)
+            ax.set_ylabel(names[j], fontsize=8)
+    if means.shape[1] > d:
+        fig.text(0.99, 0.01, f"axes {d}..{means.shape[1] - 1} not shown", ha="right",
+                 fontsize=7)
+    fig.suptitle((title + "\n" if title else "")
+                 + f"{means.shape[1]}-D mixture, one view per pair of axes", fontsize=10)
     return fig
 
 

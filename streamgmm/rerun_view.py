@@ -7,6 +7,14 @@ open with ``rerun out.rrd``). Needs the optional ``rerun-sdk``:
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -14,9 +22,89 @@ import numpy as np
 if TYPE_CHECKING:
     from streamgmm.client import Mixture
 
-__all__ = ["RerunView", "ellipsoid_axes", "require_rerun"]
+__all__ = ["RerunView", "ViewerError", "ellipsoid_axes", "require_rerun", "spawn_viewer",
+           "viewer_executable"]
 
 SIGMAS = (1.0, 2.0)
+# The viewer's gRPC port (rerun's default) and how long it may take to listen.
+VIEWER_PORT = 9876
+VIEWER_START_S = 15.0
+
+
+class ViewerError(RuntimeError):
+    """The rerun viewer cannot be started; the message is one line saying why."""
+
+
+def viewer_executable() -> str | None:
+    """The ``rerun`` viewer program: next to the running interpreter first (a virtual
+    environment's ``bin/``, used without activating it), else on ``PATH``."""
+    here = Path(sys.executable).parent / ("rerun.exe" if os.name == "nt" else "rerun")
+    if here.is_file() and os.access(here, os.X_OK):
+        return str(here)
+    return shutil.which("rerun")
+
+
+def _listening(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def spawn_viewer(port: int = VIEWER_PORT, timeout: float = VIEWER_START_S) -> str:
+    """Start a rerun viewer listening on loopback only (or use one already there).
+
+    Returns
+    -------
+    str
+        The URL to connect a recording to (``rerun+http://127.0.0.1:PORT/proxy``).
+
+    Raises
+    ------
+    ViewerError
+        No display to show it on, no ``rerun`` program, or it exited before it listened.
+    """
+    url = f"rerun+http://127.0.0.1:{port}/proxy"
+    if _listening(port):
+        return url  # a viewer is running: log into it, as rerun.spawn() does
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
+                                                 or os.environ.get("WAYLAND_DISPLAY")):
+        raise ViewerError("no display to open the rerun viewer on (DISPLAY and "
+                          "WAYLAND_DISPLAY are unset); use --rerun-save OUT.rrd and open it "
+                          "where there is a screen")
+    exe = viewer_executable()
+    if exe is None:
+        raise ViewerError(f"the rerun viewer program is neither next to {sys.executable} nor "
+                          "on PATH: pip install 'streamgmm[rerun]'")
+    log = tempfile.TemporaryFile()
+    env = dict(os.environ, RERUN_APP_ONLY="true")
+    try:
+        proc = subprocess.Popen(
+            [exe, "--bind", "127.0.0.1", "--port", str(port), "--memory-limit", "75%"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env=env,
+            start_new_session=True,  # the viewer outlives `watch`, as rerun.spawn()'s does
+        )
+    except OSError as exc:
+        raise ViewerError(f"cannot run {exe}: {exc.strerror or exc}") from None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        if _listening(port):
+            time.sleep(0.3)  # it listens before it opens its window, which may still fail
+            if proc.poll() is None:
+                return url
+            break
+        time.sleep(0.05)
+    if proc.poll() is None:
+        proc.terminate()
+        raise ViewerError(f"the rerun viewer did not listen on 127.0.0.1:{port} within "
+                          f"{timeout:g} s")
+    log.seek(0)
+    lines = [ln.strip() for ln in log.read().decode("utf-8", "replace").splitlines()
+             if ln.strip()]
+    why = next((ln for ln in reversed(lines) if "error" in ln.lower()),
+               lines[-1] if lines else f"exit status {proc.returncode}")
+    raise ViewerError(f"the rerun viewer could not start: {' '.join(why.split())[:300]}")
 
 
 def require_rerun() -> Any:
@@ -107,21 +195,28 @@ class RerunView:
     save : str, optional
         Write an ``.rrd`` file here instead of spawning a viewer.
     spawn : bool, default=True
-        Start (or connect to) a local viewer when `save` is not given.
+        Start (or connect to) a local viewer when `save` is not given
+        (:func:`spawn_viewer`: the ``rerun`` next to this interpreter, listening on
+        127.0.0.1 only); :class:`ViewerError` when it cannot start.
     recording : rerun.RecordingStream, optional
         Log into this stream instead (tests use a memory recording).
+    connect : str, optional
+        The URL of a running viewer to log into.
     """
 
     def __init__(self, *, save: str | None = None, spawn: bool = True,
-                 recording: Any = None, application_id: str = "streamgmm") -> None:
+                 recording: Any = None, application_id: str = "streamgmm",
+                 connect: str | None = None) -> None:
         rr = require_rerun()
         self._rr = rr
         if recording is None:
             recording = rr.RecordingStream(application_id)
             if save is not None:
                 recording.save(save)
+            elif connect is not None:
+                recording.connect_grpc(connect)
             elif spawn:
-                recording.spawn()
+                recording.connect_grpc(spawn_viewer())
         self.rec = recording
         self.logged = 0
 

@@ -164,7 +164,7 @@ def test_publish_file_with_count(ctx, servers, tmp_path: Path, capsys) -> None:
     argv = [
         "publish", "--endpoint", collector.endpoint, "--topic", "points/test",
         "--file", str(tmp_path / "x.npy"), "--batch", "10", "--count", "25",
-        "--wait-subscriber", "5", "--source", "cli-test",
+        "--wait-subscriber", "5", "--source", "cli-test", "--no-confirm",
     ]
     assert main(argv) == 0
     assert "sent 3 messages, 25 points" in capsys.readouterr().out
@@ -185,7 +185,7 @@ def test_publish_csv_loop_until_count(ctx, servers, tmp_path: Path, capsys) -> N
     np.savetxt(tmp_path / "x.csv", X, delimiter=",", header="a,b", comments="")
     argv = [
         "publish", "--endpoint", collector.endpoint, "--file", str(tmp_path / "x.csv"),
-        "--batch", "4", "--count", "14", "--loop",
+        "--batch", "4", "--count", "14", "--loop", "--no-confirm",
     ]
     assert main(argv) == 0
     messages = collector.wait_for(5)
@@ -200,7 +200,7 @@ def test_publish_synthetic_at_a_rate(kind, dim, ctx, servers, capsys) -> None:
     servers.append(collector)
     argv = [
         "publish", "--endpoint", collector.endpoint, "--synthetic", kind, "--dim", str(dim),
-        "--batch", "50", "--count", "150", "--rate", "1000",
+        "--batch", "50", "--count", "150", "--rate", "1000", "--no-confirm",
     ]
     start = time.perf_counter()
     assert main(argv) == 0

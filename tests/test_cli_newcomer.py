@@ -190,7 +190,7 @@ def test_publish_summary_counts_until_the_points_are_delivered(ctx, servers, cap
     start = time.perf_counter()
     assert main(["publish", "--endpoint", collector.endpoint, "--synthetic", "moving",
                  "--batch", str(batch), "--count", str(n_messages * batch),
-                 "--wait-subscriber", "5"]) == 0
+                 "--wait-subscriber", "5", "--no-confirm"]) == 0
     out = capsys.readouterr().out
     assert f"sent {n_messages} messages" in out
     seconds = float(out.split(" points in ")[1].split(" s")[0])
@@ -282,7 +282,8 @@ def test_publish_prints_its_summary_on_sigterm(ctx, servers, procs) -> None:
     servers.append(collector)
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamgmm", "publish", "--endpoint", collector.endpoint,
-         "--synthetic", "lidar", "--loop", "--rate", "20000", "--batch", "1000"],
+         "--synthetic", "lidar", "--loop", "--rate", "20000", "--batch", "1000",
+         "--no-confirm"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
     )
     procs.append(proc)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from streamgmm import codec
 from streamgmm.cli import main
 from streamgmm.daemon.config import load_config
 from tests.helpers.daemon import Daemon, write_config
@@ -99,7 +100,8 @@ def test_publish_sends_matching_points_and_no_check_skips_the_question(daemon_fa
     # --no-check sends what the daemon will reject (as before), the daemon counts it.
     argv = publish_argv(d, "--synthetic", "moving", "--dim", "2", "--count", "100",
                         "--no-check")
-    assert main(argv) == 0
+    assert main(argv) == 1  # sent, and the daemon says it rejected it
+    assert "sent 1, applied 0, rejected 1, lost 0" in capsys.readouterr().out
     d.wait_for(lambda s: s["counters"]["rejected"].get("dim") == 1)
 
 
@@ -107,12 +109,17 @@ def test_publish_without_a_control_answer_proceeds(ctx, servers, tmp_path, capsy
     collector = SubCollector(ctx, b"points/")
     servers.append(collector)
     start = time.monotonic()
+    # Sent unchecked, but never reported as a success: nobody confirmed the delivery (3).
     assert main(["publish", "--endpoint", collector.endpoint, "--control",
                  f"ipc://{tmp_path}/nobody", "--synthetic", "moving", "--dim", "2",
-                 "--count", "100", "--wait-subscriber", "5"]) == 0
-    assert time.monotonic() - start < 4.0
-    assert "sent 1 messages, 100 points" in capsys.readouterr().out
-    assert len(collector.wait_for(1)) == 1
+                 "--count", "100", "--wait-subscriber", "5", "--confirm-timeout", "1"]) == 3
+    assert time.monotonic() - start < 6.0
+    captured = capsys.readouterr()
+    assert "sent 1 messages, 100 points" in captured.out
+    assert "no daemon answered" in captured.err.splitlines()[-1]
+    data, marker = (codec.decode_points(f[1]) for f in collector.wait_for(2))
+    assert len(data.points) == 100 and not data.end
+    assert marker.end and marker.seq == 1 and marker.first_seq == 0 and len(marker.points) == 0
 
 
 @pytest.fixture
@@ -199,7 +206,7 @@ def test_snapshot_carries_the_last_predictive_figure(daemon_factory) -> None:
     for i in range(3):
         d.send("points/lidar", blobs(400, seed=i))
     d.wait_for(lambda s: s["models"]["lidar"]["n_seen"] == 1200)
-    d.settle()  # a relocation publishes a "refit" update without new points (NaN)
+    d.settle()  # a refit publishes a "refit" update without new points (NaN)
     figures = [u["avg_log_likelihood"] for u in d.updates()]
     finite = [f for f in figures if np.isfinite(f)]
     assert len(finite) >= 2  # every update after the first has absorbed points

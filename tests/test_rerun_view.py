@@ -102,3 +102,58 @@ def test_watch_rerun_save(ctx, fake_control, tmp_path: Path, capsys) -> None:
     chunks = read_rrd(out)
     batch = chunks["/mixture/sigma1"][0].to_record_batch()
     assert batch.column(batch.schema.get_field_index("seq")).to_pylist() == [4, 5, 6]
+
+
+# --------------------------------------------------------------------------- the viewer
+
+
+def test_the_viewer_is_found_next_to_the_interpreter_without_path(monkeypatch) -> None:
+    import os
+    import sys
+
+    from streamgmm.rerun_view import viewer_executable
+
+    monkeypatch.setenv("PATH", "")  # a venv's bin/ not activated: only sys.executable's dir
+    exe = viewer_executable()
+    assert exe is not None and os.path.dirname(exe) == os.path.dirname(sys.executable)
+
+
+def test_watch_rerun_without_a_display_is_one_line(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamgmm", "watch", "--model", "lidar", "--rerun",
+         "--control", f"ipc://{tmp_path}/c", "--endpoint", f"ipc://{tmp_path}/p"],
+        capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("streamgmm watch: error: no display") and "--rerun-save" in line
+
+
+def test_a_viewer_that_cannot_start_says_why(monkeypatch, tmp_path: Path) -> None:
+    from streamgmm import rerun_view
+
+    fake = tmp_path / "rerun"
+    fake.write_text("#!/bin/sh\necho 'INFO starting' >&2\necho 'Error: no GPU adapter' >&2\n"
+                    "exit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(rerun_view, "viewer_executable", lambda: str(fake))
+    monkeypatch.setenv("DISPLAY", ":99")
+    with pytest.raises(rerun_view.ViewerError, match="could not start: Error: no GPU adapter"):
+        rerun_view.spawn_viewer(port=_free_port())
+    # the viewer is asked to listen on loopback only
+    fake.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path}/args\nexit 3\n")
+    with pytest.raises(rerun_view.ViewerError):
+        rerun_view.spawn_viewer(port=_free_port())
+    assert "--bind 127.0.0.1" in (tmp_path / "args").read_text()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Counters", "RejectionLog", "SourceTracker"]
+__all__ = ["Counters", "ModelIngest", "RejectionLog", "SourceStats", "SourceTracker"]
 
 # Per-source sequence trackers kept (least recently seen evicted first).
 _MAX_SOURCES = 10_000
@@ -40,6 +40,8 @@ class Counters:
         "Rows dropped because a coordinate exceeded max_abs_coordinate.")
     messages_lost: int = _counter("Messages missing from per-source sequence numbers.")
     publisher_restarts: int = _counter("Sources whose sequence number went back.")
+    end_markers: int = _counter(
+        "End-of-stream markers received (a publisher's last message, no points).")
     rejected: dict[str, int] = field(
         default_factory=dict, metadata={"help": "Point messages rejected, by reason."})
 
@@ -58,24 +60,88 @@ def _saturate(counters: dict) -> dict:
     }
 
 
+@dataclass
+class SourceStats:
+    """What one publisher (``source``) sent, as the daemon saw it; the ``source`` control
+    request's reply. Counters add up over the source's whole life (restarts included), so a
+    client compares two answers to learn what happened in between."""
+
+    last_seq: int = -1
+    messages_received: int = 0
+    messages_applied: int = 0
+    points_applied: int = 0
+    messages_rejected: int = 0
+    messages_lost: int = 0
+    rows_dropped_nonfinite: int = 0
+    restarts: int = 0
+    # The seq of the last end marker received, and the first seq it said its run sent.
+    end_seq: int = -1
+    end_first_seq: int = -1
+
+    def as_dict(self) -> dict:
+        return _saturate(asdict(self))
+
+
 class SourceTracker:
-    """Last ``seq`` per publisher: gaps are losses, a step back is a restart."""
+    """Per publisher: the last ``seq`` (gaps are losses, a step back is a restart) and the
+    :class:`SourceStats` of its messages."""
 
     def __init__(self, capacity: int = _MAX_SOURCES) -> None:
-        self._last: OrderedDict[str, int] = OrderedDict()
+        self._stats: OrderedDict[str, SourceStats] = OrderedDict()
         self.capacity = capacity
 
     def observe(self, source: str, seq: int) -> tuple[int, bool]:
-        """Returns ``(messages lost before this one, publisher restarted)``."""
-        last = self._last.pop(source, None)
-        self._last[source] = seq
-        if len(self._last) > self.capacity:
-            self._last.popitem(last=False)
-        if last is None:
+        """Count one message; returns ``(messages lost before this one, publisher restarted)``."""
+        stats, new = self._touch(source)
+        last, stats.last_seq = stats.last_seq, seq
+        stats.messages_received += 1
+        if new:
             return 0, False
         if seq <= last or seq - last - 1 > _MAX_SEQ_GAP:
+            stats.restarts += 1
             return 0, True
+        stats.messages_lost += seq - last - 1
         return seq - last - 1, False
+
+    def observe_end(self, source: str, seq: int, first_seq: int | None) -> tuple[int, bool]:
+        """Count an end marker (seq ``seq``, the publisher's run began at ``first_seq``).
+
+        Returns ``(messages lost, publisher restarted)`` like :meth:`observe`. When none of
+        the run's messages arrived (the source is new, or the marker steps back below the
+        previous run's numbers), the marker says how many there were: ``seq - first_seq``
+        are lost, which a sequence gap alone cannot show.
+        """
+        known = source in self._stats
+        lost, restarted = self.observe(source, seq)
+        stats = self._stats[source]
+        stats.messages_received -= 1  # a marker is not a message of points
+        if first_seq is not None and 0 <= first_seq <= seq and (not known or restarted):
+            lost += seq - first_seq
+            stats.messages_lost += seq - first_seq
+        stats.end_seq, stats.end_first_seq = seq, -1 if first_seq is None else first_seq
+        return lost, restarted
+
+    def stats(self, source: str) -> SourceStats | None:
+        """The record of ``source``, or None when it never sent (or was forgotten)."""
+        return self._stats.get(source)
+
+    def _touch(self, source: str) -> tuple[SourceStats, bool]:
+        stats = self._stats.pop(source, None)
+        new = stats is None
+        if new:
+            stats = SourceStats()
+        self._stats[source] = stats
+        if len(self._stats) > self.capacity:
+            self._stats.popitem(last=False)
+        return stats, new
+
+
+@dataclass
+class ModelIngest:
+    """Per model: rows of accepted messages the model's own rules dropped before it saw them."""
+
+    rows_below_min_range: int = 0
+    rows_beyond_max_range: int = 0
 
 
 class RejectionLog:

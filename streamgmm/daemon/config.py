@@ -230,6 +230,15 @@ class ModelConfig:
     max_abs_coordinate : float
         Rows with a coordinate beyond this magnitude are dropped and counted in
         ``rows_dropped_range``: squaring them would overflow (extension).
+    min_range, max_range : float
+        Rows nearer than ``min_range`` or farther than ``max_range`` from the sensor origin
+        (the norm of the first three coordinates, in the points' units: metres for LiDAR)
+        are dropped before the model sees them, counted per model in ``status``
+        (``rows_below_min_range``, ``rows_beyond_max_range``); ``0`` = no limit (extension).
+    axes : tuple of str
+        Names of the ``dim`` axes, e.g. ``["ax", "ay", "az", "gx", "gy", "gz"]`` for IMU
+        samples; empty: unnamed. Reported in ``status``; ``streamgmm watch --plot`` labels
+        its views with them (extension).
     checkpoint_generations : int
         Checkpoint files kept, newest first (extension).
     """
@@ -252,6 +261,9 @@ class ModelConfig:
     step_constant: float | None = None
     max_points_per_message: int = 1_000_000
     max_abs_coordinate: float = 1e15
+    min_range: float = 0.0
+    max_range: float = 0.0
+    axes: tuple[str, ...] = ()
     checkpoint_generations: int = 2
     effort: float = OnlineSettings.effort
     moves: bool = OnlineSettings.moves
@@ -368,6 +380,12 @@ def _endpoint(key: str, value: Any) -> str:
     if scheme is None or len(value) == len(scheme):
         schemes = ", ".join(repr(s) for s in ENDPOINT_SCHEMES)
         raise ConfigError(key, f"endpoint must start with one of {schemes} (got {_show(value)})")
+    if scheme == "tcp://":
+        # libzmq takes the port as it comes: 55555555 would wrap around to another port.
+        _, sep, port = value[len(scheme):].rpartition(":")
+        if not sep or not (port == "*" or (port.isdigit() and 1 <= int(port) <= 65535)):
+            raise ConfigError(key, f"a tcp endpoint needs a port from 1 to 65535 or '*' "
+                              f"(got {_show(value)})")
     return value
 
 
@@ -403,6 +421,15 @@ def _shared(param: str, base: Checker) -> Checker:
         return value
 
     return check
+
+
+def _names(key: str, value: Any) -> tuple[str, ...]:
+    """A list of distinct non-empty strings."""
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(key, f"expected a list of non-empty names (got {_show(value)})")
+    if len(set(value)) != len(value):
+        raise ConfigError(key, f"names repeat (got {_show(value)})")
+    return tuple(value)
 
 
 def _step_constant(key: str, value: Any) -> float | None:
@@ -472,6 +499,9 @@ _MODEL_FIELDS: dict[str, Checker] = {
     "step_constant": _step_constant,
     "max_points_per_message": _int(1),
     "max_abs_coordinate": _float(above=0.0),
+    "min_range": _float(0.0),
+    "max_range": _float(0.0),  # also > min_range unless 0, checked after
+    "axes": lambda key, value: _names(key, value),  # as many as dim, checked after
     "checkpoint_generations": _int(1, 1000),
     "effort": _shared("effort", _float()),
     "moves": _bool,
@@ -601,6 +631,15 @@ def _parse_models(data: Mapping[str, Any]) -> tuple[ModelConfig, ...]:
             raise ConfigError(
                 f"{prefix}window_points",
                 f"must be >= components ({values['components']}) (got {values['window_points']})",
+            )
+        if values["axes"] and len(values["axes"]) != values["dim"]:
+            raise ConfigError(f"{prefix}axes", f"names {len(values['axes'])} axes, dim is "
+                              f"{values['dim']}")
+        if 0 < values["max_range"] <= values["min_range"]:
+            raise ConfigError(
+                f"{prefix}max_range",
+                f"must be above min_range ({values['min_range']}), or 0 for no limit "
+                f"(got {values['max_range']})",
             )
         models.append(ModelConfig(**values))
     return tuple(models)

@@ -344,6 +344,15 @@ MODEL_STATUS: dict[str, StatusKey] = {
                                      "Checkpoint writes that failed."),
     "last_checkpoint_s": StatusKey(lambda m: m.last_checkpoint_seconds, "gauge",
                                    "Duration of the last checkpoint write in seconds."),
+    "axes": StatusKey(lambda m: list(m.config.axes)),
+    "min_range": StatusKey(lambda m: m.config.min_range),
+    "max_range": StatusKey(lambda m: m.config.max_range),
+    "rows_below_min_range": StatusKey(
+        lambda m: getattr(getattr(m, "ingest", None), "rows_below_min_range", 0), "counter",
+        "Rows dropped before the model because they were nearer than its min_range."),
+    "rows_beyond_max_range": StatusKey(
+        lambda m: getattr(getattr(m, "ingest", None), "rows_beyond_max_range", 0), "counter",
+        "Rows dropped before the model because they were farther than its max_range."),
     "retained_points": StatusKey(
         lambda m: len(m.estimator.online_.retained) if m.has_points else 0, "gauge",
         "Points retained for refits."),

@@ -36,7 +36,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from streamgmm import codec
-from streamgmm.daemon.accounting import Counters, RejectionLog, SourceTracker
+from streamgmm.daemon.accounting import (
+    Counters,
+    ModelIngest,
+    RejectionLog,
+    SourceStats,
+    SourceTracker,
+)
 from streamgmm.daemon.checkpoint import CheckpointError, find_checkpoint, save_checkpoint
 from streamgmm.daemon.config import Config, ConfigError, load_config
 from streamgmm.daemon.metrics import MetricsServer
@@ -51,6 +57,7 @@ __all__ = [
     "capture_signals",
     "configure_logging",
     "drop_out_of_range",
+    "drop_outside_range",
     "run_daemon",
 ]
 
@@ -78,6 +85,10 @@ class Service:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.models = [ModelRuntime(m, index=i) for i, m in enumerate(config.models)]
+        for model in self.models:
+            # Rows the model's own ingest rules (min_range, max_range) dropped: read by the
+            # status table (MODEL_STATUS) from here.
+            model.ingest = ModelIngest()
         self.counters = Counters()
         self.sources = SourceTracker()
         self.rejection_log = RejectionLog()
@@ -149,7 +160,12 @@ class Service:
         for warning in warnings:
             log.warning("checkpoint model=%s %s", model.name, warning)
         if state is None:
-            log.info("checkpoint model=%s none usable at %s: starting fresh", model.name, path)
+            if warnings:
+                log.warning("checkpoint model=%s none usable at %s: starting fresh",
+                            model.name, path)
+            else:
+                log.info("checkpoint model=%s no checkpoint yet at %s: starting fresh",
+                         model.name, path)
             return
         model.restore(state)
         log.info(
@@ -279,10 +295,20 @@ class Service:
             self._reject(err.reason, topic, None, str(err))
             return
         source = msg.source or topic.decode("utf-8", "replace")
+        if msg.end:
+            # An end marker: the publisher's stream is complete up to here (docs/protocol.md).
+            c.messages_received -= 1
+            c.end_markers += 1
+            lost, restarted = self.sources.observe_end(source, msg.seq, msg.first_seq)
+            c.messages_lost += lost
+            c.publisher_restarts += restarted
+            return
         lost, restarted = self.sources.observe(source, msg.seq)
+        stats = self.sources.stats(source)
         c.messages_lost += lost
         c.publisher_restarts += restarted
         c.rows_dropped_nonfinite += msg.rows_dropped_nonfinite
+        stats.rows_dropped_nonfinite += msg.rows_dropped_nonfinite
         X = np.asarray(msg.points, dtype=np.float64)
         bound = min(self.models[i].config.max_abs_coordinate for i in matching)
         X, dropped = drop_out_of_range(X, bound)
@@ -292,7 +318,7 @@ class Service:
                          f"no row left of {msg.rows_dropped_nonfinite + dropped} "
                          "(NaN/Inf or beyond max_abs_coordinate)")
             return
-        applied = False
+        applied = 0
         reason = "dim"
         for i in matching:
             model = self.models[i]
@@ -301,19 +327,33 @@ class Service:
             if len(X) > model.config.max_points_per_message:
                 reason = "too_large"
                 continue
+            Xm = X
+            if model.config.min_range > 0 or model.config.max_range > 0:
+                Xm, below, beyond = drop_outside_range(X, model.config.min_range,
+                                                       model.config.max_range)
+                model.ingest.rows_below_min_range += below
+                model.ingest.rows_beyond_max_range += beyond
+                if len(Xm) == 0:
+                    reason = "empty"
+                    continue
             if model.config.publish_every_s == 0:
                 # An update after every message was asked for: no coalescing.
-                self._absorb(model, X, msg.stamp)
+                self._absorb(model, Xm, msg.stamp)
             else:
-                batches.setdefault(i, []).append((X, msg.stamp))
-            applied = True
+                batches.setdefault(i, []).append((Xm, msg.stamp))
+            applied = max(applied, len(Xm))
         if applied:
             c.messages_applied += 1
-            c.points_applied += len(X)
+            c.points_applied += applied
+            stats.messages_applied += 1
+            stats.points_applied += applied
         elif reason == "dim":
             wanted = ", ".join(f"{self.models[i].name!r} has dim {self.models[i].config.dim}"
                                for i in matching)
             self._reject("dim", topic, source, f"{X.shape[1]}-D points; model {wanted}")
+        elif reason == "empty":
+            self._reject("empty", topic, source,
+                         f"no row of {len(X)} within the model's min_range/max_range")
         else:
             self._reject(reason, topic, source,
                          f"{len(X)} points; more than max_points_per_message")
@@ -322,6 +362,10 @@ class Service:
                 detail: str) -> None:
         """Count a rejected message; log the first per source and reason (then rarely)."""
         self.counters.reject(reason)
+        if source is not None:
+            stats = self.sources.stats(source)
+            if stats is not None:
+                stats.messages_rejected += 1
         shown_topic = "?" if topic is None else topic.decode("utf-8", "replace")
         key = source if source is not None else f"topic {shown_topic}"
         unlogged = self.rejection_log.should_log(key, reason)
@@ -436,12 +480,23 @@ class Service:
         log.info("load model=%s weight=%g seq=%d", model.name, model.loaded_weight, seq)
         self._reply(request, {"ok": True, "seq": seq}, rid)
 
+    def _op_source(self, request: ControlRequest, msg: dict, rid: object) -> None:
+        """What one publisher's messages became (docs/protocol.md, ``source``)."""
+        source = msg.get("source")
+        if not isinstance(source, str) or not source:
+            raise LookupError("source needs 'source': the publisher id (a non-empty string)")
+        stats = self.sources.stats(source)
+        body = (stats if stats is not None else SourceStats()).as_dict()
+        self._reply(request, {"ok": True, "source": source, "known": stats is not None,
+                              **body}, rid)
+
     #: op -> handler(service, request, decoded message, id to echo or None).
     CONTROL_HANDLERS: dict[str, Callable[[Service, ControlRequest, dict, object], None]] = {
         "snapshot": _op_snapshot,
         "status": _op_status,
         "refit": _op_refit,
         "load": _op_load,
+        "source": _op_source,
     }
 
     def _find_model(self, msg: dict) -> ModelRuntime:
@@ -584,6 +639,40 @@ def drop_out_of_range(X: np.ndarray, bound: float) -> tuple[np.ndarray, int]:
         return X, 0
     in_range = np.max(np.abs(X), axis=1) <= bound
     return X[in_range], int(len(X) - np.count_nonzero(in_range))
+
+
+def drop_outside_range(X: np.ndarray, min_range: float,
+                       max_range: float) -> tuple[np.ndarray, int, int]:
+    """``X`` without the rows nearer than ``min_range`` or farther than ``max_range`` from
+    the sensor origin.
+
+    The range of a row is the Euclidean norm of its first three coordinates (of both for
+    2-D points, of the one for 1-D): x, y, z of a point cloud in its sensor's frame.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+        Finite points.
+    min_range, max_range : float
+        The model's limits; ``0`` means no limit.
+
+    Returns
+    -------
+    X : ndarray
+        The rows within range (``X`` itself when all are).
+    below, beyond : int
+        Rows dropped for being nearer than ``min_range`` / farther than ``max_range``.
+    """
+    if len(X) == 0:
+        return X, 0, 0
+    xyz = X[:, : min(X.shape[1], 3)]
+    r2 = np.einsum("ij,ij->i", xyz, xyz)
+    near = r2 < min_range * min_range if min_range > 0 else np.zeros(len(X), dtype=bool)
+    far = r2 > max_range * max_range if max_range > 0 else np.zeros(len(X), dtype=bool)
+    below, beyond = int(np.count_nonzero(near)), int(np.count_nonzero(far & ~near))
+    if not below and not beyond:
+        return X, 0, 0
+    return X[~(near | far)], below, beyond
 
 
 def _release_freed_memory() -> None:

@@ -7,12 +7,17 @@ message that names the file, ``OSError`` when the file cannot be opened, and
 that provides a missing optional package. Optional packages are imported only when a file of
 their format is read, so ``import streamgmm.formats`` needs numpy alone.
 
+What is not a measurement is dropped and counted on the way (:mod:`.filters`): rows with
+NaN/Inf, rows exactly zero in x, y, z (no return; ``RowFilter(keep_zeros=True)`` keeps
+them) and rows outside ``RowFilter``'s ``min_range``/``max_range``. A bag damaged part-way
+yields every complete message before the damage, then raises :class:`DamagedFileError`.
+
 Examples
 --------
->>> from streamgmm.formats import read_points, iter_clouds  # doctest: +SKIP
->>> X = read_points("scan.pcd")                              # doctest: +SKIP
+>>> from streamgmm.formats import RowFilter, read_points, iter_clouds  # doctest: +SKIP
+>>> X = read_points("scan.pcd", rule=RowFilter(max_range=50.0))       # doctest: +SKIP
 >>> for cloud in iter_clouds("run.mcap", topic="/velodyne_points"):  # doctest: +SKIP
-...     print(cloud.stamp, cloud.frame, cloud.points.shape, cloud.dropped)
+...     print(cloud.stamp, cloud.frame, cloud.points.shape, cloud.dropped, cloud.zeros)
 """
 
 from __future__ import annotations
@@ -25,7 +30,10 @@ from typing import Any
 import numpy as np
 
 from streamgmm.formats import arrays, clouds, rosbag
-from streamgmm.formats._errors import FormatError, MissingExtraError
+from streamgmm.formats._errors import DamagedFileError, FormatError, MissingExtraError
+from streamgmm.formats.columns import is_index_column, position, select
+from streamgmm.formats.filters import RowFilter, filter_rows
+from streamgmm.formats.messages import MESSAGE_TYPES
 from streamgmm.formats.pointcloud2 import POINTFIELD_DTYPES, pointcloud2_to_array
 from streamgmm.formats.rosbag import Cloud
 
@@ -33,10 +41,13 @@ __all__ = [
     "DEFAULT_FIELDS",
     "FORMATS",
     "POINTFIELD_DTYPES",
+    "MESSAGE_TYPES",
     "Cloud",
+    "DamagedFileError",
     "Format",
     "FormatError",
     "MissingExtraError",
+    "RowFilter",
     "iter_clouds",
     "pointcloud2_to_array",
     "read_points",
@@ -54,31 +65,36 @@ class Format:
     name : str
         What the user would call it, for messages.
     kind : {"table", "columns", "messages"}
-        ``table``: an (n, d) array without field names (all columns are the point);
+        ``table``: an (n, d) array, or named columns when the file has a header row;
         ``columns``: named fields, selected by ``fields``; ``messages``: a bag of
-        PointCloud2 messages, read cloud by cloud.
+        measurement messages, read message by message.
     read : callable
-        ``read(path) -> ndarray`` (table), ``read(path) -> {name: column}`` (columns) or
-        ``read(path, topic, fields) -> Iterator[Cloud]`` (messages).
+        ``read(path) -> ndarray or {name: column}`` (table), ``read(path) -> {name: column}``
+        (columns) or ``read(path, topic, fields, rule) -> Iterator[Cloud]`` (messages).
     extra : str or None
         The ``streamgmm[EXTRA]`` that installs the library it needs.
+    default_fields : tuple of str or None
+        The fields used without ``fields``; None: every numeric column whose name does not
+        say time or a counter.
     """
 
     name: str
     kind: str
     read: Callable[..., Any]
     extra: str | None = None
+    default_fields: tuple[str, ...] | None = ("x", "y", "z")
 
 
 FORMATS: dict[str, Format] = {
-    ".npy": Format("NumPy array", "table", arrays.read_npy),
-    ".csv": Format("CSV table", "table", arrays.read_csv),
+    ".npy": Format("NumPy array", "table", arrays.read_npy, None, None),
+    ".csv": Format("CSV table", "table", arrays.read_csv, None, None),
+    ".parquet": Format("Parquet table", "table", arrays.read_parquet, "dask", None),
     ".bin": Format("KITTI Velodyne scan", "columns", arrays.read_kitti_bin),
     ".pcd": Format("PCD point cloud", "columns", clouds.read_pcd, "pointclouds"),
     ".ply": Format("PLY point cloud", "columns", clouds.read_ply, "pointclouds"),
     ".las": Format("LAS point cloud", "columns", clouds.read_las, "pointclouds"),
     ".laz": Format("LAZ point cloud", "columns", clouds.read_las, "pointclouds"),
-    ".mcap": Format("ROS 2 MCAP bag", "messages", rosbag.iter_mcap, "ros"),
+    ".mcap": Format("MCAP bag", "messages", rosbag.iter_mcap, "ros"),
     ".db3": Format("ROS 2 SQLite bag", "messages", rosbag.iter_rosbags, "ros"),
     ".bag": Format("ROS 1 bag", "messages", rosbag.iter_rosbags, "ros"),
 }
@@ -93,7 +109,7 @@ def _format_of(path: Path) -> Format:
     if fmt is None:
         raise FormatError(
             f"{path}: expected a .npy or .csv file, a point cloud (.pcd, .ply, .las, .laz, "
-            "KITTI .bin) or a ROS bag (.mcap, .db3, .bag)"
+            "KITTI .bin), a ROS bag (.mcap, .db3, .bag) or a .parquet table"
         )
     return fmt
 
@@ -108,29 +124,6 @@ def _check_table(path: Path, data: np.ndarray) -> np.ndarray:
     return data if data.dtype == np.float32 else data.astype(np.float64, copy=False)
 
 
-def _select(path: Path, columns: Mapping[str, np.ndarray], fields: Sequence[str]) -> np.ndarray:
-    picked = []
-    for name in fields:
-        column = columns.get(name)
-        if column is None:
-            raise FormatError(f"{path}: no field {name!r} (its fields: "
-                              f"{','.join(columns) or 'none'})")
-        column = np.asarray(column)
-        if column.ndim != 1 or column.dtype.kind not in "biuf":
-            raise FormatError(f"{path}: field {name!r} is not one number per point "
-                              f"(dtype {column.dtype}, shape {column.shape})")
-        picked.append(column)
-    if len({len(c) for c in picked}) > 1:
-        raise FormatError(f"{path}: the fields {','.join(fields)} differ in length")
-    dtype = np.float32 if all(c.dtype == np.float32 for c in picked) else np.float64
-    out = np.empty((len(picked[0]), len(picked)), dtype=dtype)
-    for j, column in enumerate(picked):
-        out[:, j] = column
-    if len(out) == 0:
-        raise FormatError(f"{path}: no points in the file")
-    return out
-
-
 def _fields(fields: Sequence[str] | None) -> tuple[str, ...]:
     if fields is None:
         return DEFAULT_FIELDS
@@ -142,90 +135,145 @@ def _fields(fields: Sequence[str] | None) -> tuple[str, ...]:
     return names
 
 
-def _read_file(path: Path, fmt: Format, fields: Sequence[str] | None) -> np.ndarray:
-    if fmt.kind == "table":
+def _default_columns(columns: Mapping[str, np.ndarray]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The numeric columns of a table with a header, and those left out as time/counters."""
+    numeric = [n for n, c in columns.items()
+               if np.asarray(c).ndim == 1 and np.asarray(c).dtype.kind in "biuf"]
+    skipped = tuple(n for n in numeric if is_index_column(n))
+    return tuple(n for n in numeric if n not in skipped), skipped
+
+
+def _read_file(path: Path, fmt: Format, fields: Sequence[str] | None,
+               rule: RowFilter) -> Cloud:
+    """The single cloud of a file that is not a bag, filtered and counted."""
+    data = fmt.read(path)
+    if isinstance(data, np.ndarray):  # a table without names
         if fields is not None:
             raise FormatError(f"{path}: a {fmt.name} has no field names; leave out fields "
                               "(every column is used)")
-        return _check_table(path, fmt.read(path))
-    return _select(path, fmt.read(path), _fields(fields))
+        data = _check_table(path, data)
+        # Without names, the first columns are the position (2-D or 3-D data).
+        xyz = data[:, : min(data.shape[1], 3)] if data.shape[1] >= 2 else None
+        names: tuple[str, ...] = ()
+        skipped: tuple[str, ...] = ()
+    else:
+        skipped = ()
+        if fields is not None:
+            names = _fields(fields)
+        elif fmt.default_fields is not None:
+            names = fmt.default_fields
+        else:
+            names, skipped = _default_columns(data)
+            if not names:
+                raise FormatError(f"{path}: no numeric column to use (columns: "
+                                  f"{','.join(data) or 'none'})")
+        data, xyz = select(path, data, names), position(data)
+    if len(data) == 0:
+        raise FormatError(f"{path}: no points in the file")
+    try:
+        kept = filter_rows(data, xyz, rule)
+    except ValueError as exc:
+        raise FormatError(f"{path}: {exc}") from None
+    return Cloud(kept.points, None, "", kept.nonfinite, None, kept.zeros, kept.out_of_range,
+                 names, skipped)
 
 
 def read_points(path: str | Path, *, fields: Sequence[str] | None = None,
-                topic: str | None = None) -> np.ndarray:
-    """Read all points of a file as an (n, d) array.
+                topic: str | None = None, rule: RowFilter | None = None,
+                allow_damaged: bool = False) -> np.ndarray:
+    """Read all points of a file as an (n, d) array, without what is not a measurement.
 
     Parameters
     ----------
     path : str or Path
         A file whose extension is in :data:`FORMATS`, or a rosbag2 directory.
     fields : sequence of str, optional
-        Fields to return, in order, for formats with named fields (default ``x, y, z``);
-        must be left out for ``.npy``/``.csv``, whose columns are all used.
+        Fields to return, in order, for formats with named fields (default ``x, y, z`` for
+        point clouds; every numeric column but time columns for a table with a header; the
+        message type's default for a bag); must be left out for a table without names.
     topic : str, optional
-        PointCloud2 topic of a bag; may be left out when the bag has one.
+        Topic of a bag; may be left out when the bag has one readable topic.
+    rule : RowFilter, optional
+        Zero and range rules (default: drop zero rows, no range limit).
+    allow_damaged : bool, default=False
+        Return the points of a damaged bag read before the damage instead of raising
+        :class:`DamagedFileError`.
 
     Returns
     -------
     numpy.ndarray
-        Shape (n, d), n >= 1; float32 when the file stores float32, else float64. Plain
-        files keep rows with NaN; bag clouds come without them (see :func:`iter_clouds`).
+        Shape (n, d), n >= 1; float32 when the file stores float32, else float64. Rows with
+        NaN/Inf, zero rows and rows out of range are left out (see :func:`iter_clouds`).
 
     Raises
     ------
     FormatError
-        A ValueError naming the file: unknown extension, bad content, missing field.
+        A ValueError naming the file: unknown extension, bad content, missing field, no
+        point left.
+    DamagedFileError
+        A damaged bag, unless ``allow_damaged``.
     MissingExtraError
         An ImportError naming the extra to install.
     OSError
         If the file cannot be opened.
     """
     path = Path(path)
-    fmt = _format_of(path)
-    if fmt.kind == "messages":
-        parts = [c.points for c in iter_clouds(path, topic=topic, fields=fields)]
-        parts = [p for p in parts if len(p)]
-        if not parts:
-            raise FormatError(f"{path}: no points in the bag's clouds")
-        return np.concatenate(parts)
-    return _read_file(path, fmt, fields)
+    parts: list[np.ndarray] = []
+    try:
+        for cloud in iter_clouds(path, topic=topic, fields=fields, rule=rule):
+            if len(cloud.points):
+                parts.append(cloud.points)
+    except DamagedFileError:
+        if not allow_damaged or not parts:
+            raise
+    if not parts:
+        raise FormatError(f"{path}: no points left (every row was NaN/Inf, zero or out of "
+                          "range)")
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def iter_clouds(path: str | Path, *, topic: str | None = None,
-                fields: Sequence[str] | None = None) -> Iterator[Cloud]:
-    """The clouds of a file in recorded order, NaN/Inf rows removed and counted.
+                fields: Sequence[str] | None = None,
+                rule: RowFilter | None = None) -> Iterator[Cloud]:
+    """The clouds of a file in recorded order, with what is not a measurement removed and
+    counted (NaN/Inf rows, zero rows, rows out of range).
 
-    A bag yields one :class:`Cloud` per PointCloud2 message of `topic`, with the header stamp
-    and frame and the recording time; any other file yields a single cloud with ``stamp`` and
-    ``time`` None.
+    A bag yields one :class:`Cloud` per message of `topic` (PointCloud2, Imu or LaserScan),
+    with the header stamp and frame and the recording time; any other file yields a single
+    cloud with ``stamp`` and ``time`` None.
 
     Parameters
     ----------
     path : str or Path
     topic : str, optional
-        PointCloud2 topic of a bag; may be left out when the bag has one.
+        Topic of a bag; may be left out when the bag has one PointCloud2 topic, or one
+        readable topic.
     fields : sequence of str, optional
+        As for :func:`read_points`; for Imu messages also group names
+        (``angular_velocity``).
+    rule : RowFilter, optional
         As for :func:`read_points`.
 
     Yields
     ------
     Cloud
-        ``(points, stamp, frame, dropped, time)``.
+        ``(points, stamp, frame, dropped, time, zeros, out_of_range, fields, skipped,
+        one_row)``.
 
     Raises
     ------
     FormatError, MissingExtraError, OSError
         As for :func:`read_points`; errors in a later message of a bag are raised when it is
         reached.
+    DamagedFileError
+        After the last complete message of a bag damaged part-way.
     """
     path = Path(path)
+    rule = rule or RowFilter()
     fmt = _format_of(path)
     if fmt.kind == "messages":
-        yield from fmt.read(path, topic, _fields(fields))
+        yield from fmt.read(path, topic, None if fields is None else _fields(fields), rule)
         return
     if topic is not None:
         raise FormatError(f"{path}: a topic only applies to ROS bags, not to a {fmt.name}")
-    data = _read_file(path, fmt, fields)
-    keep = np.isfinite(data).all(axis=1)
-    dropped = int(len(keep) - np.count_nonzero(keep))
-    yield Cloud(data[keep] if dropped else data, None, "", dropped, None)
+    yield _read_file(path, fmt, fields, rule)

@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
-__all__ = ["FormatError", "MissingExtraError", "brief", "require"]
+__all__ = ["DamagedFileError", "FormatError", "MissingExtraError", "brief", "require"]
 
 
 class FormatError(ValueError):
     """A file that cannot be read as points; the message names the file, in our words."""
+
+
+class DamagedFileError(FormatError):
+    """A file damaged part-way (cut short, corrupted): raised after every complete message
+    before the damage has been yielded.
+
+    Attributes
+    ----------
+    messages_read : int
+        Messages of the chosen topic read (and yielded) before the damage.
+    where : str
+        Where the file is damaged, in words (``"after byte 123456 of 130000"``).
+    """
+
+    def __init__(self, message: str, *, messages_read: int, where: str) -> None:
+        super().__init__(message)
+        self.messages_read = messages_read
+        self.where = where
 
 
 class MissingExtraError(ImportError):

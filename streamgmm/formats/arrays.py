@@ -1,4 +1,8 @@
-"""Plain numeric tables: ``.npy``, ``.csv`` and KITTI Velodyne ``.bin`` scans (numpy only)."""
+"""Plain numeric tables: ``.npy``, ``.csv`` and KITTI Velodyne ``.bin`` scans (numpy only), and
+``.parquet`` tables (pyarrow).
+
+A CSV with a header row and a Parquet file have named columns: the header is never a data
+row, and ``fields`` pick columns by name."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import numpy as np
 
 from streamgmm.formats._errors import FormatError
 
-__all__ = ["KITTI_FIELDS", "read_csv", "read_kitti_bin", "read_npy"]
+__all__ = ["KITTI_FIELDS", "read_csv", "read_kitti_bin", "read_npy", "read_parquet"]
 
 # A KITTI Velodyne scan is float32 records of (x, y, z, reflectance).
 KITTI_FIELDS = ("x", "y", "z", "intensity")
@@ -44,8 +48,13 @@ def _first_clause(exc: Exception) -> str:
     return text.split(". ")[0].rstrip(".")
 
 
-def read_csv(path: Path) -> np.ndarray:
+def read_csv(path: Path) -> np.ndarray | dict[str, np.ndarray]:
     """Numeric columns of a CSV (comma- or whitespace-separated) with an optional header line.
+
+    Returns
+    -------
+    numpy.ndarray or dict
+        Without a header the (n, d) table; with one, ``{name: column}`` in file order.
 
     Raises
     ------
@@ -62,8 +71,10 @@ def read_csv(path: Path) -> np.ndarray:
     try:
         [float(x) for x in lines[first].split(delimiter)]
         start = first
+        names = None
     except ValueError:
         start = first + 1  # a header line: column names
+        names = [n.strip().strip('"').strip("'").strip() for n in lines[first].split(delimiter)]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data": below
@@ -74,7 +85,45 @@ def read_csv(path: Path) -> np.ndarray:
         raise FormatError(f"{path}: not a table of numbers") from None
     if data.size == 0:
         raise FormatError(f"{path}: no points in the file")
-    return data
+    if names is None:
+        return data
+    if len(names) != data.shape[1]:
+        raise FormatError(f"{path}: the header names {len(names)} columns, the rows have "
+                          f"{data.shape[1]}")
+    names = [n or f"column{j + 1}" for j, n in enumerate(names)]
+    if len(set(names)) != len(names):
+        raise FormatError(f"{path}: the header repeats a column name: {','.join(names)}")
+    return {name: data[:, j] for j, name in enumerate(names)}
+
+
+def read_parquet(path: Path) -> dict[str, np.ndarray]:
+    """Columns of a Parquet file, by name (read with pyarrow).
+
+    Raises
+    ------
+    FormatError
+        If pyarrow cannot read the file.
+    MissingExtraError
+        If pyarrow is not installed.
+    """
+    from streamgmm.formats._errors import brief, require
+
+    pq = require("pyarrow.parquet", "reading .parquet files", "pyarrow", "dask")
+    try:
+        table = pq.read_table(path)
+    except OSError as exc:
+        if not path.exists():
+            raise
+        raise FormatError(f"{path}: not a readable Parquet file ({brief(exc)})") from None
+    except Exception as exc:  # ArrowInvalid and friends
+        raise FormatError(f"{path}: not a readable Parquet file ({brief(exc)})") from None
+    columns: dict[str, np.ndarray] = {}
+    for name in table.column_names:
+        try:
+            columns[str(name)] = table.column(name).to_numpy()
+        except Exception:  # nested or otherwise not one value per row: not selectable
+            columns[str(name)] = np.asarray(table.column(name).to_pylist(), dtype=object)
+    return columns
 
 
 def _diagnose_csv(path: Path, lines: list[str], start: int, delimiter: str | None) -> None:

@@ -1,10 +1,19 @@
-"""``sensor_msgs/PointCloud2`` messages from ROS bags, without a ROS installation.
+"""Measurement messages from ROS bags, without a ROS installation.
 
-- ``.mcap`` files: ``mcap`` + ``mcap-ros2-support``. They decode with the message definitions
-  stored in the file, so any ROS 2 distribution's bag reads without a type store, and a bare
-  ``.mcap`` (as shared or made by Foxglove) needs no ``metadata.yaml``.
+- ``.mcap`` files: ``mcap`` with ``mcap-ros2-support`` (ROS 2 messages, CDR) and
+  ``mcap-ros1-support`` (ROS 1 messages in MCAP, as ``rosbag2`` and Foxglove's converters
+  write them). They decode with the message definitions stored in the file, so any ROS
+  distribution's bag reads without a type store, and a bare ``.mcap`` needs no
+  ``metadata.yaml``. A file cut short or damaged part-way is read by mcap's stream reader up
+  to the damage: every complete message before it is yielded, then
+  :class:`~streamgmm.formats.DamagedFileError` says how many and where.
 - ``.db3`` (rosbag2 SQLite), rosbag2 directories and ROS 1 ``.bag``: ``rosbags``, a pure-Python
-  reader of both bag generations (it is the only maintained one that needs no ROS).
+  reader of both bag generations (it is the only maintained one that needs no ROS). A
+  message that fails part-way ends the bag the same way; what rosbags cannot open at all
+  (a ROS 1 bag cut before its index, a SQLite file whose header is gone) is refused.
+
+The message types read are those of :mod:`streamgmm.formats.messages`: ``PointCloud2``,
+``Imu`` and ``LaserScan``.
 """
 
 from __future__ import annotations
@@ -15,13 +24,16 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from streamgmm.formats._errors import FormatError, brief, require
-from streamgmm.formats.pointcloud2 import pointcloud2_to_array
+from streamgmm.formats._errors import DamagedFileError, FormatError, brief, require
+from streamgmm.formats.columns import position, select
+from streamgmm.formats.filters import RowFilter, filter_rows
+from streamgmm.formats.messages import MESSAGE_TYPES, MessageType, message_type
 
-__all__ = ["CLOUD_TYPES", "Cloud", "iter_mcap", "iter_rosbags"]
+__all__ = ["CLOUD_TYPES", "Cloud", "iter_mcap", "iter_rosbags", "to_cloud"]
 
-# Schema names of PointCloud2 in ROS 2 (and in ROS 1 as rosbags normalises it).
+# Schema names of PointCloud2 in ROS 2 and in ROS 1.
 CLOUD_TYPES = ("sensor_msgs/msg/PointCloud2", "sensor_msgs/PointCloud2")
+_READ = "sensor_msgs/PointCloud2, sensor_msgs/Imu or sensor_msgs/LaserScan"
 
 
 class Cloud(NamedTuple):
@@ -39,6 +51,17 @@ class Cloud(NamedTuple):
         Rows removed for NaN/Inf.
     time : float or None
         When the bag recorded the message (seconds), for pacing; None for plain files.
+    zeros : int
+        Rows removed for being exactly zero in x, y, z (a LiDAR's no-return points).
+    out_of_range : int
+        Rows removed for lying outside the range limits (the reader's, and a LaserScan's
+        own ``range_min``/``range_max``).
+    fields : tuple of str
+        The names of the columns of ``points`` (empty for a table without names).
+    skipped : tuple of str
+        Columns left out by default because their name says time or a counter.
+    one_row : bool
+        One row per message (IMU samples): a publisher may group several into one message.
     """
 
     points: np.ndarray
@@ -46,6 +69,11 @@ class Cloud(NamedTuple):
     frame: str
     dropped: int
     time: float | None
+    zeros: int = 0
+    out_of_range: int = 0
+    fields: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
+    one_row: bool = False
 
 
 def _header(msg: Any) -> tuple[float | None, str]:
@@ -59,86 +87,226 @@ def _header(msg: Any) -> tuple[float | None, str]:
     return (value if value > 0 else None), str(getattr(header, "frame_id", "") or "")
 
 
-def _cloud(path: Path, msg: Any, fields: Sequence[str], log_time_ns: int) -> Cloud:
-    try:
-        points = pointcloud2_to_array(msg, fields, remove_nans=True)
-    except ValueError as exc:
-        raise FormatError(f"{path}: bad PointCloud2 message: {exc}") from None
-    stamp, frame = _header(msg)
-    total = int(msg.height) * int(msg.width)
-    recorded = log_time_ns * 1e-9
-    # A driver that leaves the header stamp at 0 still gets a sensible time: the recording's.
-    return Cloud(points, recorded if stamp is None else stamp, frame, total - len(points),
-                 recorded)
-
-
-def _pick_topic(path: Path, topics: dict[str, str], topic: str | None) -> str:
-    clouds = sorted(t for t, kind in topics.items() if kind in CLOUD_TYPES)
-    if topic is None:
-        if len(clouds) == 1:
-            return clouds[0]
-        if not clouds:
-            raise FormatError(f"{path}: no sensor_msgs/PointCloud2 topic in the bag")
-        raise FormatError(f"{path}: several PointCloud2 topics; choose one with --ros-topic: "
-                          f"{', '.join(clouds)}")
-    if topic not in topics:
-        raise FormatError(f"{path}: no topic {topic!r} (PointCloud2 topics: "
-                          f"{', '.join(clouds) or 'none'})")
-    if topics[topic] not in CLOUD_TYPES:
-        raise FormatError(f"{path}: topic {topic!r} carries {topics[topic]}, not "
-                          "sensor_msgs/PointCloud2")
-    return topic
-
-
-def iter_mcap(path: Path, topic: str | None, fields: Sequence[str]) -> Iterator[Cloud]:
-    """Clouds of one PointCloud2 topic of an MCAP file, in log-time order.
+def to_cloud(path: Path, mtype: MessageType, msg: Any, fields: Sequence[str] | None,
+             rule: RowFilter, log_time_ns: int) -> Cloud:
+    """One decoded message as a :class:`Cloud`: fields selected, rows filtered and counted.
 
     Raises
     ------
     FormatError
-        If the file is not MCAP, the topic is missing or not PointCloud2, or a message does
+        If the message lacks a selected field or its layout is inconsistent.
+    """
+    names = tuple(fields) if fields is not None else mtype.default_fields
+    try:
+        columns, outside = mtype.columns(msg, names)
+        points = select(path, columns, names)
+        filtered = filter_rows(points, position(columns), rule, outside=outside)
+    except FormatError:
+        raise
+    except ValueError as exc:
+        short = mtype.name.split("/")[-1]
+        raise FormatError(f"{path}: bad {short} message: {exc}") from None
+    stamp, frame = _header(msg)
+    recorded = log_time_ns * 1e-9
+    # A driver that leaves the header stamp at 0 still gets a sensible time: the recording's.
+    return Cloud(filtered.points, recorded if stamp is None else stamp, frame,
+                 filtered.nonfinite, recorded, filtered.zeros, filtered.out_of_range,
+                 names, (), mtype.one_row)
+
+
+def _pick_topic(path: Path, topics: dict[str, str], topic: str | None) -> str:
+    readable = sorted(t for t, kind in topics.items() if kind in MESSAGE_TYPES)
+    clouds = [t for t in readable if topics[t] in CLOUD_TYPES]
+    if topic is None:
+        if len(clouds) == 1:
+            return clouds[0]
+        if not clouds and len(readable) == 1:
+            return readable[0]
+        if not readable:
+            listed = ", ".join(f"{t} ({k})" for t, k in sorted(topics.items())) or "none"
+            raise FormatError(f"{path}: no topic of {_READ} in the bag (its topics: "
+                              f"{listed})")
+        choice = clouds if clouds else readable
+        raise FormatError(f"{path}: several topics to read; choose one with --ros-topic: "
+                          f"{', '.join(f'{t} ({topics[t]})' for t in choice)}")
+    if topic not in topics:
+        listed = ", ".join(f"{t} ({topics[t]})" for t in readable) or "none"
+        raise FormatError(f"{path}: no topic {topic!r} (readable topics: {listed})")
+    if topics[topic] not in MESSAGE_TYPES:
+        raise FormatError(f"{path}: topic {topic!r} carries {topics[topic]}, not {_READ}")
+    return topic
+
+
+def _mcap_decoders() -> list:
+    """The decoder factories of the ROS 2 and ROS 1 support packages."""
+    ros2 = require("mcap_ros2.decoder", "reading .mcap bags", "mcap-ros2-support", "ros")
+    factories = [ros2.DecoderFactory()]
+    try:
+        import mcap_ros1.decoder as ros1
+    except ImportError:
+        pass  # only ROS 1 messages need it: said when one is met (see _decoder)
+    else:
+        factories.append(ros1.DecoderFactory())
+    return factories
+
+
+def _decoder(path: Path, factories: list, channel: Any, schema: Any) -> Any:
+    for factory in factories:
+        decoder = factory.decoder_for(channel.message_encoding, schema)
+        if decoder is not None:
+            return decoder
+    if channel.message_encoding == "ros1":
+        require("mcap_ros1.decoder", "reading ROS 1 messages in .mcap bags",
+                "mcap-ros1-support", "ros")
+    raise FormatError(f"{path}: topic {channel.topic!r}: no decoder for message encoding "
+                      f"{channel.message_encoding!r} (streamgmm reads ros1 and cdr)")
+
+
+def iter_mcap(path: Path, topic: str | None, fields: Sequence[str] | None,
+              rule: RowFilter | None = None) -> Iterator[Cloud]:
+    """Messages of one topic of an MCAP file (ROS 2 or ROS 1 encoded), as clouds.
+
+    An intact file is read through its index, in log-time order. A file without a summary
+    (cut short, or written without one) is read record by record in file order up to the
+    first damage.
+
+    Raises
+    ------
+    DamagedFileError
+        After the last complete message before the damage (a FormatError).
+    FormatError
+        If the file is not MCAP, the topic is missing or not readable, or a message does
         not decode.
     MissingExtraError
-        If ``mcap``/``mcap-ros2-support`` are not installed.
+        If ``mcap``/``mcap-ros2-support`` (or, for ROS 1 messages, ``mcap-ros1-support``)
+        are not installed.
     """
     require("mcap.reader", "reading .mcap bags", "mcap", "ros")
-    decoder = require("mcap_ros2.decoder", "reading .mcap bags", "mcap-ros2-support", "ros")
+    factories = _mcap_decoders()
+    rule = rule or RowFilter()
     from mcap.reader import make_reader
 
     with path.open("rb") as fh:
         try:
-            reader = make_reader(fh, decoder_factories=[decoder.DecoderFactory()])
+            reader = make_reader(fh, decoder_factories=factories)
             summary = reader.get_summary()
-            if summary is None:
-                raise FormatError(f"{path}: the MCAP file has no summary (truncated?)")
-            topics = {
-                ch.topic: (summary.schemas[ch.schema_id].name
-                           if ch.schema_id in summary.schemas else "")
-                for ch in summary.channels.values()
-            }
+        except Exception:  # no summary to read: the stream reader below finds out why
+            summary = None
+        if summary is not None and summary.channels:
+            schemas = summary.schemas
+            topics = {ch.topic: (schemas[ch.schema_id].name if ch.schema_id in schemas else "")
+                      for ch in summary.channels.values()}
             chosen = _pick_topic(path, topics, topic)
-            for _schema, _channel, message, msg in reader.iter_decoded_messages(
-                topics=[chosen], log_time_order=True
-            ):
-                yield _cloud(path, msg, fields, message.log_time)
+            mtype = message_type(topics[chosen])
+            for ch in summary.channels.values():
+                if ch.topic == chosen:
+                    _decoder(path, factories, ch, schemas.get(ch.schema_id))
+            count = 0
+            try:
+                for _schema, _channel, message, msg in reader.iter_decoded_messages(
+                    topics=[chosen], log_time_order=True
+                ):
+                    cloud = to_cloud(path, mtype, msg, fields, rule, message.log_time)
+                    count += 1
+                    yield cloud
+            except (FormatError, OSError):
+                raise
+            # mcap raises its own errors, struct/EOF errors or decoder errors on damage.
+            except Exception as exc:
+                raise DamagedFileError(
+                    f"{path}: damaged after {count} messages of {chosen} ({brief(exc)})",
+                    messages_read=count, where=f"after message {count}",
+                ) from None
+            return
+    yield from _iter_mcap_stream(path, topic, fields, rule, factories)
+
+
+def _scan_mcap(path: Path) -> tuple[dict, dict, BaseException | None]:
+    """Schemas and channels met before the end or the first damage, and that damage."""
+    from mcap.records import Channel, Schema
+    from mcap.stream_reader import StreamReader
+
+    schemas: dict[int, Any] = {}
+    channels: dict[int, Any] = {}
+    with path.open("rb") as fh:
+        try:
+            for record in StreamReader(fh, record_size_limit=path.stat().st_size).records:
+                if isinstance(record, Schema):
+                    schemas[record.id] = record
+                elif isinstance(record, Channel):
+                    channels[record.id] = record
+        except Exception as exc:  # the damage: reported by the second pass
+            return schemas, channels, exc
+    return schemas, channels, None
+
+
+def _iter_mcap_stream(path: Path, topic: str | None, fields: Sequence[str] | None,
+                      rule: RowFilter, factories: list) -> Iterator[Cloud]:
+    from mcap.records import Message
+    from mcap.stream_reader import StreamReader
+
+    size = path.stat().st_size
+    schemas, channels, damage = _scan_mcap(path)
+    if not channels:
+        from mcap.exceptions import InvalidMagic
+
+        if damage is None or isinstance(damage, InvalidMagic) or size < 16:
+            why = f" ({brief(damage)})" if damage is not None else " (no channels)"
+            raise FormatError(f"{path}: not a readable MCAP bag{why}")
+        raise DamagedFileError(
+            f"{path}: damaged before its first complete channel record ({brief(damage)}); "
+            "no message can be read", messages_read=0, where="before the first message")
+    topics = {ch.topic: (schemas[ch.schema_id].name if ch.schema_id in schemas else "")
+              for ch in channels.values()}
+    chosen = _pick_topic(path, topics, topic)
+    mtype = message_type(topics[chosen])
+    decoders = {cid: _decoder(path, factories, ch, schemas.get(ch.schema_id))
+                for cid, ch in channels.items() if ch.topic == chosen}
+    count = good = 0
+    error: BaseException | None = None
+    with path.open("rb") as fh:
+        try:
+            for record in StreamReader(fh, record_size_limit=size).records:
+                if isinstance(record, Message) and record.channel_id in decoders:
+                    msg = decoders[record.channel_id](record.data)
+                    cloud = to_cloud(path, mtype, msg, fields, rule, record.log_time)
+                    good = fh.tell()
+                    count += 1
+                    yield cloud
+                else:
+                    good = fh.tell()
         except (FormatError, OSError):
             raise
-        # mcap raises its own errors, struct/EOF errors or decoder errors on a damaged file.
         except Exception as exc:
-            raise FormatError(f"{path}: not a readable MCAP bag ({brief(exc)})") from None
+            error = exc
+    if error is None:
+        return  # complete, only written without a summary
+    where = f"after byte {good} of {size}"
+    import struct
+
+    from mcap.exceptions import EndOfFile
+
+    why = ("cut short: it ends inside a record" if isinstance(error, (struct.error, EndOfFile))
+           else brief(error))
+    raise DamagedFileError(
+        f"{path}: damaged {where} ({why}); read {count} messages of {chosen} before it",
+        messages_read=count, where=where)
 
 
-def iter_rosbags(path: Path, topic: str | None, fields: Sequence[str]) -> Iterator[Cloud]:
-    """Clouds of one PointCloud2 topic of a ROS 1 ``.bag`` or a rosbag2 (``.db3``/directory).
+def iter_rosbags(path: Path, topic: str | None, fields: Sequence[str] | None,
+                 rule: RowFilter | None = None) -> Iterator[Cloud]:
+    """Messages of one topic of a ROS 1 ``.bag`` or a rosbag2 (``.db3``/directory).
 
     A ``.db3`` file is read through its directory, which must hold the bag's
     ``metadata.yaml``.
 
     Raises
     ------
+    DamagedFileError
+        After the last complete message when reading fails part-way (a FormatError).
     FormatError
-        If the bag cannot be read, the topic is missing or not PointCloud2, or a message does
-        not decode.
+        If the bag cannot be read, the topic is missing or not readable, or a message
+        does not decode.
     MissingExtraError
         If ``rosbags`` is not installed.
     """
@@ -146,6 +314,7 @@ def iter_rosbags(path: Path, topic: str | None, fields: Sequence[str]) -> Iterat
     from rosbags.highlevel import AnyReader
     from rosbags.typesys import Stores, get_typestore
 
+    rule = rule or RowFilter()
     bag = path
     if path.suffix.lower() == ".db3":
         bag = path.parent
@@ -157,11 +326,30 @@ def iter_rosbags(path: Path, topic: str | None, fields: Sequence[str]) -> Iterat
         with AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_HUMBLE)) as reader:
             topics = {c.topic: c.msgtype for c in reader.connections}
             chosen = _pick_topic(path, topics, topic)
+            mtype = message_type(topics[chosen])
             connections = [c for c in reader.connections if c.topic == chosen]
-            for connection, timestamp, raw in reader.messages(connections=connections):
-                msg = reader.deserialize(raw, connection.msgtype)
-                yield _cloud(path, msg, fields, timestamp)
+            count = 0
+            try:
+                for connection, timestamp, raw in reader.messages(connections=connections):
+                    msg = reader.deserialize(raw, connection.msgtype)
+                    cloud = to_cloud(path, mtype, msg, fields, rule, timestamp)
+                    count += 1
+                    yield cloud
+            except (FormatError, OSError):
+                raise
+            except Exception as exc:
+                raise DamagedFileError(
+                    f"{path}: damaged after {count} messages of {chosen} ({brief(exc)})",
+                    messages_read=count, where=f"after message {count}",
+                ) from None
     except (FormatError, OSError):
         raise
     except Exception as exc:  # rosbags' reader errors, or struct errors on a damaged bag
-        raise FormatError(f"{path}: not a readable ROS bag ({brief(exc)})") from None
+        text = brief(exc)
+        hint = ""
+        if "index" in text.lower() and path.suffix.lower() == ".bag":
+            hint = ("; a ROS 1 bag keeps its index at the end, so one cut short cannot be "
+                    "read without it: 'rosbag reindex' (ROS 1) rebuilds it")
+        elif "malformed" in text.lower():
+            hint = "; SQLite cannot open what is left of it (cut short or corrupt)"
+        raise FormatError(f"{path}: not a readable ROS bag ({text}){hint}") from None

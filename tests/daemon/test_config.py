@@ -97,6 +97,9 @@ def test_minimal_config_has_protocol_defaults(tmp_path: Path) -> None:
         "step_constant": None,  # the decaying step (TOML: 0)
         "max_points_per_message": 1_000_000,
         "max_abs_coordinate": 1e15,
+        "min_range": 0.0,  # extension: no range limit
+        "max_range": 0.0,
+        "axes": (),  # extension: unnamed
         "checkpoint_generations": 2,
         "effort": 1.0,  # extension: the estimator's defaults
         "moves": True,
@@ -294,6 +297,13 @@ BAD = [
     ("cov-type", _set((*M0, "covariance_type"), "fulll"), "model[0].covariance_type", "one of"),
     ("retain", _set((*M0, "retain"), "latest"), "model[0].retain", "one of"),
     ("step-decay-0.5", _set((*M0, "step_decay"), 0.5), "model[0].step_decay", "> 0.5"),
+    ("axes-count", _set((*M0, "axes"), ["a", "b"]), "model[0].axes", "names 2 axes, dim is 3"),
+    ("axes-str", _set((*M0, "axes"), "xyz"), "model[0].axes", "list of non-empty names"),
+    ("port-wraps", _set((*SV, "publish"), "tcp://*:55555555"), "service.publish", "1 to 65535"),
+    ("port-missing", _set((*SV, "control"), "tcp://127.0.0.1"), "service.control", "port"),
+    ("min-range-neg", _set((*M0, "min_range"), -1.0), "model[0].min_range", ">= 0.0"),
+    ("max-range-str", _set((*M0, "max_range"), "50"), "model[0].max_range", "a number"),
+    ("max-range-inf", _set((*M0, "max_range"), float("inf")), "model[0].max_range", "finite"),
     ("step-decay-1.2", _set((*M0, "step_decay"), 1.2), "model[0].step_decay", "<= 1.0"),
     ("step-constant-1.5", _set((*M0, "step_constant"), 1.5), "model[0].step_constant", "<= 1.0"),
     ("step-constant-neg", _set((*M0, "step_constant"), -0.1), "model[0].step_constant", "or 0"),
@@ -429,3 +439,13 @@ def test_effort_and_moves_are_checked(key, value, words):
     model = {"name": "m", "topic": "t", "dim": 3, "components": 2, key: value}
     with pytest.raises(ConfigError, match=words):
         parse_config({**base, "model": [model]})
+
+
+def test_range_limits_need_max_above_min() -> None:
+    data = minimal()
+    data["model"][0].update(min_range=2.0, max_range=1.5)
+    with pytest.raises(ConfigError, match=r"model\[0\]\.max_range: must be above min_range"):
+        parse_config(data)
+    data["model"][0].update(min_range=2.0, max_range=0)  # 0: no upper limit
+    m = parse_config(data).models[0]
+    assert (m.min_range, m.max_range) == (2.0, 0.0)

@@ -154,8 +154,7 @@ def test_stalled_subscriber_never_slows_ingest_and_resyncs(daemon_factory):
     lines = [line.split() for line in out.strip().splitlines()]
     seqs = [int(s) for s, _, _ in lines]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), "seq must only go up"
-    # 508 messages, one update each, plus the "refit" updates of relocations the stream
-    # triggered (run on the worker): the subscriber ends on the daemon's last seq.
+    # 508 messages, one update each: the subscriber ends on the daemon's last seq.
     final_seq = d.status()["models"]["lidar"]["seq"]
     assert final_seq >= 508
     assert seqs[-1] == final_seq, f"subscriber did not catch up: {lines[-3:]}"

@@ -32,8 +32,7 @@ def test_exact_n_seen_and_consecutive_seq(daemon_factory):
     updates = d.updates()
     seqs = [u["seq"] for u in updates]
     assert seqs == list(range(1, len(seqs) + 1))
-    # One online update per message when publish_every_s = 0 (a relocation the stream
-    # triggers adds a "refit" update between them).
+    # One online update per message when publish_every_s = 0.
     online = [u for u in updates if u["kind"] == "online"]
     assert [u["n_seen"] for u in online] == [500 * (i + 1) for i in range(10)]
     assert all(u["kind"] in ("online", "refit") and u["model"] == "lidar" for u in updates)
@@ -51,7 +50,7 @@ def test_snapshot_matches_last_update(daemon_factory):
     for i in range(3):
         d.send("points/lidar", blobs(400, seed=i))
     d.wait_for(lambda s: s["models"]["lidar"]["n_seen"] == 1200)
-    d.settle()  # a relocation the stream triggered may add a "refit" update
+    d.settle()
     updates = d.updates()
     last = updates[-1]
     snap = d.request(op="snapshot", model="lidar")
@@ -113,7 +112,7 @@ def test_hostile_frames_leave_model_as_valid_batches_alone(daemon_factory, tmp_p
                     d.send_raw([b"points/lidar", rng.bytes(int(rng.integers(0, 300)))])
             d.send("points/lidar", batch)
             d.wait_for(lambda s, i=i: s["models"]["lidar"]["n_seen"] == 200 * (i + 1))
-            d.settle()  # relocations run on a thread: let each finish at the same point
+            d.settle()
         results.append(d.request(op="snapshot"))
         assert d.stop() == 0
     clean, noisy = results

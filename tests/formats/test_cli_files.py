@@ -50,7 +50,8 @@ def test_mcap_stamps_frames_and_recorded_pace(ctx, tmp_path: Path, capsys) -> No
     collector = SubCollector(ctx, b"points/")
     try:
         argv = ["publish", "--endpoint", collector.endpoint, "--file",
-                str(tmp_path / "run.mcap"), "--ros-topic", "/points", "--wait-subscriber", "5"]
+                str(tmp_path / "run.mcap"), "--ros-topic", "/points", "--wait-subscriber", "5",
+                "--no-confirm"]
         start = time.perf_counter()
         assert main(argv) == 0
         elapsed = time.perf_counter() - start
@@ -72,7 +73,7 @@ def test_summary_counts_dropped_rows_and_batches_split(ctx, tmp_path: Path, caps
     try:
         argv = ["publish", "--endpoint", collector.endpoint, "--file",
                 str(tmp_path / "run.mcap"), "--speed", "0", "--batch", "16",
-                "--wait-subscriber", "5"]
+                "--wait-subscriber", "5", "--no-confirm"]
         assert main(argv) == 0
         out = capsys.readouterr().out
         messages = collector.wait_for(12)
@@ -96,13 +97,17 @@ def test_daemon_receives_exactly_the_finite_points(daemon_factory, tmp_path: Pat
     PointCloud.from_xyzi_points(scan).save(tmp_path / "scan.pcd",
                                            encoding=Encoding.BINARY_COMPRESSED)
     endpoint = f"ipc://{d.directory}/ingest"
-    common = ["--endpoint", endpoint, "--topic", "points/lidar", "--wait-subscriber", "10"]
+    common = ["--endpoint", endpoint, "--control", f"ipc://{d.directory}/control",
+              "--topic", "points/lidar", "--wait-subscriber", "10"]
     assert main(["publish", "--file", str(tmp_path / "run.mcap"), "--speed", "0",
                  *common]) == 0
     assert main(["publish", "--file", str(tmp_path / "scan.pcd"), "--batch", "100",
                  *common]) == 0
     out = capsys.readouterr().out
-    assert "dropped 10 rows" in out and "dropped 43 rows" in out
+    assert "dropped 10 rows with NaN/Inf" in out and "dropped 43 rows with NaN/Inf" in out
+    # each publish asked the daemon what arrived: everything, before it exited 0
+    assert "sent 4, applied 4, rejected 0, lost 0 (150 points applied)" in out
+    assert "sent 3, applied 3, rejected 0, lost 0 (257 points applied)" in out
     expected = 150 + 300 - 43
     status = d.wait_for(lambda s: s["models"]["lidar"]["n_seen"] >= expected, timeout=20)
     assert status["models"]["lidar"]["n_seen"] == expected

@@ -64,7 +64,8 @@ def test_rosbag2_sqlite_and_ros1_bag(tmp_path: Path) -> None:
     "topic, fields, says",
     [
         ("/chatter", None, "carries std_msgs/msg/String, not sensor_msgs/PointCloud2"),
-        ("/nope", None, "no topic '/nope' \\(PointCloud2 topics: /points\\)"),
+        ("/nope", None,
+         "no topic '/nope' \\(readable topics: /points \\(sensor_msgs/msg/PointCloud2\\)\\)"),
         (None, ["x", "y", "w"], "no field 'w'"),
     ],
 )

@@ -142,7 +142,7 @@ class Daemon:
         return status
 
     def settle(self, timeout: float = 30.0) -> dict:
-        """Wait until no refit (scheduled, requested or a relocation) is running."""
+        """Wait until no refit (scheduled or requested) is running."""
         return self.wait_for(
             lambda s: not any(m["refit_running"] for m in s["models"].values()), timeout
         )

@@ -1,0 +1,129 @@
+"""Per-model range limits (min_range, max_range) and per-source accounting: the ``source``
+request and end-of-stream markers, on the real daemon over ipc://."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streamgmm import codec
+from streamgmm.daemon.accounting import SourceTracker
+from streamgmm.daemon.service import drop_outside_range
+
+MODEL = {"name": "lidar", "topic": "points/lidar", "dim": 3, "components": 2,
+         "publish_every_s": 0.0, "refit_every_s": 0.0, "min_range": 1.0, "max_range": 50.0}
+
+
+def ranged(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    xyz = rng.normal(size=(n, 3))
+    return xyz * (rng.uniform(0.1, 80.0, size=(n, 1)) / np.linalg.norm(xyz, axis=1,
+                                                                       keepdims=True))
+
+
+def test_drop_outside_range_counts_near_and_far() -> None:
+    X = ranged(500)
+    r = np.linalg.norm(X, axis=1)
+    kept, below, beyond = drop_outside_range(X, 1.0, 50.0)
+    assert below == int((r < 1).sum()) and beyond == int((r > 50).sum())
+    np.testing.assert_array_equal(kept, X[(r >= 1) & (r <= 50)])
+    assert drop_outside_range(X, 0.0, 0.0)[0] is X  # 0: no limit
+    flat = X[:, :2]  # 2-D points: the range of x, y
+    assert drop_outside_range(flat, 0.0, 10.0)[2] == int((np.linalg.norm(flat, axis=1) > 10)
+                                                         .sum())
+
+
+def test_a_model_drops_and_counts_rows_out_of_its_range(daemon_factory) -> None:
+    other = {**MODEL, "name": "all", "min_range": 0.0, "max_range": 0.0}
+    d = daemon_factory([MODEL, other])
+    X = ranged(600, seed=1)
+    r = np.linalg.norm(X, axis=1)
+    inside = int(((r >= 1) & (r <= 50)).sum())
+    for part in np.array_split(X, 3):
+        d.send("points/lidar", part, source="ranger")
+    status = d.wait_for(lambda s: s["models"]["all"]["n_seen"] == 600)
+    status = d.wait_for(lambda s: s["models"]["lidar"]["n_seen"] == inside)
+    lidar = status["models"]["lidar"]
+    assert lidar["rows_below_min_range"] == int((r < 1).sum())
+    assert lidar["rows_beyond_max_range"] == int((r > 50).sum())
+    assert (lidar["min_range"], lidar["max_range"]) == (1.0, 50.0)
+    assert status["models"]["all"]["rows_below_min_range"] == 0
+    assert status["counters"]["messages_applied"] == 3
+    # every row of a message out of range: the message changes nothing, rejected as empty
+    d.stop()
+    d = daemon_factory([MODEL])
+    d.send("points/lidar", np.full((5, 3), 100.0), source="far")
+    status = d.wait_for(lambda s: s["counters"]["rejected"].get("empty") == 1)
+    assert status["models"]["lidar"]["rows_beyond_max_range"] == 5
+    reply = d.request(op="source", source="far")
+    assert (reply["messages_received"], reply["messages_rejected"]) == (1, 1)
+
+
+def test_source_request_reports_applied_rejected_and_lost(daemon_factory) -> None:
+    d = daemon_factory()
+    unknown = d.request(op="source", source="robot1")
+    assert (unknown["ok"], unknown["source"], unknown["known"]) == (True, "robot1", False)
+    assert (unknown["messages_applied"], unknown["last_seq"], unknown["end_seq"]) == (0, -1, -1)
+    points = np.random.default_rng(0).normal(size=(20, 3))
+    d.send("points/lidar", points, source="robot1", seq=0)
+    d.send("points/lidar", points[:, :2], source="robot1", seq=1)  # rejected: dim
+    d.send("points/lidar", points, source="robot1", seq=4)  # 2 and 3 lost
+    d.send_raw([b"points/lidar", codec.encode_points(np.empty((0, 3)), seq=5, stamp=1.0,
+                                                     source="robot1", end=True, first_seq=0)])
+    reply = d.wait_for(lambda s: s["counters"].get("end_markers") == 1) and d.request(
+        op="source", source="robot1")
+    assert reply["known"] is True
+    assert {k: reply[k] for k in ("messages_received", "messages_applied", "points_applied",
+                                  "messages_rejected", "messages_lost", "end_seq", "last_seq")
+            } == {"messages_received": 3, "messages_applied": 2, "points_applied": 40,
+                  "messages_rejected": 1, "messages_lost": 2, "end_seq": 5, "last_seq": 5}
+    counters = d.status()["counters"]
+    assert counters["messages_received"] == 3  # the marker is not a point message
+    assert counters["messages_lost"] == 2
+    assert d.request(op="source")["ok"] is False  # a source must be named
+
+
+def test_a_marker_counts_a_run_whose_messages_were_all_dropped(daemon_factory) -> None:
+    d = daemon_factory()
+    # A new publisher sent seq 0..6, every one dropped before the daemon (a stall, a slow
+    # joiner); only its marker arrives: no seq gap could show those 7 losses.
+    d.send_raw([b"points/lidar", codec.encode_points(np.empty((0, 3)), seq=7, stamp=1.0,
+                                                     source="ghost", end=True, first_seq=0)])
+    status = d.wait_for(lambda s: s["counters"].get("end_markers") == 1)
+    assert status["counters"]["messages_lost"] == 7
+    assert status["counters"]["messages_received"] == 0
+    reply = d.request(op="source", source="ghost")
+    assert (reply["messages_lost"], reply["messages_applied"], reply["end_seq"]) == (7, 0, 7)
+
+
+def test_tracker_marker_after_a_restart_counts_the_new_run() -> None:
+    tracker = SourceTracker()
+    for seq in range(10):
+        tracker.observe("p", seq)
+    # the publisher restarted at 0, its 3 messages were dropped, the marker came (seq 3)
+    lost, restarted = tracker.observe_end("p", 3, 0)
+    assert (lost, restarted) == (3, True)
+    stats = tracker.stats("p")
+    assert (stats.messages_received, stats.messages_lost, stats.restarts) == (10, 3, 1)
+
+
+def test_marker_with_points_is_a_schema_error() -> None:
+    payload = codec.encode_points(np.empty((0, 3)), seq=1, stamp=1.0, end=True)
+    assert codec.decode_points(payload).end
+    raw = codec.encode_points(np.ones((2, 3)), seq=1, stamp=1.0)
+    import msgpack
+
+    msg = msgpack.unpackb(raw)
+    msg["end"] = True
+    with pytest.raises(codec.DecodeError) as info:
+        codec.decode_points(msgpack.packb(msg))
+    assert info.value.reason == "schema"
+    with pytest.raises(ValueError, match="no points"):
+        codec.encode_points(np.ones((2, 3)), seq=1, stamp=1.0, end=True)
+
+
+def test_first_start_says_there_is_no_checkpoint_yet(daemon_factory, tmp_path) -> None:
+    d = daemon_factory([dict(MODEL, checkpoint=str(tmp_path / "state" / "lidar.ckpt"))])
+    log = d.log()
+    assert "no checkpoint yet at" in log and "none usable" not in log
+    assert " WARNING " not in log
