@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test,plot,dask,ros,pointclouds,rerun]"
+	$(PY) -m pip install --quiet -e ".[test,plot,dask,ros,pointclouds,rerun,foxglove]"
 	touch $(STAMP)
 
 # The tests, then the docstring examples (documentation that must stay true).

@@ -232,6 +232,10 @@ class ModelConfig:
         EM point-iterations per absorbed point the online model's relocations and
         split-merge moves may spend (extension; ``GaussianMixture``'s parameters of the same
         names): lower is faster and ends further from batch EM on ordered streams.
+    sample_points : int
+        ``0`` (off) or the size of the uniform sample of the points absorbed since the last
+        update that each published update carries as ``sample`` (extension; drawn by its
+        own seeded generator: the model is the same with or without it).
     """
 
     name: str
@@ -256,6 +260,7 @@ class ModelConfig:
     relocations: str = "auto"
     relocate_budget: float = OnlineSettings.relocate_budget
     move_budget: float = OnlineSettings.move_budget
+    sample_points: int = 0
 
     @property
     def relocations_inline(self) -> bool:
@@ -478,6 +483,7 @@ _MODEL_FIELDS: dict[str, Checker] = {
     "relocations": _choice(RELOCATION_PLACES),
     "relocate_budget": _shared("relocate_budget", _float()),
     "move_budget": _shared("move_budget", _float()),
+    "sample_points": _int(0, 1_000_000),
 }
 
 _REQUIRED = object()

@@ -101,6 +101,7 @@ def test_minimal_config_has_protocol_defaults(tmp_path: Path) -> None:
         "relocations": "auto",  # extension: inline for a window, the worker for a reservoir
         "relocate_budget": 1.5,  # extension: the estimator's defaults
         "move_budget": 0.5,
+        "sample_points": 0,  # extension: no sample of the points in the updates
     }
     assert dataclasses.asdict(m) == expected
     assert m.relocations_inline is False
