@@ -53,8 +53,10 @@ class FoxgloveClient:
     def __init__(self, url: str, timeout: float = 10.0) -> None:
         from websockets.sync.client import connect
 
-        self.ws = connect(url, subprotocols=SUBPROTOCOLS, open_timeout=timeout,
-                          compression=None, proxy=None)
+        # No proxy from the environment, no compression: a plain loopback connection.
+        self._connection = connect(url, subprotocols=SUBPROTOCOLS, open_timeout=timeout,
+                                   compression=None, proxy=None)
+        self.ws = self._connection.__enter__()
         self.server_info: dict | None = None
         self.channels: dict[int, dict] = {}  # channel id -> advertised channel
         self.classes: dict[int, Any] = {}  # channel id -> protobuf class
@@ -131,7 +133,7 @@ class FoxgloveClient:
             self._read_one(deadline - time.monotonic())
 
     def close(self) -> None:
-        self.ws.close()
+        self._connection.__exit__(None, None, None)
 
 
 def read_mcap(path: Path) -> list[tuple[str, str, int, Any]]:
