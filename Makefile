@@ -28,6 +28,7 @@ pictures: $(STAMP)
 	$(PY) examples/plot_mixture.py docs/img/mixture.png
 	$(PY) examples/plot_learning_curve.py docs/img/learning_curve.png
 	$(PY) -m streamgmm.demo --seconds 10 --out docs/img/demo-mixture.png
+	$(PY) examples/plot_foxglove_mcap.py docs/img/foxglove-mcap.png
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

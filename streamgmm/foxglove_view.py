@@ -16,8 +16,9 @@ Channels, per model ``NAME``:
 
 - ``/streamgmm/NAME/mixture`` (``foxglove.SceneUpdate``): entities ``NAME/sigma1`` and
   ``NAME/sigma2`` with one sphere per component (in component order), the metadata ``model``,
-  ``seq``, ``kind``, ``n_seen``, ``n_change_points``, ``avg_log_likelihood``, ``sigma``, and
-  on ``NAME/sigma1`` a text label with the same figures.
+  ``seq``, ``kind``, ``n_seen``, ``n_change_points``, ``avg_log_likelihood``,
+  ``components``, ``weights`` (comma-separated, in component order) and ``sigma``, and on
+  ``NAME/sigma1`` a text label with the same figures but the weights.
 - ``/streamgmm/NAME/points`` (``foxglove.PointCloud``, fields ``x``, ``y``, ``z`` float32):
   the update's ``sample`` of the absorbed points, when the daemon sends one.
 
@@ -269,6 +270,7 @@ def _label(m: Mixture) -> list[tuple[str, str]]:
         ("n_change_points", str(m.extra.get("n_change_points", 0))),
         ("avg_log_likelihood", f"{m.avg_log_likelihood:.4f}"),
         ("components", str(m.n_components)),
+        ("weights", ",".join(f"{w:.6g}" for w in m.weights)),
     ]
 
 
@@ -387,7 +389,7 @@ class FoxgloveView:
                                   orientation=msg.Quaternion(x=0.0, y=0.0, z=0.0, w=1.0)),
                     billboard=True, font_size=14.0, scale_invariant=True,
                     color=msg.Color(r=1.0, g=1.0, b=1.0, a=1.0),
-                    text=" ".join(f"{k}={v}" for k, v in label),
+                    text=" ".join(f"{k}={v}" for k, v in label[:-1]),  # not the weights
                 ))
             entities.append(msg.SceneEntity(
                 timestamp=timestamp, frame_id=frame_id, id=f"{m.model}/sigma{int(sigma)}",
