@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test,plot,dask,ros,pointclouds,rerun]"
+	$(PY) -m pip install --quiet -e ".[test,plot,dask,ros,pointclouds,rerun,foxglove]"
 	touch $(STAMP)
 
 # The tests, then the docstring examples (documentation that must stay true).
@@ -28,6 +28,7 @@ pictures: $(STAMP)
 	$(PY) examples/plot_mixture.py docs/img/mixture.png
 	$(PY) examples/plot_learning_curve.py docs/img/learning_curve.png
 	$(PY) -m streamgmm.demo --seconds 10 --out docs/img/demo-mixture.png
+	$(PY) examples/plot_foxglove_mcap.py docs/img/foxglove-mcap.png
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

@@ -117,6 +117,18 @@ def _range_limit(text: str) -> float:
     return value
 
 
+def _foxglove_address(text: str) -> tuple[str, int]:
+    """``watch --foxglove [HOST:]PORT``; empty: 127.0.0.1:8765."""
+    if text == "":
+        return ("127.0.0.1", 8765)
+    from streamgmm.foxglove_view import parse_address
+
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -887,19 +899,68 @@ def _open_rerun(args: argparse.Namespace) -> Any:
         raise CliError(f"cannot open the rerun view: {_one_line(exc)}") from None
 
 
+def _open_foxglove(args: argparse.Namespace) -> Any:
+    """A FoxgloveView for --foxglove/--foxglove-save, or None; failures are a CliError."""
+    if args.foxglove is None and args.foxglove_save is None:
+        return None
+    from streamgmm.foxglove_view import FoxgloveView
+
+    where = "" if args.foxglove is None else f" on {args.foxglove[0]}:{args.foxglove[1]}"
+    try:
+        view = FoxgloveView(serve=args.foxglove, save=args.foxglove_save)
+    except ImportError as exc:
+        raise CliError(str(exc)) from None
+    except FileExistsError as exc:
+        raise CliError(f"--foxglove-save: {exc}") from None
+    except (OSError, RuntimeError) as exc:  # the port is taken, the file cannot be written
+        raise CliError(f"cannot open the Foxglove view{where}: {exc}") from None
+    if view.port is not None:
+        host = args.foxglove[0]
+        shown = f"[{host}]" if ":" in host else host
+        print(f"streamgmm watch: Foxglove WebSocket at ws://{shown}:{view.port} "
+              "(Foxglove: Open connection > Foxglove WebSocket)", file=sys.stderr, flush=True)
+    return view
+
+
+def _log_views(mixture: Mixture, rerun_view: Any, foxglove_view: Any) -> None:
+    """Hand one mixture (and its sample of points, if any) to the open views."""
+    if rerun_view is not None:
+        rerun_view.log_mixture(mixture)
+        sample = mixture.sample
+        if sample is not None:
+            rerun_view.log_points(sample, seq=mixture.seq, stamp=mixture.last_stamp)
+    if foxglove_view is not None:
+        if mixture.n_features not in (2, 3):
+            raise CliError(f"--foxglove draws models of 2 or 3 dimensions; model "
+                           f"{mixture.model!r} has {mixture.n_features}")
+        foxglove_view.log_mixture(mixture)
+
+
 def _cmd_watch(args: argparse.Namespace) -> int:
     if args.plot:
         _check_matplotlib()
     curve = _curve_keys(args)
     view = _open_rerun(args)
+    try:
+        fox = _open_foxglove(args)
+    except CliError:
+        if view is not None:
+            view.close()
+        raise
     from streamgmm.client import MixtureSubscriber
 
     received = 0
     last: Mixture | None = None
     streaming = False  # a live update arrived (--idle counts from then on)
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
-    with _client_errors(f"cannot watch {args.endpoint}", curve):
-        sub = MixtureSubscriber(args.endpoint, args.control, args.model, curve=curve)
+    try:
+        with _client_errors(f"cannot watch {args.endpoint}", curve):
+            sub = MixtureSubscriber(args.endpoint, args.control, args.model, curve=curve)
+    except CliError:
+        for opened in (view, fox):
+            if opened is not None:
+                opened.close()
+        raise
     try:
         # An unknown model is refused at once (ControlError): exit 2 with the daemon's list.
         with _client_errors(f"cannot watch model {args.model!r}", curve):
@@ -918,14 +979,15 @@ def _cmd_watch(args: argparse.Namespace) -> int:
                 # A snapshot alone (an idle daemon) does not start the --idle clock.
                 streaming = streaming or mixture.kind != "snapshot"
                 print(_mixture_line(mixture, previous), flush=True)
-                if view is not None:
-                    view.log_mixture(mixture)
+                _log_views(mixture, view, fox)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see main): stop, then plot as usual
         pass
     finally:
         sub.close()
         if view is not None:
             view.close()
+        if fox is not None:
+            fox.close()
     if last is None:
         why = f" (last snapshot error: {sub.last_error})" if sub.last_error else ""
         waited = "" if args.timeout is None else f" within {args.timeout:g} s"
@@ -1371,6 +1433,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "sigma); needs rerun-sdk: pip install 'streamgmm[rerun]'")
     p.add_argument("--rerun-save", metavar="OUT.rrd", default=None,
                    help="log the updates to an .rrd file instead (open it with: rerun OUT.rrd)")
+    p.add_argument("--foxglove", metavar="[HOST:]PORT", nargs="?", type=_foxglove_address,
+                   const=_foxglove_address(""), default=None,
+                   help="serve every update live to Foxglove (Open connection > Foxglove "
+                   "WebSocket) as ellipsoids at 1 and 2 sigma, 2-D or 3-D models (default "
+                   "127.0.0.1:8765; 0.0.0.0 serves every interface, only when asked; port 0 "
+                   "picks a free one); needs foxglove-sdk: pip install 'streamgmm[foxglove]'")
+    p.add_argument("--foxglove-save", metavar="FILE.mcap", default=None,
+                   help="record the same messages with their stamps in a new MCAP file, to "
+                   "open beside a robot's bag (an existing file is refused)")
     curve_options(p)
     p.set_defaults(func=_cmd_watch)
 

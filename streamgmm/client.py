@@ -419,6 +419,41 @@ class Mixture:
         """Dimension d."""
         return int(self.means.shape[1])
 
+    @property
+    def frame(self) -> str:
+        """Coordinate frame of the points the model absorbed (extension ``frame``).
+
+        ``""`` when the update does not say (no publisher named one, or an older daemon).
+        """
+        frame = self.extra.get("frame")
+        return frame if isinstance(frame, str) else ""
+
+    @property
+    def sample(self) -> np.ndarray | None:
+        """Uniform sample of the points absorbed since the previous update (extension).
+
+        Sent by a daemon whose model sets ``sample_points`` (docs/protocol.md).
+
+        Returns
+        -------
+        numpy.ndarray of shape (m, d) or None
+            The points; ``None`` when the update has none, or when its ``sample`` is not a
+            valid ``[m, d]`` array of this mixture's ``d`` (an extension never makes the
+            update itself unusable).
+        """
+        raw = self.extra.get("sample")
+        if raw is None:
+            return None
+        try:
+            points = codec.decode_array(raw)
+        except codec.DecodeError:
+            return None
+        if points.ndim != 2 or points.shape[1] != self.n_features:
+            return None
+        if not np.isfinite(points).all():
+            points = points[np.isfinite(points).all(axis=1)]
+        return points
+
     def to_estimator(self) -> GaussianMixture:
         """A :class:`~streamgmm.GaussianMixture` holding this mixture.
 

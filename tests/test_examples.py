@@ -47,7 +47,20 @@ def fed_daemon(daemon_factory):
 
 def test_every_example_has_a_test() -> None:
     assert set(EXAMPLES) == {"plot_learning_curve.py", "plot_mixture.py", "publish_points.py",
-                             "subscribe_mixture.py"}, "add a test for each new example"
+                             "subscribe_mixture.py", "plot_foxglove_mcap.py"}, (
+        "add a test for each new example")
+
+
+def test_plot_foxglove_mcap(tmp_path) -> None:
+    pytest.importorskip("foxglove", reason="needs the foxglove extra")
+    pytest.importorskip("google.protobuf", reason="needs protobuf (test extra)")
+    pytest.importorskip("matplotlib", reason="needs the plot extra")
+    out = run("plot_foxglove_mcap.py", "pic.png", cwd=tmp_path)
+    assert "wrote pic.png from demo-out/model.mcap" in out
+    assert (tmp_path / "pic.png").stat().st_size > 10_000
+    # The same script draws a recording it is given.
+    out = run("plot_foxglove_mcap.py", "again.png", "demo-out/model.mcap", cwd=tmp_path)
+    assert (tmp_path / "again.png").stat().st_size > 10_000
 
 
 @pytest.mark.parametrize("model", ["lidar", "imu"])

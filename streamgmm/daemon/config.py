@@ -241,6 +241,10 @@ class ModelConfig:
         its views with them (extension).
     checkpoint_generations : int
         Checkpoint files kept, newest first (extension).
+    sample_points : int
+        ``0`` (off) or the size of the uniform sample of the points absorbed since the last
+        update that each published update carries as ``sample`` (extension; drawn by its
+        own seeded generator: the model is the same with or without it).
     """
 
     name: str
@@ -267,6 +271,7 @@ class ModelConfig:
     checkpoint_generations: int = 2
     effort: float = OnlineSettings.effort
     moves: bool = OnlineSettings.moves
+    sample_points: int = 0
 
 
 @dataclass(frozen=True)
@@ -505,6 +510,7 @@ _MODEL_FIELDS: dict[str, Checker] = {
     "checkpoint_generations": _int(1, 1000),
     "effort": _shared("effort", _float()),
     "moves": _bool,
+    "sample_points": _int(0, 1_000_000),
 }
 
 _REQUIRED = object()

@@ -47,6 +47,7 @@ from streamgmm.daemon.checkpoint import CheckpointError, find_checkpoint, save_c
 from streamgmm.daemon.config import Config, ConfigError, load_config
 from streamgmm.daemon.metrics import MetricsServer
 from streamgmm.daemon.model import ModelRuntime, Waiter, refit_job
+from streamgmm.daemon.sample import PointSample
 from streamgmm.daemon.transport import BindError, ControlRequest, Transport
 
 __all__ = [
@@ -89,6 +90,14 @@ class Service:
             # Rows the model's own ingest rules (min_range, max_range) dropped: read by the
             # status table (MODEL_STATUS) from here.
             model.ingest = ModelIngest()
+        # Publishing extensions per model (by index): the uniform sample of the points
+        # absorbed since the last update (sample_points > 0), and the latest non-empty
+        # `frame` of the points (published as `frame` once one came).
+        self.samples: list[PointSample | None] = [
+            PointSample(m.sample_points, m.dim, m.seed) if m.sample_points else None
+            for m in config.models
+        ]
+        self.frames: list[str] = ["" for _ in config.models]
         self.counters = Counters()
         self.sources = SourceTracker()
         self.rejection_log = RejectionLog()
@@ -244,7 +253,7 @@ class Service:
     # ------------------------------------------------------------ ingest
 
     def _drain_ingest(self) -> None:
-        batches: dict[int, list[tuple[np.ndarray, float]]] = {}
+        batches: dict[int, list[tuple[np.ndarray, float, str]]] = {}
         deadline = time.monotonic() + _DRAIN_SECONDS
         self.last_drain = 0
         for _ in range(_DRAIN_MESSAGES):
@@ -255,20 +264,27 @@ class Service:
             self._accept(frames, batches)
             if time.monotonic() > deadline:
                 break
-            if any(sum(len(x) for x, _ in b) >= self.models[i].coalesce_limit
+            if any(sum(len(x) for x, _, _ in b) >= self.models[i].coalesce_limit
                    for i, b in batches.items()):
                 break
         for index, parts in batches.items():
-            X = parts[0][0] if len(parts) == 1 else np.concatenate([x for x, _ in parts])
-            self._absorb(self.models[index], X, max(s for _, s in parts))
+            X = parts[0][0] if len(parts) == 1 else np.concatenate([x for x, _, _ in parts])
+            frame = next((f for _, _, f in reversed(parts) if f), "")
+            self._absorb(self.models[index], X, max(s for _, s, _ in parts), frame)
 
-    def _absorb(self, model: ModelRuntime, X: np.ndarray, stamp: float) -> None:
+    def _absorb(self, model: ModelRuntime, X: np.ndarray, stamp: float,
+                frame: str = "") -> None:
         try:
             model.absorb(X, stamp)
         except Exception:  # a numerical failure must not take the daemon down
             log.exception("update failed model=%s points=%d", model.name, len(X))
             self.counters.reject("model_error")
             return
+        sample = self.samples[model.index]
+        if sample is not None:
+            sample.add(X)
+        if frame:
+            self.frames[model.index] = frame
         if model.config.publish_every_s == 0 and model.fitted:
             self._publish(model, "online")
 
@@ -338,9 +354,9 @@ class Service:
                     continue
             if model.config.publish_every_s == 0:
                 # An update after every message was asked for: no coalescing.
-                self._absorb(model, Xm, msg.stamp)
+                self._absorb(model, Xm, msg.stamp, msg.frame)
             else:
-                batches.setdefault(i, []).append((Xm, msg.stamp))
+                batches.setdefault(i, []).append((Xm, msg.stamp, msg.frame))
             applied = max(applied, len(Xm))
         if applied:
             c.messages_applied += 1
@@ -379,9 +395,29 @@ class Service:
 
     # ------------------------------------------------------------ publishing
 
+    def _extensions(self, model: ModelRuntime, *, take_sample: bool) -> dict:
+        """The update's publishing extensions: ``frame``, and ``sample``/``sample_of``.
+
+        ``take_sample`` hands the model's sample over (a published update) and starts the
+        next one; a snapshot leaves it for the next update.
+        """
+        extra: dict[str, object] = {}
+        if self.frames[model.index]:
+            extra["frame"] = self.frames[model.index]
+        sample = self.samples[model.index]
+        if take_sample and sample is not None:
+            taken = sample.take()
+            if taken is not None:
+                extra["sample"] = codec.encode_array(taken[0], "<f4")
+                extra["sample_of"] = taken[1]
+        return extra
+
     def _publish(self, model: ModelRuntime, kind: str) -> int:
         model.seq += 1
-        self.transport.publish(model.update_topic, model.update_payload(kind, model.seq))
+        self.transport.publish(
+            model.update_topic,
+            model.update_payload(kind, model.seq, **self._extensions(model, take_sample=True)),
+        )
         model.changed = False
         model.ll_sum, model.ll_points = 0.0, 0
         model.last_publish = time.monotonic()
@@ -449,6 +485,7 @@ class Service:
             )
         # Labelled with the seq of the last published update (the Clone pattern).
         extra = {"ok": True} if rid is None else {"ok": True, "id": rid}
+        extra.update(self._extensions(model, take_sample=False))
         self._reply(request, model.update_payload("snapshot", model.seq, **extra))
 
     def _op_status(self, request: ControlRequest, msg: dict, rid: object) -> None:

@@ -103,6 +103,7 @@ def test_minimal_config_has_protocol_defaults(tmp_path: Path) -> None:
         "checkpoint_generations": 2,
         "effort": 1.0,  # extension: the estimator's defaults
         "moves": True,
+        "sample_points": 0,  # extension: no sample of the points in the updates
     }
     assert dataclasses.asdict(m) == expected
     for key in ("checkpoint_every_s", "publish_every_s", "refit_every_s", "reg_covar"):

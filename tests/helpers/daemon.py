@@ -101,12 +101,12 @@ class Daemon:
         return self.log_path.read_text(errors="replace")
 
     def send(self, topic: str, points: np.ndarray, source: str = "test", seq: int | None = None,
-             stamp: float | None = None) -> None:
+             stamp: float | None = None, frame: str = "") -> None:
         if seq is None:
             seq = self.seq.get(source, -1) + 1
         self.seq[source] = seq
         stamp = time.time() if stamp is None else stamp
-        payload = codec.encode_points(points, seq=seq, stamp=stamp, source=source)
+        payload = codec.encode_points(points, seq=seq, stamp=stamp, source=source, frame=frame)
         self.pub.send_multipart([topic.encode(), payload])
 
     def send_raw(self, frames: list[bytes]) -> None:
