@@ -61,16 +61,19 @@ def merge_costs(stats: SufficientStats, reg_covar: float) -> np.ndarray:
     k, d = means.shape
     eye = reg_covar * np.eye(d)
     n = counts[:, None] + counts[None, :]
-    fa = counts[:, None] / n
-    fb = 1.0 - fa
+    # A share that underflows (a component of no weight beside one of some) costs nothing.
+    fa = np.clip(counts[:, None] / n, 1e-300, 1.0)
+    fb = np.clip(1.0 - fa, 1e-300, 1.0)
     delta = means[None, :, :] - means[:, None, :]
     merged = (fa[..., None, None] * scatter[:, None] + fb[..., None, None] * scatter[None, :]
               + (fa * fb)[..., None, None] * delta[..., :, None] * delta[..., None, :])
     _, logdet_pair = np.linalg.slogdet(merged + eye)
     _, logdet = np.linalg.slogdet(scatter + eye)
-    cost = (0.5 * n * logdet_pair - 0.5 * counts[:, None] * logdet[:, None]
-            - 0.5 * counts[None, :] * logdet[None, :]
-            - counts[:, None] * np.log(1.0 / fa) - counts[None, :] * np.log(1.0 / fb))
+    with np.errstate(invalid="ignore", over="ignore"):
+        cost = (0.5 * n * logdet_pair - 0.5 * counts[:, None] * logdet[:, None]
+                - 0.5 * counts[None, :] * logdet[None, :]
+                + counts[:, None] * np.log(fa) + counts[None, :] * np.log(fb))
+    cost[~np.isfinite(cost)] = np.inf  # far outliers: a merge that cannot be judged
     cost[np.arange(k), np.arange(k)] = np.inf
     return cost
 
