@@ -87,7 +87,9 @@ MOVE_POINTS = 2048  # rows of each of the two samples a move is fitted and judge
 MOVE_ITER = 3  # EM iterations that settle a newborn
 MOVE_GAIN = 0.002  # nats/point a move must gain on the independent sample
 MAX_BIRTHS = 4  # components one move may move at once
-BIRTH_CYCLE = ("birth", "split")  # where the births of successive trials look
+BIRTH_CYCLE = ("birth", "split")  # where the births of successive trials look (() = none)
+RESTARTS = True  # restart candidates (off only to measure what they earn)
+RESEED = True  # re-seeding of components below the weight floor (likewise)
 RESTART_POINTS = 2048  # rows of each sample a restart candidate is fitted on
 SAMPLE_FRACTION = 8
 SMALL_RETAINED = 2048  # below this many retained points, moves use all of them
@@ -324,7 +326,7 @@ class OnlineEM:
             evaluations += spent
         # 6. Re-seeding.
         reseeded = 0
-        if s.moves:
+        if s.moves and RESEED:
             reseeded, spent = self._reseed_dead(X)
             evaluations += spent
         self.work += evaluations
@@ -447,7 +449,7 @@ class OnlineEM:
 
     def _birth_round(self) -> tuple[bool, int, bool]:
         """One birth or split trial if the credit pays for it: (accepted, cost, tried)."""
-        if self.move_credit < self._move_cost():
+        if not BIRTH_CYCLE or self.move_credit < self._move_cost():
             return False, 0, False
         kind = BIRTH_CYCLE[self.n_move_trials % len(BIRTH_CYCLE)]
         accepted, cost = self._try_move(split=kind == "split")
@@ -456,6 +458,8 @@ class OnlineEM:
     def _restart_round(self) -> tuple[bool, int, bool]:
         """Start, advance or judge the restart candidate as the credit allows."""
         spent, did, accepted = 0, False, False
+        if not RESTARTS:
+            return accepted, spent, did
         if self.candidate is None and self.move_credit >= self._seed_cost():
             spent += self._start_candidate()
             did = True
