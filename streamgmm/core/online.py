@@ -64,14 +64,12 @@ from streamgmm.core.blocks import Block, RetainedBlocks
 from streamgmm.core.constraints import validate_online_settings
 from streamgmm.core.em import (
     batch_statistics,
-    estimate_log_prob_resp,
     make_scorer,
     robust_m_step,
-    run_em,
 )
-from streamgmm.core.moves import empty, merge_pair, one_component, propose_move
 from streamgmm.core.params import MixtureParams
 from streamgmm.core.refit import refit
+from streamgmm.core.schedule import MoveSchedule
 from streamgmm.core.stepwise import step_size
 from streamgmm.core.suffstats import SufficientStats
 
@@ -82,21 +80,7 @@ STATE_FORMAT = 2
 WARM_POINTS = 20_000  # W: the first W points buy twice the effort and more
 NOVELTY_NATS = 0.5  # novelty that doubles the effort
 NOVELTY_CAP = 4.0  # the novelty factor is at most 1 + NOVELTY_CAP
-MOVE_SHARE = 0.75  # of the credit, with the moves on
-MOVE_POINTS = 2048  # rows of each of the two samples a move is fitted and judged on
-MOVE_ITER = 3  # EM iterations that settle a newborn
-MOVE_GAIN = 0.002  # nats/point a move must gain on the independent sample
-MAX_BIRTHS = 4  # components one move may move at once
-BIRTH_CYCLE = ("birth", "split")  # where the births of successive trials look (() = none)
-RESTARTS = True  # restart candidates (off only to measure what they earn)
-RESEED = True  # re-seeding of components below the weight floor (likewise)
-RESTART_POINTS = 2048  # rows of each sample a restart candidate is fitted on
-SAMPLE_FRACTION = 8
-SMALL_RETAINED = 2048  # below this many retained points, moves use all of them
-MIN_SAMPLE = 256
-RESTART_ITER = 30  # EM iterations of a restart candidate before it is judged
-RESTART_STEP_ITER = 6  # ... at most this many at a time
-MAX_MOVES_PER_STEP = 16  # rounds of moves in one update at most
+MOVE_SHARE = 0.75  # of the credit goes to moves, with the moves on
 MAX_PASSES = 4  # re-scoring passes over the retained points in one update at most
 M_STEPS_PER_PASS = 4  # M-steps per pass of re-scoring
 INIT_POINTS = 4096  # the first batch EM runs on at most this many buffered points
@@ -148,7 +132,7 @@ def effort_per_point(effort: float, represented: float, novelty: float) -> float
     return effort * warm * surprise
 
 
-class OnlineEM:
+class OnlineEM(MoveSchedule):
     """Incremental EM state of one mixture: retained blocks, parameters, credits, counters.
 
     Parameters
@@ -326,7 +310,7 @@ class OnlineEM:
             evaluations += spent
         # 6. Re-seeding.
         reseeded = 0
-        if s.moves and RESEED:
+        if s.moves:
             reseeded, spent = self._reseed_dead(X)
             evaluations += spent
         self.work += evaluations
@@ -384,219 +368,6 @@ class OnlineEM:
         self.params, repaired = robust_m_step(self.stats, self.settings.reg_covar)
         self.n_repaired += int(repaired)
 
-    # ------------------------------------------------------------------ moves
-
-    def _sample(self, n: int) -> np.ndarray:
-        """``n`` retained rows drawn with replacement; all of them when there are few.
-
-        With few retained points, two samples would share most rows and a move judged on
-        the second would be judged on the points it was fitted to: then both the fit and
-        the judgement use every point, in sample, as the model itself does.
-        """
-        if len(self.retained) <= SMALL_RETAINED:
-            return self.retained.points
-        return self.retained.sample(n, self.rng)
-
-    def _move_points(self) -> int:
-        if len(self.retained) <= SMALL_RETAINED:
-            return len(self.retained)
-        # A move's samples are a fraction of the retained points, so that a short stream
-        # affords as many moves per point as a long one.
-        return min(MOVE_POINTS, max(MIN_SAMPLE, len(self.retained) // SAMPLE_FRACTION))
-
-    def _restart_points(self) -> int:
-        if len(self.retained) <= SMALL_RETAINED:
-            return len(self.retained)
-        return min(RESTART_POINTS, max(MIN_SAMPLE, len(self.retained) // SAMPLE_FRACTION))
-
-    def _move_cost(self) -> float:
-        n = self._move_points()
-        return float(n * (MOVE_ITER + 2) + 2 * n)
-
-    def _movable(self) -> bool:
-        return len(self.retained) > 4 * self.settings.n_components
-
-    def _moves(self) -> tuple[bool, int]:
-        """Step 5: birth or split trials, then the restart candidate, as the credit pays.
-
-        A *birth* trial merges the cheapest pairs and gives birth on misfits or inside the
-        component that carries most of the loss (``BIRTH_CYCLE`` alternates the two), kept
-        if an independent sample fits better. A *restart* is a fresh k-means start, refined
-        by EM iterations on fresh retained samples, at most ``RESTART_STEP_ITER`` at a time
-        (the candidate follows the stream while it is fitted), then judged the same way:
-        the escape from a local optimum that births, a few components at a time, cannot
-        reach. Births are paid first; the candidate takes what they leave.
-        """
-        spent, moved = 0, False
-        # As many as the credit pays for: a step of many points (the daemon's coalesced
-        # messages) gets the moves of the smaller steps it stands for.
-        for _ in range(MAX_MOVES_PER_STEP):
-            # Births first while the stream arrives where the model has no components
-            # (they are what keeps up there); else the restart, which gets a stream out of
-            # a poor start.
-            order = ((self._birth_round, self._restart_round)
-                     if self.novelty > NOVELTY_NATS
-                     else (self._restart_round, self._birth_round))
-            progressed = False
-            for round_ in order:
-                accepted, cost, did = round_()
-                spent += cost
-                moved = moved or accepted
-                progressed = progressed or did
-            if not progressed:
-                break
-        return moved, spent
-
-    def _birth_round(self) -> tuple[bool, int, bool]:
-        """One birth or split trial if the credit pays for it: (accepted, cost, tried)."""
-        if not BIRTH_CYCLE or self.move_credit < self._move_cost():
-            return False, 0, False
-        kind = BIRTH_CYCLE[self.n_move_trials % len(BIRTH_CYCLE)]
-        accepted, cost = self._try_move(split=kind == "split")
-        return accepted, cost, True
-
-    def _restart_round(self) -> tuple[bool, int, bool]:
-        """Start, advance or judge the restart candidate as the credit allows."""
-        spent, did, accepted = 0, False, False
-        if not RESTARTS:
-            return accepted, spent, did
-        if self.candidate is None and self.move_credit >= self._seed_cost():
-            spent += self._start_candidate()
-            did = True
-        if self.candidate is not None:
-            done, cost = self._advance_candidate()
-            spent += cost
-            did = did or cost > 0
-            if done:
-                accepted, cost = self._judge_candidate()
-                spent += cost
-        return accepted, spent, did
-
-    def _step_cost(self) -> float:
-        return float(RESTART_STEP_ITER * self._restart_points())
-
-    def _seed_cost(self) -> float:
-        # k-means on the sample: counted as one evaluation per row and Lloyd iteration (about
-        # ten), though it is cheaper than an E-step.
-        return 10.0 * self._restart_points()
-
-    def _start_candidate(self) -> int:
-        from streamgmm.core.refit import seed_params
-
-        s = self.settings
-        Y = self._sample(self._restart_points())
-        start, repaired = seed_params(Y, s.n_components, s.covariance_type, s.reg_covar,
-                                      self.rng, "kmeans")
-        self.n_repaired += int(repaired)
-        self.candidate = {"params": start, "n_iter": 0}
-        cost = int(self._seed_cost())
-        self.move_credit -= cost
-        return cost
-
-    def _advance_candidate(self) -> tuple[bool, int]:
-        """A few EM iterations of the candidate on its sample, as its credit allows."""
-        c = self.candidate
-        n = self._restart_points()
-        spent = 0
-        for _ in range(RESTART_STEP_ITER):
-            if c["n_iter"] >= RESTART_ITER or self.move_credit < n:
-                break
-            Y = self._sample(n)
-            fit = run_em(Y, c["params"], reg_covar=self.settings.reg_covar, tol=0.0,
-                         max_iter=1, robust=True)
-            self.n_repaired += fit.n_repaired
-            c["params"] = fit.params
-            c["n_iter"] += 1
-            self.move_credit -= n
-            spent += n
-        return c["n_iter"] >= RESTART_ITER, spent
-
-    def _judge_candidate(self) -> tuple[bool, int]:
-        """Adopt the finished candidate if an independent sample fits it better."""
-        from streamgmm.core.refit import align_components
-
-        params = self.candidate["params"]
-        self.candidate = None
-        V = self._sample(self._move_points())
-        gain = float(np.mean(estimate_log_prob_resp(V, params)[0])
-                     - np.mean(estimate_log_prob_resp(V, self.params)[0]))
-        spent = 2 * len(V)
-        self.move_credit -= spent
-        self.n_restart_trials += 1
-        if not gain > MOVE_GAIN:
-            return False, spent
-        params, _ = align_components(self.params, params, SufficientStats.from_params(params))
-        spent += self.adopt(params)
-        self.work -= len(self.retained)  # adopt() counted it, the caller counts ``spent``
-        self.move_credit -= len(self.retained)
-        self.n_restarts += 1
-        self.n_moves += 1
-        return True, spent
-
-    def _try_move(self, split: bool = False) -> tuple[bool, int]:
-        """Step 5: one birth-merge move, kept only if an independent sample fits better.
-
-        It moves ``n_births`` components at once: one after a refused move, twice as many
-        (up to ``MAX_BIRTHS``) after an accepted one, so a stream that keeps arriving where
-        the model has no components gets there in few moves.
-        """
-        n = self._move_points()
-        Y = self._sample(n)
-        V = self._sample(n)
-        proposal = propose_move(self.stats, self.params, Y, V, self.settings.reg_covar,
-                                self.rng, MOVE_ITER, 1 if split else self.n_births,
-                                split=split)
-        self.move_credit -= proposal.evaluations
-        self.n_move_trials += 1
-        if not proposal.gain > MOVE_GAIN:
-            self.n_births = 1
-            return False, proposal.evaluations
-        self.n_births = min(MAX_BIRTHS, 2 * self.n_births)
-        self.n_repaired += proposal.n_repaired
-        for (i, j), newborn in zip(proposal.pairs, proposal.newborns):
-            self.retained.transform(lambda st, i=i, j=j: merge_pair(st, i, j))
-            self._add_newborn(j, newborn)
-        self._m_step()
-        self.n_moves += 1
-        return True, proposal.evaluations
-
-    def _add_newborn(self, j: int, newborn: SufficientStats) -> None:
-        """A block without rows that holds component ``j`` until every block is re-scored."""
-        share = float(newborn.counts.sum())
-        stats = one_component(newborn.normalized(), j, self.settings.n_components)
-        total = sum(b.weight for b in self.retained.blocks)
-        # It expires once every block with rows was scored after now (the clock's value).
-        self.retained.add_virtual(stats, share * total, share * self.retained.represented,
-                                  self.clock, self.clock)
-
-    def _reseed_dead(self, X: np.ndarray) -> tuple[int, int]:
-        """Step 6: components below the weight floor restart on the batch's worst points."""
-        weights = self.params.weights
-        dead = np.flatnonzero(weights < self.settings.weight_floor)
-        if len(dead) == 0:
-            return 0, 0
-        candidates = X
-        if len(candidates) < len(dead):
-            extra = self.retained.sample(len(dead) - len(candidates), self.rng)
-            candidates = np.vstack([candidates, extra])
-        log_norm, _ = estimate_log_prob_resp(candidates, self.params)
-        worst = np.argsort(log_norm, kind="stable")[: len(dead)]
-        dead = dead[: len(worst)]
-        alive = np.setdiff1d(np.arange(len(weights)), dead)
-        scatter = self.stats.scatter
-        # New components start with the average shape of the living ones.
-        shape = (np.average(scatter[alive], axis=0, weights=self.stats.counts[alive])
-                 if len(alive) else scatter.mean(axis=0))
-        self.retained.transform(lambda st: empty(st, dead))
-        for k, row in zip(dead, worst):
-            one = SufficientStats(self.stats.covariance_type,
-                                  np.array([2.0 * self.settings.weight_floor]),
-                                  candidates[row][None, :], shape[None])
-            self._add_newborn(int(k), one)
-        self._m_step()
-        self.n_reseeded += len(dead)
-        return len(dead), len(candidates)
-
     # ------------------------------------------------------------------ refits, loads
 
     def adopt(self, params: MixtureParams, prior_points: float = 0.0) -> int:
@@ -642,11 +413,11 @@ class OnlineEM:
             "n_features": self.n_features,
             # Saved as they are, not recomputed from the statistics: after an initialisation
             # or an adopted refit they are the EM result itself.
-            "params": None if p is None else _params_state(p),
+            "params": None if p is None else p.to_state(),
             "retained": self.retained.to_state(),
             "buffered": [b.copy() for b in self.buffered],
             "candidate": None if self.candidate is None else {
-                "params": _params_state(self.candidate["params"]),
+                "params": self.candidate["params"].to_state(),
                 "n_iter": int(self.candidate["n_iter"]),
             },
             "counters": {key: getattr(self, key) for key in _COUNTERS},
@@ -676,29 +447,12 @@ class OnlineEM:
             setattr(obj, key, kind(state["counters"][key]))
         if state["candidate"] is not None:
             c = state["candidate"]
-            obj.candidate = {"params": _params_from_state(c["params"]),
+            obj.candidate = {"params": MixtureParams.from_state(c["params"]),
                              "n_iter": int(c["n_iter"])}
         if state["params"] is not None:
-            obj.params = _params_from_state(state["params"])
+            obj.params = MixtureParams.from_state(state["params"])
             obj.stats = obj.retained.pooled()
         return obj
-
-
-def _params_state(p: MixtureParams) -> dict:
-    return {"weights": p.weights.copy(), "means": p.means.copy(),
-            "covariances": p.covariances.copy(),
-            "precisions_cholesky": p.precisions_cholesky.copy(),
-            "covariance_type": p.covariance_type}
-
-
-def _params_from_state(saved: Mapping) -> MixtureParams:
-    return MixtureParams(
-        np.array(saved["weights"], dtype=np.float64),
-        np.array(saved["means"], dtype=np.float64),
-        np.array(saved["covariances"], dtype=np.float64),
-        np.array(saved["precisions_cholesky"], dtype=np.float64),
-        str(saved["covariance_type"]),
-    )
 
 
 _COUNTERS = {

@@ -9,6 +9,7 @@ an entry in both, then its densities in :mod:`streamgmm.core.gaussian` and its s
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -172,3 +173,18 @@ class MixtureParams:
         if self.covariance_type == "diag":
             return np.einsum("ki,ij->kij", c, np.eye(d))
         return c[:, None, None] * np.eye(d)
+
+    def to_state(self) -> dict:
+        """The arrays as they are (copies) and the covariance type: :meth:`from_state`
+        rebuilds the same parameters bit for bit (no factorisation is recomputed)."""
+        return {"weights": self.weights.copy(), "means": self.means.copy(),
+                "covariances": self.covariances.copy(),
+                "precisions_cholesky": self.precisions_cholesky.copy(),
+                "covariance_type": self.covariance_type}
+
+    @classmethod
+    def from_state(cls, state: Mapping) -> MixtureParams:
+        """Parameters saved by :meth:`to_state`."""
+        return cls(*(np.array(state[k], dtype=np.float64) for k in
+                     ("weights", "means", "covariances", "precisions_cholesky")),
+                   str(state["covariance_type"]))
