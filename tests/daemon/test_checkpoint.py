@@ -675,3 +675,25 @@ def test_sigkill_during_save_leaves_old_or_new(tmp_path: Path) -> None:
     # The kills did land after some saves had completed, and inside saves.
     assert mid_run >= trials // 4 and mid_save >= 1, (mid_run, mid_save)
     print(f"sigkill trials: {trials}, after >= 1 save: {mid_run}, inside a save: {mid_save}")
+
+
+# ------------------------------------------------------------ model state of another version
+
+
+def test_a_checkpoint_of_the_earlier_state_format_is_refused_in_one_line(tmp_path, capsys):
+    """A checkpoint written before incremental EM (model state format 1) stops the daemon at
+    start with exit 2 and one line naming the model, the file and what to do."""
+    from streamgmm.daemon.service import run_daemon
+    from tests.helpers.daemon import write_config
+
+    path = tmp_path / "old.ckpt"
+    save_checkpoint(path, {"format": 1, "model": "lidar", "dim": 3, "components": 4,
+                           "covariance_type": "full", "seq": 7, "estimator": None})
+    config = write_config(tmp_path, [{"name": "lidar", "topic": "points/lidar", "dim": 3,
+                                      "components": 4, "checkpoint": str(path)}])
+    assert run_daemon(config) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "model[0].checkpoint" in err[0] and str(path) in err[0]
+    assert "earlier streamgmm" in err[0] and "move the file away" in err[0]
+    assert path.exists()  # never overwritten
