@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         publisher = subprocess.Popen(
             [sys.executable, "-m", "streamgmm", "publish",
              "--endpoint", f"tcp://127.0.0.1:{ingest}", "--topic", "points/lidar",
+             "--control", f"tcp://127.0.0.1:{control}",
              "--synthetic", "lidar", "--count", str(points_total), "--batch", "2048",
              "--rate", str(args.rate), "--seed", "0", "--wait-subscriber", "5"],
             env=env,
