@@ -60,7 +60,6 @@ from bench_service import (  # noqa: E402
 
 from streamgmm import codec  # noqa: E402
 from streamgmm.daemon.config import SocketOptions  # noqa: E402
-from streamgmm.daemon.model import _MAX_PENDING_POINTS  # noqa: E402
 
 MODEL = {  # the [[model]] of both daemons (K=16 full, D=3 are bench_service's defaults)
     "publish_every_s": 0.1, "refit_every_s": 60.0, "window_points": 200_000,
@@ -521,8 +520,8 @@ def overload_report(seconds, capacity_s, factor, cap_warm, cap, refit, warm_rss,
     quiet = [r for _, r, n in window if n == refits0]  # before any refit started
     peak_quiet = max(quiet, default=float("nan"))
     bound = rcvhwm * msg_bytes / 2**20
-    # A refit re-applies the batches that arrive while it runs: at most _MAX_PENDING_POINTS.
-    pending = _MAX_PENDING_POINTS * 3 * 8 / 2**20
+    # A refit holds a copy of the retained points (the reservoir) while it runs.
+    pending = MODEL["window_points"] * 3 * 8 / 2**20
     growth = peak - mem_before["VmRSS"]
     growth_quiet = peak_quiet - mem_before["VmRSS"]
     third = [r for t, r, _ in rss if t <= t_sent / 3]
@@ -602,8 +601,8 @@ def overload_report(seconds, capacity_s, factor, cap_warm, cap, refit, warm_rss,
             f"{led['rejected_by_reason'] or 'none'}.",
             f"Memory bound: the daemon's SUB queue holds <= RCVHWM={rcvhwm:,} messages of "
             f"{msg_bytes:,} B; the rest waits in the publishers' SNDHWM queues and the kernel",
-            "(not in the daemon's RSS). A refit that runs under overload also holds up to "
-            f"{_MAX_PENDING_POINTS:,} points (float64) to re-apply;",
+            "(not in the daemon's RSS). A refit that runs under overload also holds a copy of "
+            f"the {MODEL['window_points']:,} retained points (float64);",
             f"the refit timer (refit_every_s={MODEL['refit_every_s']:g}) can fire during the "
             "overload ('refit started at'). RSS sampled with each status request;",
             f"t from the first overload send (last send at t={t_sent:.1f} s).",

@@ -28,11 +28,11 @@ log = logging.getLogger("streamgmm")
 
 __all__ = ["MODEL_STATUS", "ModelRuntime", "RefitResult", "StatusKey", "refit_job"]
 
-# A batch coalesced from several messages is folded in with one online step. Kept near the
-# library's usual batch sizes, so that the model does not depend on how fast points arrive
-# (a step of 32,768 points at full speed left a sensor-ordered stream 0.5 nats/point below
-# batch EM, where 4,096-point steps end within 0.03; a larger message is still one step).
-MAX_COALESCED_POINTS = 8192
+# Queued messages are folded into one online step of at most this many points, so that the
+# model hardly depends on how fast points arrive: a message of this size or more is a step of
+# its own, exactly as partial_fit on it (8,192-point steps ended 0.10-0.11 nats/point further
+# from batch EM than 4,096-point partial_fit on ordered streams; benchmarks/README.md).
+MAX_COALESCED_POINTS = 4096
 # Version 2: the online state of incremental EM (retained blocks); version 1 is refused.
 _CHECKPOINT_FORMAT = 2
 
