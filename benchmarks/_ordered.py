@@ -265,6 +265,56 @@ def checkpoint_run(X: np.ndarray, batch: int, checkpoints, k: int = 16, random_s
     return out
 
 
+# --------------------------------------------------------------------------- studies
+
+
+def quarter_checkpoints(n: int, batch: int) -> list[int]:
+    """Streamed rows at 1/4, 1/2, 3/4 (rounded to whole batches) and at the end."""
+    return [int(round(n * q / 4 / batch)) * batch for q in (1, 2, 3)] + [n]
+
+
+def study(X: np.ndarray, k: int, batch: int, seeds, repeat: int, split_seed: int = 11,
+          sk_fits: int = 1, variants: dict | None = None, window: int | None = None,
+          checkpoints: list[int] | None = None, half: int | None = None,
+          kwargs: dict | None = None, textbook: dict | None = None) -> dict:
+    """One stream: held-out split, online runs per seed (default and textbook, or
+    ``variants`` = {label: (kwargs, switches)} at seed ``seeds[0]``), a batch EM reference per
+    checkpoint (best of 3 k-means starts and one start from every run's model there), and
+    scikit-learn's point rate. Shared by bench_order, bench_drift and bench_ablation."""
+    train, _, held = split_heldout(X, seed=split_seed)
+    n = train.shape[0]
+    cps = checkpoints or quarter_checkpoints(n, batch)
+    kwargs = kwargs or {}
+    textbook = TEXTBOOK if textbook is None else textbook
+    runs: dict = {}
+    from _common import one_thread
+
+    with one_thread():
+        if variants is None:
+            for seed in seeds:
+                runs[("default", seed)] = checkpoint_run(
+                    train, batch, cps, k, seed, repeat=repeat, half=half, **kwargs)
+                runs[("textbook", seed)] = checkpoint_run(
+                    train, batch, cps, k, seed, repeat=repeat, half=half, **textbook)
+        else:
+            for label, (kw, changes) in variants.items():
+                runs[(label, seeds[0])] = checkpoint_run(
+                    train, batch, cps, k, seeds[0], repeat=repeat, half=half,
+                    changes=changes, **kw)
+        refs, tests = [], []
+        for c in cps:
+            tr, te = span_split(X, held, c, window)
+            tests.append(te)
+            refs.append(span_reference(tr, te, k, [r["models"][c] for r in runs.values()]))
+        sk = sklearn_point_rate(train, k, fits=sk_fits) if sk_fits else None
+    for r in runs.values():
+        r["scores"] = [float(r["models"][c].score(te)) for c, te in zip(cps, tests)]
+        r["gaps"] = [ref["score"] - sc for ref, sc in zip(refs, r["scores"])]
+    return {"train": train, "held": held, "X": X, "checkpoints": cps, "runs": runs,
+            "refs": refs, "tests": tests, "sk": sk}
+
+
+
 # --------------------------------------------------------------------------- daemon
 
 
