@@ -24,7 +24,61 @@ if str(HERE) not in sys.path:
 
 from bench_service import Daemon as _ServiceDaemon  # noqa: E402
 
-TEXTBOOK = {"replay": False, "relocate": False}
+#: Textbook stepwise EM: no re-scoring, no moves, step (t + 2) ** -0.6.
+TEXTBOOK = {"effort": 0.0, "moves": False, "step_decay": 0.6, "step_offset": 2.0}
+
+#: Ablation switches (module constants of streamgmm.core.online / .moves): label -> changes.
+#: MAX_PASSES = 0 turns re-scoring off; the credit it would have spent then all goes to moves.
+ABLATIONS = {
+    "no re-scoring (MAX_PASSES=0)": (("streamgmm.core.online", "MAX_PASSES", 0),),
+    "no births/splits (BIRTH_CYCLE=())": (("streamgmm.core.online", "BIRTH_CYCLE", ()),),
+    "no restarts (RESTARTS=False)": (("streamgmm.core.online", "RESTARTS", False),),
+    "no re-seeding (RESEED=False)": (("streamgmm.core.online", "RESEED", False),),
+    "no novelty boost (NOVELTY_CAP=0)": (("streamgmm.core.online", "NOVELTY_CAP", 0.0),),
+    "no early boost (WARM_POINTS=0)": (("streamgmm.core.online", "WARM_POINTS", 0),),
+    "no exact merge selection (PAIR_CANDIDATES=0)": (
+        ("streamgmm.core.moves", "PAIR_CANDIDATES", 0),),
+}
+
+
+@contextlib.contextmanager
+def switches(changes=()):
+    """Set module constants of streamgmm for the block, and restore them afterwards.
+
+    ``changes`` = ``((module, name, value), ...)``; library runs only (a daemon is another
+    process and keeps the defaults).
+    """
+    import importlib
+
+    saved = []
+    try:
+        for module, name, value in changes:
+            mod = importlib.import_module(module)
+            if not hasattr(mod, name):
+                raise AttributeError(f"{module} has no switch {name}")
+            saved.append((mod, name, getattr(mod, name)))
+            setattr(mod, name, value)
+        yield
+    finally:
+        for mod, name, value in reversed(saved):
+            setattr(mod, name, value)
+
+
+@contextlib.contextmanager
+def cpu_hogs(n: int = 2, seconds: float = 120.0):
+    """``n`` busy-loop ``python -c`` processes (each ends by itself after ``seconds``),
+    killed by their pid when the block ends."""
+    code = f"import time\nt = time.time() + {seconds}\nwhile time.time() < t:\n    pass\n"
+    procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(n)]
+    try:
+        time.sleep(0.5)
+        yield procs
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        for p in procs:
+            p.wait(timeout=10)
 
 
 # --------------------------------------------------------------------------- data
@@ -39,6 +93,29 @@ def split_heldout(X: np.ndarray, seed: int, fraction: float = 0.1):
     held = np.zeros(X.shape[0], dtype=bool)
     held[rng.choice(X.shape[0], int(X.shape[0] * fraction), replace=False)] = True
     return X[~held], X[held], held
+
+
+def span_split(X: np.ndarray, held: np.ndarray, c: int, window: int | None = None):
+    """The streamed rows before ``c`` (the last ``window`` of them if given) and the held-out
+    rows of the same span of the stream (``X`` in recorded order, ``held`` its mask)."""
+    train_index = np.flatnonzero(~held)
+    lo = 0 if window is None else max(0, c - window)
+    first, last = train_index[lo], train_index[c - 1]
+    rows = np.arange(X.shape[0])
+    return X[~held][lo:c], X[held & (rows >= first) & (rows <= last)]
+
+
+def span_reference(train: np.ndarray, test: np.ndarray, k: int, models=()) -> dict:
+    """Batch EM reference of one span: best held-out score of 3 k-means starts
+    (``batch_reference``) and one start from each of ``models`` (``add_warm_start``).
+
+    ``kmeans_short`` = how far the k-means starts alone fall short of the best.
+    """
+    ref = batch_reference(train, test, k, n_init=3)
+    warm = [add_warm_start(ref, train, test, m)["warm_score"] for m in models]
+    best = max([ref["kmeans_score"], *warm])
+    return {"score": best, "kmeans_score": ref["kmeans_score"], "warm_scores": warm,
+            "kmeans_short": best - ref["kmeans_score"]}
 
 
 # --------------------------------------------------------------------------- references
@@ -121,8 +198,121 @@ def timed_pass(X: np.ndarray, batch: int, k: int = 16, repeat: int = 1,
         best = min(best, time.perf_counter() - start)
     n = X.shape[0] - batch
     return {"n": n, "seconds": best, "rate": n / best if best > 0 else float("nan"),
-            "model": gm, "relocations": int(getattr(gm, "n_relocations_", 0)),
-            "reseeded": int(getattr(gm, "n_reseeded_", 0))}
+            "model": gm, "moves": int(gm.n_moves_), "reseeded": int(gm.n_reseeded_),
+            "work_per_point": gm.work_ / max(gm.n_seen_, 1)}
+
+
+def frozen(gm):
+    """A parameter-only copy of a fitted estimator (scores like it, carries no online state)."""
+    from streamgmm import GaussianMixture
+
+    return GaussianMixture.from_parameters(gm.weights_, gm.means_, gm.covariances_,
+                                           gm.covariance_type)
+
+
+def checkpoint_run(X: np.ndarray, batch: int, checkpoints, k: int = 16, random_state: int = 0,
+                   repeat: int = 1, half: int | None = None, changes=(), **kwargs) -> dict:
+    """``partial_fit`` over ``X`` in ``batch``-row batches, cut at every checkpoint (streamed
+    rows), with a frozen copy of the model and its ``work_`` at each checkpoint.
+
+    The first batch (initialisation) is untimed; every other batch is timed alone. Rates:
+    ``rate`` over the whole stream after the first batch and ``rate_late`` over the batches
+    that start at or after ``half`` (default: the middle of the stream); each the best of
+    ``repeat`` passes (the model is a function of the batches and the seed, so every pass
+    fits the same model). ``changes``: ablation switches for these passes.
+    """
+    from streamgmm import GaussianMixture
+
+    n = X.shape[0]
+    half = n // 2 if half is None else half
+    cuts = sorted({int(c) for c in checkpoints} | {n})
+    best_all, best_late = float("inf"), float("inf")
+    out: dict = {}
+    with switches(changes):
+        for p in range(max(1, repeat)):
+            gm = GaussianMixture(k, random_state=random_state, **kwargs)
+            gm.partial_fit(X[:batch])
+            done, t_all, t_late = batch, 0.0, 0.0
+            models, works = {}, {}
+            for c in cuts:
+                for s in range(done, c, batch):
+                    chunk = X[s:min(s + batch, c)]
+                    t0 = time.perf_counter()
+                    gm.partial_fit(chunk)
+                    dt = time.perf_counter() - t0
+                    t_all += dt
+                    if s >= half:
+                        t_late += dt
+                done = max(done, c)
+                if p == 0:
+                    models[c], works[c] = frozen(gm), int(gm.work_)
+            best_all, best_late = min(best_all, t_all), min(best_late, t_late)
+            if p == 0:
+                out = {"models": models, "works": works, "model": gm}
+    n_late = n - max(half, batch)
+    gm = out["model"]
+    online = getattr(gm, "online_", None)
+    out.update({
+        "n": n - batch, "seconds": best_all, "rate": (n - batch) / best_all,
+        "seconds_late": best_late, "rate_late": n_late / best_late if best_late > 0 else
+        float("nan"), "work_per_point": gm.work_ / max(gm.n_seen_, 1),
+        "moves": int(gm.n_moves_), "reseeded": int(gm.n_reseeded_),
+        "change_points": int(gm.n_change_points_),
+        "restarts": int(getattr(online, "n_restarts", 0)),
+        "move_trials": int(getattr(online, "n_move_trials", 0)),
+        "restart_trials": int(getattr(online, "n_restart_trials", 0)),
+    })
+    return out
+
+
+# --------------------------------------------------------------------------- studies
+
+
+def quarter_checkpoints(n: int, batch: int) -> list[int]:
+    """Streamed rows at 1/4, 1/2, 3/4 (rounded to whole batches) and at the end."""
+    return [int(round(n * q / 4 / batch)) * batch for q in (1, 2, 3)] + [n]
+
+
+def study(X: np.ndarray, k: int, batch: int, seeds, repeat: int, split_seed: int = 11,
+          sk_fits: int = 1, variants: dict | None = None, window: int | None = None,
+          checkpoints: list[int] | None = None, half: int | None = None,
+          kwargs: dict | None = None, textbook: dict | None = None) -> dict:
+    """One stream: held-out split, online runs per seed (default and textbook, or
+    ``variants`` = {label: (kwargs, switches)} at seed ``seeds[0]``), a batch EM reference per
+    checkpoint (best of 3 k-means starts and one start from every run's model there), and
+    scikit-learn's point rate. Shared by bench_order, bench_drift and bench_ablation."""
+    train, _, held = split_heldout(X, seed=split_seed)
+    n = train.shape[0]
+    cps = checkpoints or quarter_checkpoints(n, batch)
+    kwargs = kwargs or {}
+    textbook = TEXTBOOK if textbook is None else textbook
+    runs: dict = {}
+    from _common import one_thread
+
+    with one_thread():
+        if variants is None:
+            for seed in seeds:
+                runs[("default", seed)] = checkpoint_run(
+                    train, batch, cps, k, seed, repeat=repeat, half=half, **kwargs)
+                runs[("textbook", seed)] = checkpoint_run(
+                    train, batch, cps, k, seed, repeat=repeat, half=half, **textbook)
+        else:
+            for label, (kw, changes) in variants.items():
+                runs[(label, seeds[0])] = checkpoint_run(
+                    train, batch, cps, k, seeds[0], repeat=repeat, half=half,
+                    changes=changes, **kw)
+        refs, tests = [], []
+        for c in cps:
+            tr, te = span_split(X, held, c, window)
+            tests.append(te)
+            refs.append(span_reference(tr, te, k, [r["models"][c] for r in runs.values()]))
+        sk = sklearn_point_rate(train, k, fits=sk_fits) if sk_fits else None
+    for r in runs.values():
+        r["scores"] = [float(r["models"][c].score(te)) for c, te in zip(cps, tests)]
+        r["gaps"] = [ref["score"] - sc for ref, sc in zip(refs, r["scores"])]
+    return {"train": train, "held": held, "X": X, "checkpoints": cps, "runs": runs,
+            "refs": refs, "tests": tests, "sk": sk}
+
 
 
 # --------------------------------------------------------------------------- daemon

@@ -1,7 +1,7 @@
 """Run every benchmark module ``benchmarks/bench_*.py`` in turn (``make bench``).
 
-    .venv/bin/python benchmarks/run_all.py            # full sizes (~5 minutes)
-    .venv/bin/python benchmarks/run_all.py --quick    # smaller sizes (~1 minute)
+    .venv/bin/python benchmarks/run_all.py            # full sizes (over 10 minutes)
+    .venv/bin/python benchmarks/run_all.py --quick    # smaller sizes (a few minutes)
     .venv/bin/python benchmarks/run_all.py --only core
 
 Each module defines ``main(quick: bool = False)``; modules are found by glob, so a new
