@@ -212,12 +212,12 @@ def validate_online_settings(settings: Any) -> None:
     ValueError
         As :func:`validate_params`, or when ``retain_size < n_components``.
     """
+    validate_params({name: getattr(settings, name) for name in
+                     ("n_components", "covariance_type", "reg_covar", "retain", "retain_size",
+                      "effort", "moves")})
     validate_schedule(settings.step_decay, settings.step_offset, settings.step_constant)
     if settings.retain_size < settings.n_components:
         raise ValueError(
             f"retain_size must be >= n_components ({settings.n_components}), "
             f"got {settings.retain_size}"
         )
-    validate_params({name: getattr(settings, name) for name in
-                     ("n_components", "covariance_type", "reg_covar", "retain", "retain_size",
-                      "effort", "moves")})

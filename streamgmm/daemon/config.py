@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import numbers
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -58,6 +59,7 @@ REMOVED_MODEL_KEYS = {
     "move_budget": "moves are paid out of 'effort' (and 'moves = false' turns them off)",
 }
 
+_INT, _REAL = numbers.Integral, numbers.Real
 # libzmq takes the millisecond and HWM options as a C int and ZMQ_MAXMSGSIZE as int64.
 _INT32_MAX = 2**31 - 1
 _INT64_MAX = 2**63 - 1
@@ -305,30 +307,26 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _int(minimum: int, maximum: int = _INT64_MAX, *, or_value: int | None = None) -> Checker:
+def _integer(rule: Interval | None = None, *, or_value: int | None = None) -> Checker:
+    """A TOML integer (not a bool), then ``rule`` (``or_value`` also accepted)."""
+
     def check(key: str, value: Any) -> int:
         # bool is a subclass of int; `dim = true` is a typo, not 1.
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(key, f"expected an integer (got {_show(value)})")
-        if or_value is not None and value == or_value:
+        if (or_value is not None and value == or_value) or rule is None:
             return value
-        if value < minimum:
+        if not rule.is_satisfied_by(value):
             alt = f" or {or_value}" if or_value is not None else ""
-            raise ConfigError(key, f"must be >= {minimum}{alt} (got {value})")
-        if value > maximum:
-            raise ConfigError(key, f"must be <= {maximum} (got {value})")
+            raise ConfigError(key, f"must be {rule.bounds()}{alt} (got {value})")
         return value
 
     return check
 
 
-def _float(
-    minimum: float | None = None,
-    *,
-    above: float | None = None,
-    maximum: float | None = None,
-    below: float | None = None,
-) -> Checker:
+def _number(rule: Interval | None = None) -> Checker:
+    """A finite TOML number (integers become floats), then ``rule``."""
+
     def check(key: str, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(key, f"expected a number (got {_show(value)})")
@@ -336,17 +334,29 @@ def _float(
         # TOML allows nan and inf; no duration or rate here means anything with them.
         if not math.isfinite(value):
             raise ConfigError(key, f"must be a finite number (got {value})")
-        if minimum is not None and value < minimum:
-            raise ConfigError(key, f"must be >= {minimum} (got {value})")
-        if above is not None and value <= above:
-            raise ConfigError(key, f"must be > {above} (got {value})")
-        if maximum is not None and value > maximum:
-            raise ConfigError(key, f"must be <= {maximum} (got {value})")
-        if below is not None and value >= below:
-            raise ConfigError(key, f"must be < {below} (got {value})")
+        if rule is not None and not rule.is_satisfied_by(value):
+            raise ConfigError(key, f"must be {rule.bounds()} (got {value})")
         return value
 
     return check
+
+
+def _at_least(minimum: float, maximum: float | None = None, kind: type = _INT) -> Interval:
+    return Interval(kind, minimum, maximum, closed="both" if maximum is not None else "left")
+
+
+def _above(minimum: float) -> Interval:
+    return Interval(_REAL, minimum, None, closed="neither")
+
+
+def _param(name: str) -> Checker:
+    """The estimator's own rule for parameter ``name`` (core.constraints), on TOML values."""
+    (rule,) = [c for c in PARAMETER_CONSTRAINTS[name] if c is not None]
+    if isinstance(rule, Options):
+        if all(isinstance(v, bool) for v in rule.values):
+            return _bool
+        return _choice(rule)
+    return _integer(rule) if rule.kind is _INT else _number(rule)
 
 
 def _str(*, non_empty: bool = False) -> Checker:
@@ -360,12 +370,14 @@ def _str(*, non_empty: bool = False) -> Checker:
     return check
 
 
-def _choice(options: tuple[str, ...]) -> Checker:
+def _choice(rule: Options) -> Checker:
+    """A TOML string among ``rule.values``."""
+
     def check(key: str, value: Any) -> str:
         if not isinstance(value, str):
             raise ConfigError(key, f"expected a string (got {_show(value)})")
-        if value not in options:
-            allowed = ", ".join(repr(o) for o in options)
+        if not rule.is_satisfied_by(value):
+            allowed = ", ".join(repr(o) for o in rule.values)
             raise ConfigError(key, f"must be one of {allowed} (got {_show(value)})")
         return value
 
@@ -413,21 +425,6 @@ def _host_port(key: str, value: Any) -> str:
     return value
 
 
-def _shared(param: str, base: Checker) -> Checker:
-    """``base`` (the TOML type check), then the estimator's rule for ``param``."""
-    (rule,) = PARAMETER_CONSTRAINTS[param]
-    if isinstance(rule, Options):
-        return _choice(rule.values)
-
-    def check(key: str, value: Any) -> Any:
-        value = base(key, value)
-        if not rule.is_satisfied_by(value):
-            raise ConfigError(key, f"must be {rule.bounds()} (got {value})")
-        return value
-
-    return check
-
-
 def _names(key: str, value: Any) -> tuple[str, ...]:
     """A list of distinct non-empty strings."""
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
@@ -439,7 +436,7 @@ def _names(key: str, value: Any) -> tuple[str, ...]:
 
 def _step_constant(key: str, value: Any) -> float | None:
     """``0`` is the decaying step (``None`` in the library); else a constant step in (0, 1]."""
-    value = _float()(key, value)
+    value = _number()(key, value)
     if value == 0.0:
         return None
     rule = next(c for c in PARAMETER_CONSTRAINTS["step_constant"] if isinstance(c, Interval))
@@ -454,17 +451,17 @@ def _step_constant(key: str, value: Any) -> float | None:
 # key -> checker. The defaults (and which keys are required) are the dataclasses' own.
 
 _SOCKET_FIELDS: dict[str, Checker] = {
-    "linger_ms": _int(0, _INT32_MAX),
-    "rcvhwm": _int(0, _INT32_MAX),
-    "sndhwm": _int(0, _INT32_MAX),
+    "linger_ms": _integer(_at_least(0, _INT32_MAX)),
+    "rcvhwm": _integer(_at_least(0, _INT32_MAX)),
+    "sndhwm": _integer(_at_least(0, _INT32_MAX)),
     # Below 1 KiB not even a small header fits; -1 is libzmq's "unlimited".
-    "maxmsgsize": _int(1024, _INT64_MAX, or_value=-1),
-    "heartbeat_ivl_ms": _int(0, _INT32_MAX),
-    "heartbeat_timeout_ms": _int(0, _INT32_MAX),
-    "heartbeat_ttl_ms": _int(0, _INT32_MAX),
-    "handshake_ivl_ms": _int(0, _INT32_MAX),
-    "reconnect_ivl_ms": _int(0, _INT32_MAX),
-    "reconnect_ivl_max_ms": _int(0, _INT32_MAX),
+    "maxmsgsize": _integer(_at_least(1024, _INT64_MAX), or_value=-1),
+    "heartbeat_ivl_ms": _integer(_at_least(0, _INT32_MAX)),
+    "heartbeat_timeout_ms": _integer(_at_least(0, _INT32_MAX)),
+    "heartbeat_ttl_ms": _integer(_at_least(0, _INT32_MAX)),
+    "handshake_ivl_ms": _integer(_at_least(0, _INT32_MAX)),
+    "reconnect_ivl_ms": _integer(_at_least(0, _INT32_MAX)),
+    "reconnect_ivl_max_ms": _integer(_at_least(0, _INT32_MAX)),
 }
 
 _SERVICE_FIELDS: dict[str, Checker] = {
@@ -472,9 +469,9 @@ _SERVICE_FIELDS: dict[str, Checker] = {
     "connect": _endpoint_list,
     "publish": _endpoint,
     "control": _endpoint,
-    "log_level": _choice(LOG_LEVELS),
+    "log_level": _choice(Options(LOG_LEVELS)),
     "metrics": _host_port,
-    "stall_after_s": _float(above=0.0),
+    "stall_after_s": _number(_above(0.0)),
     # "sockets" and "curve" are sub-tables, handled separately.
 }
 
@@ -486,31 +483,31 @@ _CURVE_FIELDS: dict[str, Checker] = {
 _MODEL_FIELDS: dict[str, Checker] = {
     "name": _str(non_empty=True),
     "topic": _str(),
-    "dim": _int(1),
-    "components": _shared("n_components", _int(1)),
-    "covariance_type": _shared("covariance_type", _str()),
-    "seed": _int(0),
+    "dim": _integer(_at_least(1)),
+    "components": _param("n_components"),
+    "covariance_type": _param("covariance_type"),
+    "seed": _integer(_at_least(0)),
     "checkpoint": _str(),
-    "checkpoint_every_s": _float(0.0),
-    "publish_every_s": _float(0.0),
-    "refit_every_s": _float(0.0),
-    "window_points": _shared("retain_size", _int(1)),  # also >= components, checked after
-    "retain": _shared("retain", _str()),
+    "checkpoint_every_s": _number(_at_least(0.0, kind=_REAL)),
+    "publish_every_s": _number(_at_least(0.0, kind=_REAL)),
+    "refit_every_s": _number(_at_least(0.0, kind=_REAL)),
+    "window_points": _param("retain_size"),  # also >= components, checked after
+    "retain": _param("retain"),
     # Stricter than the estimator (>= 0): an unregularised daemon model dies on the first
     # collapsed component.
-    "reg_covar": _shared("reg_covar", _float(above=0.0)),
-    "step_decay": _shared("step_decay", _float()),
-    "step_offset": _shared("step_offset", _float()),
+    "reg_covar": _number(_above(0.0)),
+    "step_decay": _param("step_decay"),
+    "step_offset": _param("step_offset"),
     "step_constant": _step_constant,
-    "max_points_per_message": _int(1),
-    "max_abs_coordinate": _float(above=0.0),
-    "min_range": _float(0.0),
-    "max_range": _float(0.0),  # also > min_range unless 0, checked after
+    "max_points_per_message": _integer(_at_least(1)),
+    "max_abs_coordinate": _number(_above(0.0)),
+    "min_range": _number(_at_least(0.0, kind=_REAL)),
+    "max_range": _number(_at_least(0.0, kind=_REAL)),  # also > min_range unless 0, checked after
     "axes": lambda key, value: _names(key, value),  # as many as dim, checked after
-    "checkpoint_generations": _int(1, 1000),
-    "effort": _shared("effort", _float()),
-    "moves": _bool,
-    "sample_points": _int(0, 1_000_000),
+    "checkpoint_generations": _integer(_at_least(1, 1000)),
+    "effort": _param("effort"),
+    "moves": _param("moves"),
+    "sample_points": _integer(_at_least(0, 1_000_000)),
 }
 
 _REQUIRED = object()

@@ -450,3 +450,31 @@ def test_range_limits_need_max_above_min() -> None:
     data["model"][0].update(min_range=2.0, max_range=0)  # 0: no upper limit
     m = parse_config(data).models[0]
     assert (m.min_range, m.max_range) == (2.0, 0.0)
+
+
+@pytest.mark.parametrize("config_key, param, value", [
+    ("components", "n_components", 0), ("n_components", "n_components", 0),
+    ("window_points", "retain_size", 0), ("effort", "effort", -1.0),
+    ("effort", "effort", 65.0), ("step_decay", "step_decay", 0.3),
+    ("step_offset", "step_offset", -1.0), ("retain", "retain", "all"),
+    ("covariance_type", "covariance_type", "round"),
+])
+def test_the_config_and_the_estimator_refuse_alike(config_key, param, value):
+    """One declaration per rule (core.constraints): the same values are refused by the
+    config and by GaussianMixture, and both messages say what is accepted in the same words."""
+    from streamgmm import GaussianMixture
+    from streamgmm.core.constraints import PARAMETER_CONSTRAINTS
+
+    base = {"service": {"ingest": ["tcp://*:5555"], "publish": "tcp://*:5556",
+                        "control": "tcp://*:5557"}}
+    model = {"name": "m", "topic": "t", "dim": 2, "components": 2, config_key: value}
+    if config_key == "n_components":
+        del model["components"]
+    with pytest.raises(ConfigError) as from_config:
+        parse_config({**base, "model": [model]})
+    kwargs = {"n_components": 2, param: value}
+    with pytest.raises(ValueError) as from_estimator:
+        GaussianMixture(**kwargs).partial_fit([[0.0, 0.0], [1.0, 1.0], [2.0, 0.0], [3.0, 1.0]])
+    (rule,) = [c for c in PARAMETER_CONSTRAINTS[param] if c is not None]
+    words = rule.bounds() if hasattr(rule, "bounds") else repr(rule.values[0])
+    assert words in str(from_config.value) and words in str(from_estimator.value)
