@@ -66,9 +66,10 @@ from streamgmm.core.em import (
     batch_statistics,
     make_scorer,
     robust_m_step,
+    run_em,
 )
 from streamgmm.core.params import MixtureParams
-from streamgmm.core.refit import refit
+from streamgmm.core.refit import seed_params
 from streamgmm.core.schedule import MoveSchedule
 from streamgmm.core.stepwise import step_size
 from streamgmm.core.suffstats import SufficientStats
@@ -238,22 +239,15 @@ class OnlineEM(MoveSchedule):
         sample = X if len(X) <= INIT_POINTS else X[np.sort(
             self.rng.choice(len(X), size=INIT_POINTS, replace=False))]
         s = self.settings
-        if self.initializer is not None:
-            from streamgmm.core.em import run_em
-
-            result = run_em(sample, self.initializer(sample), reg_covar=s.reg_covar,
-                            max_iter=INIT_ITER, robust=True)
-            params, work, repaired = result.params, len(sample) * result.n_iter, result.n_repaired
+        if self.initializer is not None:  # from the given *_init, completed as fit would
+            start, repaired = self.initializer(sample), False
             self.initializer = None
         else:
-            from streamgmm.core.refit import seed_params
-
             start, repaired = seed_params(sample, s.n_components, s.covariance_type,
                                           s.reg_covar, self.rng)
-            first = refit(sample, start, reg_covar=s.reg_covar, rng=self.rng,
-                          max_iter=INIT_ITER, fresh=False)
-            params, work = first.params, first.work
-            repaired += first.n_repaired
+        first = run_em(sample, start, reg_covar=s.reg_covar, max_iter=INIT_ITER, robust=True)
+        params, work = first.params, len(sample) * first.n_iter
+        repaired += first.n_repaired
         self.n_repaired += int(repaired)
         self.work += work
         self.start(params, fitted_on=X)
