@@ -50,9 +50,9 @@ _MIXTURE_KEYS = codec.UPDATE_KEYS
 _ID_KEY = "id"
 # Keys of a snapshot reply that belong to the request/reply exchange, not to the mixture.
 _REPLY_KEYS = frozenset((_ID_KEY, "ok"))
-# How the daemon's refusal of a snapshot of an unknown model begins ("no model named 'x';
-# models: a, b"): the one refusal a subscriber does not wait out.
-_NO_SUCH_MODEL = "no model named"
+# The code of the daemon's refusal of an unknown model (codec.ERROR_CODES): the one refusal
+# a subscriber does not wait out.
+_NO_SUCH_MODEL = "unknown_model"
 
 
 class ControlError(RuntimeError):
@@ -64,11 +64,20 @@ class ControlError(RuntimeError):
         The daemon's ``error`` text (or a description of a malformed reply).
     reply : dict, optional
         The whole decoded reply, when there was one.
+
+    Attributes
+    ----------
+    code : str or None
+        The reply's machine-readable ``code`` (one of :data:`streamgmm.codec.ERROR_CODES`);
+        None for a malformed reply or a daemon older than the codes. Branch on it, not on
+        the message.
     """
 
     def __init__(self, message: str, reply: Mapping[str, Any] | None = None) -> None:
         super().__init__(message)
         self.reply = dict(reply) if reply is not None else None
+        code = None if reply is None else reply.get("code")
+        self.code: str | None = code if isinstance(code, str) else None
 
 
 def _apply_curve(sock: zmq.Socket, curve: CurveKeys | None) -> None:
@@ -874,7 +883,7 @@ class MixtureSubscriber:
                 raise ControlError(f"snapshot is of model {mixture.model!r}, not {self.model!r}")
         except (ControlError, TimeoutError) as exc:
             self.last_error = str(exc)
-            if isinstance(exc, ControlError) and str(exc).startswith(_NO_SUCH_MODEL):
+            if isinstance(exc, ControlError) and exc.code == _NO_SUCH_MODEL:
                 # Unlike "no parameters yet", this will not change while the daemon runs:
                 # waiting for it would only hide a typo in the model name.
                 raise

@@ -46,6 +46,7 @@ __all__ = [
     "encode_reply",
     "encode_request",
     "encode_update",
+    "ERROR_CODES",
     "error_reply",
     "update_topic",
 ]
@@ -872,16 +873,43 @@ def decode_reply(payload: bytes) -> dict:
     return msg
 
 
-def error_reply(message: str) -> dict:
+#: The machine-readable ``code`` of an ``ok: false`` reply (docs/protocol.md, "Error codes"),
+#: with what it means. Clients branch on the code; the ``error`` text is for people.
+ERROR_CODES: dict[str, str] = {
+    "malformed_request": "the request could not be decoded (msgpack, schema or version)",
+    "unknown_op": "no such operation (an older daemon may lack an extension op)",
+    "unknown_model": "no model of that name; will not change while the daemon runs",
+    "model_required": "the daemon has several models: the request must name one",
+    "no_parameters": "the model has not seen enough points yet; retry later",
+    "busy": "a refit of the model is running; retry",
+    "load_refused": "the mixture of a load request does not fit the model",
+    "refit_failed": "the refit raised; the model keeps its parameters",
+    "bad_request": "a field of the request is missing or invalid",
+    "shutting_down": "the daemon is stopping; the request was not served",
+    "internal_error": "the daemon failed on the request (see its log)",
+}
+
+
+def error_reply(message: str, code: str = "bad_request") -> dict:
     """The reply to a failed or malformed request.
 
     Parameters
     ----------
     message : str
+        For people: what went wrong, in English.
+    code : str
+        For programs: one of :data:`ERROR_CODES` (default ``"bad_request"``).
 
     Returns
     -------
     dict
-        ``{"ok": False, "error": message}``.
+        ``{"ok": False, "error": message, "code": code}``.
+
+    Raises
+    ------
+    ValueError
+        If ``code`` is not in :data:`ERROR_CODES`.
     """
-    return {"ok": False, "error": message}
+    if code not in ERROR_CODES:
+        raise ValueError(f"unknown error code {code!r}; expected one of {', '.join(ERROR_CODES)}")
+    return {"ok": False, "error": message, "code": code}

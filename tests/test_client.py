@@ -188,7 +188,8 @@ def test_status_round_trip(ctx, fake_control, delimiter: bool, echo_id: bool) ->
 def test_ok_false_raises_control_error(ctx, fake_control) -> None:
     def handle(req: dict) -> list:
         if req["op"] == "refit":
-            return [codec.error_reply(f"no model named {req['model']!r}") | _id(req)]
+            return [codec.error_reply(f"no model named {req['model']!r}", "unknown_model")
+                    | _id(req)]
         return [STATUS | _id(req)]
 
     server = fake_control(handle)

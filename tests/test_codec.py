@@ -19,6 +19,7 @@ from streamgmm import codec
 from streamgmm.codec import (
     COVARIANCE_TYPES,
     DTYPES,
+    ERROR_CODES,
     PROTOCOL_VERSION,
     DecodeError,
     PointsMessage,
@@ -298,12 +299,13 @@ def test_reply_round_trip() -> None:
     out = decode_reply(encode_reply(status))
     assert out["v"] == 1 and out["ok"] is True and len(out["models"]) == 100
     assert out["counters"]["messages_received"] == 10
-    assert decode_reply(encode_reply(error_reply("unknown op 'x'"))) == {
+    assert decode_reply(encode_reply(error_reply("unknown op 'x'", "unknown_op"))) == {
         "v": 1,
         "ok": False,
         "error": "unknown op 'x'",
+        "code": "unknown_op",
     }
-    assert error_reply("boom") == {"ok": False, "error": "boom"}
+    assert error_reply("boom") == {"ok": False, "error": "boom", "code": "bad_request"}
     # A snapshot reply is an update payload.
     snap = encode_update(**{**update_kwargs("tied"), "kind": "snapshot"})
     assert decode_reply(snap)["kind"] == "snapshot"
@@ -861,3 +863,24 @@ def test_finite_fast_path_drops_and_counts_like_the_row_mask(dtype: type, bad) -
         assert msg.rows_dropped_nonfinite == len(X) - int(keep.sum())
         np.testing.assert_array_equal(msg.points, X[keep])
         assert msg.points.dtype == X.dtype
+
+
+# --------------------------------------------------------------------------- error codes
+
+
+@pytest.mark.parametrize("code", sorted(ERROR_CODES))
+def test_every_error_code_makes_a_reply_that_round_trips(code: str) -> None:
+    reply = error_reply(f"why: {code}", code)
+    assert reply == {"ok": False, "error": f"why: {code}", "code": code}
+    assert decode_reply(encode_reply(reply))["code"] == code
+
+
+def test_error_reply_refuses_a_code_not_in_the_table() -> None:
+    with pytest.raises(ValueError, match="unknown error code 'nope'"):
+        error_reply("boom", "nope")
+
+
+def test_the_error_codes_are_documented_in_the_protocol() -> None:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text()
+    for code in ERROR_CODES:
+        assert f"`{code}`" in text, code

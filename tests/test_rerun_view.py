@@ -76,8 +76,8 @@ def test_watch_rerun_save(ctx, fake_control, tmp_path: Path, capsys) -> None:
     import zmq
 
     from streamgmm.cli import main
+    from tests.cli.test_commands import control_handler
     from tests.helpers.fakes import MODEL, bound_socket, update_payload, wait_subscribed
-    from tests.test_cli import control_handler
 
     control = fake_control(control_handler)
     pub, endpoint = bound_socket(ctx, zmq.XPUB)

@@ -54,6 +54,7 @@ __all__ = [
     "EXIT_CONFIG",
     "EXIT_INTERNAL",
     "EXIT_OK",
+    "Refusal",
     "Service",
     "capture_signals",
     "configure_logging",
@@ -78,6 +79,22 @@ _SEQ_LEASE = 100_000
 
 
 # --------------------------------------------------------------------------- the service
+
+
+class Refusal(LookupError):
+    """A control request the daemon refuses: an ``ok: false`` reply with ``code``.
+
+    Parameters
+    ----------
+    message : str
+        The reply's ``error`` (for people).
+    code : str
+        The reply's ``code`` (for programs), one of :data:`streamgmm.codec.ERROR_CODES`.
+    """
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class Service:
@@ -199,7 +216,8 @@ class Service:
             if model.changed and model.fitted:
                 self._publish(model, "online")
             for waiter in model.refit_waiters + model.queued_waiters:
-                self._reply(waiter.request, codec.error_reply("daemon is shutting down"),
+                self._reply(waiter.request,
+                            codec.error_reply("daemon is shutting down", "shutting_down"),
                             waiter.rid)
             model.refit_waiters.clear()
             model.queued_waiters.clear()
@@ -450,13 +468,15 @@ class Service:
             self._answer(request)
         except Exception as exc:  # whatever a peer sends, the daemon keeps serving
             log.exception("control request failed")
-            self._reply(request, codec.error_reply(f"internal error: {type(exc).__name__}"))
+            self._reply(request, codec.error_reply(f"internal error: {type(exc).__name__}",
+                                                    "internal_error"))
 
     def _answer(self, request: ControlRequest) -> None:
         try:
             msg = codec.decode_request(request.payload)
         except codec.DecodeError as err:
-            self._reply(request, codec.error_reply(f"malformed request ({err.reason}): {err}"))
+            self._reply(request, codec.error_reply(f"malformed request ({err.reason}): {err}",
+                                                    "malformed_request"))
             return
         rid = msg.get("id")
         if not isinstance(rid, (int, str)) or isinstance(rid, bool):
@@ -465,23 +485,27 @@ class Service:
         handler = self.CONTROL_HANDLERS.get(op)
         try:
             if handler is None:
-                raise LookupError(
-                    f"unknown op {op!r}; expected one of {', '.join(self.CONTROL_HANDLERS)}"
+                raise Refusal(
+                    f"unknown op {op!r}; expected one of {', '.join(self.CONTROL_HANDLERS)}",
+                    "unknown_op",
                 )
             handler(self, request, msg, rid)
         except LookupError as err:
-            self._reply(request, codec.error_reply(str(err.args[0])), rid)
+            code = err.code if isinstance(err, Refusal) else "bad_request"
+            self._reply(request, codec.error_reply(str(err.args[0]), code), rid)
 
     # ------------------------------------------------------------ control ops
     # Each handler answers (or queues the answer to) one request; a LookupError becomes an
-    # ok:false reply. Register a new op in CONTROL_HANDLERS and in codec.CONTROL_OPS.
+    # ok:false reply (a Refusal carries its code; any other: bad_request). Register a new op
+    # in CONTROL_HANDLERS and in codec.CONTROL_OPS.
 
     def _op_snapshot(self, request: ControlRequest, msg: dict, rid: object) -> None:
         model = self._find_model(msg)
         if not model.fitted:
-            raise LookupError(
+            raise Refusal(
                 f"model {model.name!r} has no parameters yet "
-                f"({model.n_seen} of {model.config.components} points needed)"
+                f"({model.n_seen} of {model.config.components} points needed)",
+                "no_parameters",
             )
         # Labelled with the seq of the last published update (the Clone pattern).
         extra = {"ok": True} if rid is None else {"ok": True, "id": rid}
@@ -494,7 +518,8 @@ class Service:
     def _op_refit(self, request: ControlRequest, msg: dict, rid: object) -> None:
         model = self._find_model(msg)
         if not model.fitted:
-            raise LookupError(f"model {model.name!r} has no parameters yet to refit")
+            raise Refusal(f"model {model.name!r} has no parameters yet to refit",
+                          "no_parameters")
         if model.refit_future is None:
             model.refit_waiters.append(Waiter(request, rid))
             self._start_refit(model)
@@ -509,10 +534,13 @@ class Service:
         try:
             fields = codec.decode_load(msg, model.config.covariance_type)
         except codec.DecodeError as err:
-            raise LookupError(f"load refused: {err}") from None
+            raise Refusal(f"load refused: {err}", "load_refused") from None
         if model.refit_future is not None:
-            raise LookupError(f"load refused: a refit of {model.name!r} is running; retry")
-        model.load(fields)  # LookupError when it does not fit the model
+            raise Refusal(f"load refused: a refit of {model.name!r} is running; retry", "busy")
+        try:
+            model.load(fields)
+        except LookupError as err:  # the mixture does not fit the model
+            raise Refusal(str(err.args[0]), "load_refused") from None
         seq = self._publish(model, "refit")
         log.info("load model=%s weight=%g seq=%d", model.name, model.loaded_weight, seq)
         self._reply(request, {"ok": True, "seq": seq}, rid)
@@ -521,7 +549,8 @@ class Service:
         """What one publisher's messages became (docs/protocol.md, ``source``)."""
         source = msg.get("source")
         if not isinstance(source, str) or not source:
-            raise LookupError("source needs 'source': the publisher id (a non-empty string)")
+            raise Refusal("source needs 'source': the publisher id (a non-empty string)",
+                          "bad_request")
         stats = self.sources.stats(source)
         body = (stats if stats is not None else SourceStats()).as_dict()
         self._reply(request, {"ok": True, "source": source, "known": stats is not None,
@@ -541,15 +570,17 @@ class Service:
         if name is None:
             if len(self.models) == 1:
                 return self.models[0]
-            raise LookupError(
+            raise Refusal(
                 "this daemon has several models: name one with 'model' "
-                f"({', '.join(m.name for m in self.models)})"
+                f"({', '.join(m.name for m in self.models)})",
+                "model_required",
             )
         for model in self.models:
             if model.name == name:
                 return model
-        raise LookupError(
-            f"no model named {name!r}; models: {', '.join(m.name for m in self.models)}"
+        raise Refusal(
+            f"no model named {name!r}; models: {', '.join(m.name for m in self.models)}",
+            "unknown_model",
         )
 
     def _status(self) -> dict:
@@ -606,8 +637,8 @@ class Service:
             model.refit_failures += 1
             log.error("refit failed model=%s: %s", model.name, exc)
             for waiter in waiters:
-                self._reply(waiter.request, codec.error_reply(f"refit failed: {exc}"),
-                            waiter.rid)
+                self._reply(waiter.request,
+                            codec.error_reply(f"refit failed: {exc}", "refit_failed"), waiter.rid)
             self._start_queued_refit(model)
             return
         model.refits += 1

@@ -137,6 +137,17 @@ def test_refit_on_request(daemon_factory):
     assert d.stop() == 0
 
 
+
+def test_refusals_carry_a_machine_readable_code(daemon_factory):
+    d = daemon_factory()
+    unknown = d.request(op="snapshot", model="nope")
+    assert (unknown["ok"], unknown["code"]) == (False, "unknown_model")
+    assert "no model named 'nope'" in unknown["error"]  # the text stays, for people
+    assert d.request(op="snapshot", model="lidar")["code"] == "no_parameters"
+    assert d.request(op="refit", model="lidar")["code"] == "no_parameters"
+    assert d.request(op="source")["code"] == "bad_request"
+    assert d.stop() == 0
+
 def test_two_models_on_two_topics(daemon_factory):
     models = [dict(MODEL), {"name": "imu", "topic": "points/imu", "dim": 6, "components": 2,
                             "covariance_type": "diag", "publish_every_s": 0.0}]

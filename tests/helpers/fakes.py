@@ -135,7 +135,8 @@ def snapshot_handler(state: dict) -> Handler:
     def handle(request: dict) -> list:
         assert request["op"] == "snapshot"
         if state["seq"] is None:
-            return [codec.error_reply(f"model {MODEL!r} has no parameters yet") | _id(request)]
+            return [codec.error_reply(f"model {MODEL!r} has no parameters yet", "no_parameters")
+                    | _id(request)]
         return [update_payload(state["seq"], kind="snapshot", ok=True, id=request["id"])]
 
     return handle

@@ -231,11 +231,12 @@ def control_handler(request: dict) -> list:
         return [STATUS | rid]
     if request["op"] == "snapshot":
         if request.get("model", MODEL) != MODEL:
-            return [codec.error_reply(f"no model named {request['model']!r}") | rid]
+            return [codec.error_reply(f"no model named {request['model']!r}", "unknown_model")
+                    | rid]
         return [update_payload(4, kind="snapshot", ok=True, **rid)]
     if request["op"] == "refit":
         return [{"ok": True, "seq": 5} | rid]
-    return [codec.error_reply("unknown op") | rid]
+    return [codec.error_reply("unknown op", "unknown_op") | rid]
 
 
 @pytest.fixture
