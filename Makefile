@@ -1,25 +1,40 @@
 # streamgmm: two commands do everything on a fresh machine with only python3:
-#   make demo    run the live demo (daemon + synthetic sensor + watcher, writes a PNG)
-#   make test    create .venv if missing, install the package with its test extras, run pytest
+#   make demo       run the live demo (daemon + synthetic sensor + watcher, writes a PNG);
+#                   installs only what it needs: the package and its plot extra
+#   make test       create .venv if missing, install the package with its test extras and
+#                   every optional extra the tests cover, run pytest and the doctests
+#   make test-fast  the tests that start no daemon and no other process (a few minutes less)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# Everything the tests need (the optional extras they test included)...
 STAMP := $(VENV)/.installed
+# ...and the demo's share of it: one venv, so `make test` after `make demo` only adds.
+DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: test demo pictures bench bench-dask soak lint fuzz fuzz-regress clean
+.PHONY: test test-fast demo pictures bench bench-dask soak lint fuzz fuzz-regress clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test,plot,dask,ros,pointclouds,rerun,foxglove]"
-	touch $(STAMP)
+	touch $(STAMP) $(DEMO_STAMP)
+
+$(DEMO_STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e ".[plot]"
+	touch $(DEMO_STAMP)
 
 # The tests, then the docstring examples (documentation that must stay true).
 test: $(STAMP)
 	$(PY) -m pytest -q
 	$(PY) -m pytest -q --doctest-modules streamgmm
 
-demo: $(STAMP)
+# Markers set in tests/conftest.py: no real daemon, no other process.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not daemon and not subprocess"
+
+demo: $(DEMO_STAMP)
 	$(PY) -m streamgmm.demo
 
 # Regenerates the README's pictures in docs/img/ on purpose (the demo and the examples write

@@ -9,13 +9,15 @@
 4. asks the daemon for a refit, draws the final mixture over the points (top and side
    views, in metres) into ``demo-out/demo-mixture.png`` (untracked; ``make pictures`` writes
    the README's ``docs/img/demo-mixture.png``), and stops everything (SIGTERM; the daemon
-   writes its checkpoint and exits 0).
+   writes its checkpoint and exits 0). The temporary ``streamgmm-demo-*`` directory is
+   removed after a good run and kept (its daemon log path printed) after a failed one.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -98,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         daemon = subprocess.Popen([sys.executable, "-m", "streamgmm", "run", str(config)],
                                   stdout=log, stderr=subprocess.STDOUT, env=env)
     publisher = None
+    completed = False
     try:
         _wait_ready(log_path, daemon)
         print(f"demo: daemon ready (ingest :{ingest}, updates :{publish}, control :{control})")
@@ -134,12 +137,18 @@ def main(argv: list[str] | None = None) -> int:
             sub.close()
         _draw(final, points_total, args.out)
         print(f"demo: wrote {args.out} (final mixture of {final.n_seen} points)")
+        completed = True
     finally:
         if publisher is not None and publisher.poll() is None:
             publisher.kill()
             publisher.wait()
         code = _stop(daemon)
-        print(f"demo: daemon stopped with exit code {code}; log in {log_path}")
+        if completed and code == 0:
+            # Nothing to look at in the temp dir after a good run: config, log, checkpoint.
+            shutil.rmtree(workdir, ignore_errors=True)
+            print(f"demo: daemon stopped with exit code {code}")
+        else:  # kept, to look at what went wrong
+            print(f"demo: daemon stopped with exit code {code}; log kept in {log_path}")
     return 0 if code == 0 else 1
 
 

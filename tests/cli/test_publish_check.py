@@ -1,0 +1,137 @@
+"""``streamgmm publish`` asks the daemon which model listens on its topic before it sends
+(issue 13, items 1 and 2): points of the wrong dimension and topics no model subscribes to
+are refused before anything is sent; topics match by prefix; without a control answer the
+points go out unchecked. Real daemons on ipc:// endpoints in a temp dir (``daemon_factory``),
+fake collectors on random loopback ports.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from streamgmm import codec
+from streamgmm.cli import main
+from tests.helpers.daemon import Daemon
+from tests.helpers.fakes import SubCollector
+
+MODEL = {"name": "lidar", "topic": "points/lidar", "dim": 3, "components": 4,
+         "publish_every_s": 0.0, "refit_every_s": 0.0}
+
+
+def blobs(n: int, seed: int = 0, dim: int = 3) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centers = np.array([[0.0] * dim, [5.0] * dim, [-5.0] + [5.0] * (dim - 1)])
+    return centers[rng.integers(0, 3, n)] + rng.normal(size=(n, dim))
+
+
+
+def error_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    return capsys.readouterr().err.strip().splitlines()
+
+
+
+def publish_argv(d: Daemon, *more: str) -> list[str]:
+    return ["publish", "--endpoint", f"ipc://{d.directory}/ingest",
+            "--control", f"ipc://{d.directory}/control", *more]
+
+
+
+@pytest.mark.parametrize("kind, dim", [("npy", 35), ("csv", 6), ("npy1d", 1)])
+def test_publish_refuses_a_dimension_mismatch(kind, dim, daemon_factory, tmp_path,
+                                              capsys) -> None:
+    d = daemon_factory()
+    if kind == "csv":
+        path = tmp_path / "imu.csv"
+        np.savetxt(path, blobs(50, dim=6), delimiter=",", header="a,b,c,d,e,f", comments="")
+    elif kind == "npy1d":
+        path = tmp_path / "line.npy"
+        np.save(path, np.arange(40.0))
+    else:
+        path = tmp_path / "scan2d.npy"
+        np.save(path, np.random.default_rng(0).normal(size=(600, 35)))
+    assert main(publish_argv(d, "--file", str(path), "--topic", "points/lidar")) == 2
+    (line,) = error_lines(capsys)
+    assert f"{dim}-D" in line and "'lidar'" in line and "dim 3" in line
+    assert d.status()["counters"]["messages_received"] == 0  # nothing was sent
+
+
+
+def test_publish_refuses_synthetic_points_of_the_wrong_dimension(daemon_factory,
+                                                                 capsys) -> None:
+    d = daemon_factory()
+    argv = publish_argv(d, "--synthetic", "moving", "--dim", "2", "--count", "100")
+    assert main(argv) == 2
+    (line,) = error_lines(capsys)
+    assert "2-D" in line and "dim 3" in line
+    assert d.status()["counters"]["messages_received"] == 0
+
+
+
+def test_publish_sends_matching_points_and_no_check_skips_the_question(daemon_factory,
+                                                                       capsys) -> None:
+    d = daemon_factory()
+    assert main(publish_argv(d, "--synthetic", "lidar", "--count", "3000",
+                             "--batch", "1000")) == 0
+    assert "sent 3 messages, 3000 points" in capsys.readouterr().out
+    d.wait_for(lambda s: s["models"]["lidar"]["n_seen"] == 3000)
+    # --no-check sends what the daemon will reject (as before), the daemon counts it.
+    argv = publish_argv(d, "--synthetic", "moving", "--dim", "2", "--count", "100",
+                        "--no-check")
+    assert main(argv) == 1  # sent, and the daemon says it rejected it
+    assert "sent 1, applied 0, rejected 1, lost 0" in capsys.readouterr().out
+    d.wait_for(lambda s: s["counters"]["rejected"].get("dim") == 1)
+
+
+
+def test_publish_without_a_control_answer_proceeds(ctx, servers, tmp_path, capsys) -> None:
+    collector = SubCollector(ctx, b"points/")
+    servers.append(collector)
+    start = time.monotonic()
+    # Sent unchecked, but never reported as a success: nobody confirmed the delivery (3).
+    assert main(["publish", "--endpoint", collector.endpoint, "--control",
+                 f"ipc://{tmp_path}/nobody", "--synthetic", "moving", "--dim", "2",
+                 "--count", "100", "--wait-subscriber", "5", "--confirm-timeout", "1"]) == 3
+    assert time.monotonic() - start < 6.0
+    captured = capsys.readouterr()
+    assert "sent 1 messages, 100 points" in captured.out
+    assert "no daemon answered" in captured.err.splitlines()[-1]
+    data, marker = (codec.decode_points(f[1]) for f in collector.wait_for(2))
+    assert len(data.points) == 100 and not data.end
+    assert marker.end and marker.seq == 1 and marker.first_seq == 0 and len(marker.points) == 0
+
+
+
+@pytest.fixture
+def servers():
+    made: list = []
+    yield made
+    for server in made:
+        server.close()
+
+
+
+def test_publish_to_a_topic_no_model_subscribes_names_the_subscribed_ones(daemon_factory,
+                                                                          capsys) -> None:
+    d = daemon_factory([MODEL, dict(MODEL, name="imu", topic="points/imu", dim=6)])
+    start = time.monotonic()
+    argv = publish_argv(d, "--synthetic", "lidar", "--count", "100", "--topic", "lidar")
+    assert main(argv) == 2
+    assert time.monotonic() - start < 2.0  # no 2 s wait for a subscriber that cannot come
+    (line,) = error_lines(capsys)
+    assert "no model subscribes to topic 'lidar'" in line
+    assert "points/lidar" in line and "points/imu" in line
+    assert d.status()["counters"]["messages_received"] == 0
+
+
+
+def test_publish_topic_matches_by_prefix(daemon_factory, capsys) -> None:
+    d = daemon_factory()
+    argv = publish_argv(d, "--synthetic", "lidar", "--count", "500",
+                        "--topic", "points/lidar_front")
+    assert main(argv) == 0
+    d.wait_for(lambda s: s["models"]["lidar"]["n_seen"] == 500)
+    assert d.status()["models"]["lidar"]["topic"] == "points/lidar"
+
