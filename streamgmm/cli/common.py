@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import json
 import math
+import numbers
 import signal
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from streamgmm.core.constraints import PARAMETER_CONSTRAINTS, Interval
 
 # The endpoints of configs/example.toml, as seen from a client on the same machine.
 DEFAULT_INGEST = "tcp://127.0.0.1:5555"
@@ -37,18 +40,15 @@ def one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
-def number_type(kind: type, expected: str, minimum: float, *,
-                strict: bool = False) -> Callable[[str], Any]:
-    """An argparse ``type`` for a finite number of ``kind`` >= ``minimum`` (> when strict).
+def number_type(rule: Interval, expected: str) -> Callable[[str], Any]:
+    """An argparse ``type`` for a number that ``rule`` accepts (:mod:`streamgmm.core.constraints`).
 
     Parameters
     ----------
-    kind : {int, float}
+    rule : Interval
+        Integers or reals, and their bounds (the same declaration the library checks with).
     expected : str
         What the message says was expected, e.g. ``"seconds >= 0"``.
-    minimum : float
-    strict : bool
-        The minimum itself is refused.
 
     Returns
     -------
@@ -56,13 +56,14 @@ def number_type(kind: type, expected: str, minimum: float, *,
         ``parse(text)``, raising :class:`argparse.ArgumentTypeError` with
         ``expected EXPECTED, got TEXT``.
     """
+    kind = int if rule.kind is numbers.Integral else float
 
     def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-        if not math.isfinite(value) or value < minimum or (strict and value <= minimum):
+        if not rule.is_satisfied_by(value):
             got = value if kind is int else repr(text)
             raise argparse.ArgumentTypeError(f"expected {expected}, got {got}")
         return value
@@ -71,11 +72,14 @@ def number_type(kind: type, expected: str, minimum: float, *,
     return parse
 
 
-positive_int = number_type(int, "an integer >= 1", 1)
-positive_float = number_type(float, "a number > 0", 0, strict=True)
-seconds = number_type(float, "seconds >= 0", 0)
-speed = number_type(float, "a factor >= 0", 0)
-range_limit = number_type(float, "a distance >= 0", 0)
+positive_int = number_type(Interval(numbers.Integral, 1, None, closed="left"), "an integer >= 1")
+positive_float = number_type(Interval(numbers.Real, 0, None, closed="neither"), "a number > 0")
+seconds = number_type(Interval(numbers.Real, 0, None, closed="left"), "seconds >= 0")
+speed = number_type(Interval(numbers.Real, 0, None, closed="left"), "a factor >= 0")
+range_limit = number_type(Interval(numbers.Real, 0, None, closed="left"), "a distance >= 0")
+# fit -k: the estimator's own rule for n_components.
+n_components = number_type(
+    next(c for c in PARAMETER_CONSTRAINTS["n_components"] if c is not None), "an integer >= 1")
 
 
 def field_list(text: str) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ from streamgmm.cli.common import (
     field_list,
     file_formats,
     iter_file_clouds,
+    n_components,
     positive_int,
     print_components,
     row_filter,
@@ -229,7 +230,7 @@ def add_parser(commands: Any) -> None:
                    "several shards without it run on a local cluster")
     p.add_argument("--workers", type=positive_int, default=None,
                    help="workers of the local cluster (default: the machine's cores)")
-    p.add_argument("--components", "-k", type=positive_int, required=True,
+    p.add_argument("--components", "-k", type=n_components, required=True,
                    help="number of components K")
     p.add_argument("--covariance-type", choices=COVARIANCE_TYPES, default="full",
                    help="covariance shape (default full)")
