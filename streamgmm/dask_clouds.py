@@ -9,8 +9,6 @@ point clouds) and filtered (zero rows, range limits) first.
 
 from __future__ import annotations
 
-import os
-import time
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -90,7 +88,6 @@ def fit_arrays(
         If the scheduler cannot be reached.
     """
     da = dask_em.require_dask()
-    distributed = dask_em._require_distributed()
     chunks = chunk_parts(parts)
     if not chunks:
         raise ValueError("no points to fit")
@@ -100,26 +97,8 @@ def fit_arrays(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         X = da.concatenate([da.from_array(c, chunks=c.shape) for c in chunks], axis=0)
-    cluster = None
-    try:
-        if scheduler:
-            try:
-                client = distributed.Client(scheduler, timeout=connect_timeout)
-            except (OSError, TimeoutError) as exc:
-                raise ConnectionError(f"cannot reach the scheduler {scheduler}: {exc}") from None
-        else:
-            cluster = distributed.LocalCluster(
-                n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1,
-                processes=True, dashboard_address=":0",
-            )
-            client = distributed.Client(cluster)
-        with client:
-            workers = len(client.scheduler_info()["workers"])
-            t0 = time.perf_counter()
-            dask_em.fit_dask(gm, X, client=client, progress=progress)
-            seconds = time.perf_counter() - t0
-    finally:
-        if cluster is not None:
-            cluster.close()
+    workers, seconds = dask_em.fit_on_cluster(gm, X, scheduler=scheduler, n_workers=n_workers,
+                                              progress=progress,
+                                              connect_timeout=connect_timeout)
     return {"n_points": int(X.shape[0]), "n_shards": len(chunks), "n_workers": workers,
             "seconds": seconds}

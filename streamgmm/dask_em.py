@@ -513,9 +513,34 @@ def fit_shards(
     ConnectionError
         If the scheduler cannot be reached.
     """
-    distributed = _require_distributed()
     paths = shard_paths(inputs)
     X = open_shards(paths)
+    workers, seconds = fit_on_cluster(gm, X, scheduler=scheduler, n_workers=n_workers,
+                                      progress=progress, connect_timeout=connect_timeout)
+    return {"n_points": int(X.shape[0]), "n_shards": len(paths), "n_workers": workers,
+            "seconds": seconds}
+
+
+def fit_on_cluster(
+    gm,
+    X,
+    *,
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    progress: Callable[[int, float, float], None] | None = None,
+    connect_timeout: float = 30.0,
+) -> tuple[int, float]:
+    """:func:`fit_dask` of the dask array ``X`` on a scheduler or a local cluster.
+
+    Parameters are those of :func:`fit_shards`'s cluster. Returns the number of workers and
+    the seconds of EM (after placement).
+
+    Raises
+    ------
+    ConnectionError
+        If the scheduler cannot be reached.
+    """
+    distributed = _require_distributed()
     cluster = None
     try:
         if scheduler:
@@ -538,5 +563,4 @@ def fit_shards(
     finally:
         if cluster is not None:
             cluster.close()
-    return {"n_points": int(X.shape[0]), "n_shards": len(paths), "n_workers": workers,
-            "seconds": seconds}
+    return workers, seconds
