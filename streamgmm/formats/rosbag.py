@@ -201,22 +201,10 @@ def iter_mcap(path: Path, topic: str | None, fields: Sequence[str] | None,
             for ch in summary.channels.values():
                 if ch.topic == chosen:
                     _decoder(path, factories, ch, schemas.get(ch.schema_id))
-            count = 0
-            try:
+            yield from _until_damage(path, chosen, (
+                to_cloud(path, mtype, msg, fields, rule, message.log_time)
                 for _schema, _channel, message, msg in reader.iter_decoded_messages(
-                    topics=[chosen], log_time_order=True
-                ):
-                    cloud = to_cloud(path, mtype, msg, fields, rule, message.log_time)
-                    count += 1
-                    yield cloud
-            except (FormatError, OSError):
-                raise
-            # mcap raises its own errors, struct/EOF errors or decoder errors on damage.
-            except Exception as exc:
-                raise DamagedFileError(
-                    f"{path}: damaged after {count} messages of {chosen} ({brief(exc)})",
-                    messages_read=count, where=f"after message {count}",
-                ) from None
+                    topics=[chosen], log_time_order=True)))
             return
     yield from _iter_mcap_stream(path, topic, fields, rule, factories)
 
@@ -328,20 +316,10 @@ def iter_rosbags(path: Path, topic: str | None, fields: Sequence[str] | None,
             chosen = _pick_topic(path, topics, topic)
             mtype = message_type(topics[chosen])
             connections = [c for c in reader.connections if c.topic == chosen]
-            count = 0
-            try:
-                for connection, timestamp, raw in reader.messages(connections=connections):
-                    msg = reader.deserialize(raw, connection.msgtype)
-                    cloud = to_cloud(path, mtype, msg, fields, rule, timestamp)
-                    count += 1
-                    yield cloud
-            except (FormatError, OSError):
-                raise
-            except Exception as exc:
-                raise DamagedFileError(
-                    f"{path}: damaged after {count} messages of {chosen} ({brief(exc)})",
-                    messages_read=count, where=f"after message {count}",
-                ) from None
+            yield from _until_damage(path, chosen, (
+                to_cloud(path, mtype, reader.deserialize(raw, connection.msgtype), fields, rule,
+                         timestamp)
+                for connection, timestamp, raw in reader.messages(connections=connections)))
     except (FormatError, OSError):
         raise
     except Exception as exc:  # rosbags' reader errors, or struct errors on a damaged bag
@@ -353,3 +331,21 @@ def iter_rosbags(path: Path, topic: str | None, fields: Sequence[str] | None,
         elif "malformed" in text.lower():
             hint = "; SQLite cannot open what is left of it (cut short or corrupt)"
         raise FormatError(f"{path}: not a readable ROS bag ({text}){hint}") from None
+
+
+def _until_damage(path: str, topic: str, clouds: Iterator) -> Iterator:
+    """The clouds of ``clouds`` until the file's damage, which ends them with one
+    :class:`DamagedFileError` saying how many were read (the readers raise their own errors,
+    struct/EOF errors or decoder errors on damage; ours and OS errors pass through)."""
+    count = 0
+    try:
+        for cloud in clouds:
+            count += 1
+            yield cloud
+    except (FormatError, OSError):
+        raise
+    except Exception as exc:
+        raise DamagedFileError(
+            f"{path}: damaged after {count} messages of {topic} ({brief(exc)})",
+            messages_read=count, where=f"after message {count}",
+        ) from None
