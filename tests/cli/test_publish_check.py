@@ -15,28 +15,17 @@ import pytest
 from streamgmm import codec
 from streamgmm.cli import main
 from tests.helpers.daemon import Daemon
+from tests.helpers.data import MODEL, blobs
 from tests.helpers.fakes import SubCollector
-
-MODEL = {"name": "lidar", "topic": "points/lidar", "dim": 3, "components": 4,
-         "publish_every_s": 0.0, "refit_every_s": 0.0}
-
-
-def blobs(n: int, seed: int = 0, dim: int = 3) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    centers = np.array([[0.0] * dim, [5.0] * dim, [-5.0] + [5.0] * (dim - 1)])
-    return centers[rng.integers(0, 3, n)] + rng.normal(size=(n, dim))
-
 
 
 def error_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
     return capsys.readouterr().err.strip().splitlines()
 
 
-
 def publish_argv(d: Daemon, *more: str) -> list[str]:
     return ["publish", "--endpoint", f"ipc://{d.directory}/ingest",
             "--control", f"ipc://{d.directory}/control", *more]
-
 
 
 @pytest.mark.parametrize("kind, dim", [("npy", 35), ("csv", 6), ("npy1d", 1)])
@@ -58,7 +47,6 @@ def test_publish_refuses_a_dimension_mismatch(kind, dim, daemon_factory, tmp_pat
     assert d.status()["counters"]["messages_received"] == 0  # nothing was sent
 
 
-
 def test_publish_refuses_synthetic_points_of_the_wrong_dimension(daemon_factory,
                                                                  capsys) -> None:
     d = daemon_factory()
@@ -67,7 +55,6 @@ def test_publish_refuses_synthetic_points_of_the_wrong_dimension(daemon_factory,
     (line,) = error_lines(capsys)
     assert "2-D" in line and "dim 3" in line
     assert d.status()["counters"]["messages_received"] == 0
-
 
 
 def test_publish_sends_matching_points_and_no_check_skips_the_question(daemon_factory,
@@ -83,7 +70,6 @@ def test_publish_sends_matching_points_and_no_check_skips_the_question(daemon_fa
     assert main(argv) == 1  # sent, and the daemon says it rejected it
     assert "sent 1, applied 0, rejected 1, lost 0" in capsys.readouterr().out
     d.wait_for(lambda s: s["counters"]["rejected"].get("dim") == 1)
-
 
 
 def test_publish_without_a_control_answer_proceeds(ctx, servers, tmp_path, capsys) -> None:
@@ -103,14 +89,12 @@ def test_publish_without_a_control_answer_proceeds(ctx, servers, tmp_path, capsy
     assert marker.end and marker.seq == 1 and marker.first_seq == 0 and len(marker.points) == 0
 
 
-
 @pytest.fixture
 def servers():
     made: list = []
     yield made
     for server in made:
         server.close()
-
 
 
 def test_publish_to_a_topic_no_model_subscribes_names_the_subscribed_ones(daemon_factory,
@@ -124,7 +108,6 @@ def test_publish_to_a_topic_no_model_subscribes_names_the_subscribed_ones(daemon
     assert "no model subscribes to topic 'lidar'" in line
     assert "points/lidar" in line and "points/imu" in line
     assert d.status()["counters"]["messages_received"] == 0
-
 
 
 def test_publish_topic_matches_by_prefix(daemon_factory, capsys) -> None:

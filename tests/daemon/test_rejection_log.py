@@ -6,16 +6,8 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
 from tests.helpers.daemon import Daemon
-
-
-def blobs(n: int, seed: int = 0, dim: int = 3) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    centers = np.array([[0.0] * dim, [5.0] * dim, [-5.0] + [5.0] * (dim - 1)])
-    return centers[rng.integers(0, 3, n)] + rng.normal(size=(n, dim))
-
+from tests.helpers.data import blobs
 
 
 def wait_log(d: Daemon, text: str, timeout: float = 5.0) -> str:
@@ -24,7 +16,6 @@ def wait_log(d: Daemon, text: str, timeout: float = 5.0) -> str:
         assert time.monotonic() < deadline, d.log()
         time.sleep(0.05)
     return d.log()
-
 
 
 def test_daemon_logs_the_first_rejection_per_source_and_reason(daemon_factory) -> None:
@@ -40,7 +31,6 @@ def test_daemon_logs_the_first_rejection_per_source_and_reason(daemon_factory) -
     assert "source=robot-a" in lines[0] and "source=robot-b" in lines[1]
     assert "5-D" in lines[0] and "dim 3" in lines[0]
     assert d.stop() == 0
-
 
 
 def test_rejection_log_is_rate_limited_and_bounded() -> None:

@@ -18,18 +18,10 @@ import numpy as np
 
 from streamgmm.daemon.config import load_config
 from tests.helpers.daemon import Daemon, write_config
+from tests.helpers.data import MODEL, blobs
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "configs" / "example.toml"
-MODEL = {"name": "lidar", "topic": "points/lidar", "dim": 3, "components": 4,
-         "publish_every_s": 0.0, "refit_every_s": 0.0}
-
-
-def blobs(n: int, seed: int = 0, dim: int = 3) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    centers = np.array([[0.0] * dim, [5.0] * dim, [-5.0] + [5.0] * (dim - 1)])
-    return centers[rng.integers(0, 3, n)] + rng.normal(size=(n, dim))
-
 
 
 def _checkpointed(tmp_path: Path, daemon_factory, **more) -> tuple[Path, dict]:
@@ -43,7 +35,6 @@ def _checkpointed(tmp_path: Path, daemon_factory, **more) -> tuple[Path, dict]:
     return ckpt, model
 
 
-
 def test_restore_names_the_generation_actually_used(tmp_path, daemon_factory) -> None:
     ckpt, model = _checkpointed(tmp_path, daemon_factory)
     shutil.copy(ckpt, f"{ckpt}.1")
@@ -53,7 +44,6 @@ def test_restore_names_the_generation_actually_used(tmp_path, daemon_factory) ->
     (line,) = [line for line in log.splitlines() if "restored model=lidar" in line]
     assert line.endswith(f"from {ckpt}.1"), log
     assert d.status()["models"]["lidar"]["n_seen"] == 300
-
 
 
 def test_second_daemon_on_a_used_port_restores_nothing(tmp_path, daemon_factory) -> None:
@@ -75,7 +65,6 @@ def test_second_daemon_on_a_used_port_restores_nothing(tmp_path, daemon_factory)
     assert "service.control" in line and "cannot use endpoint" in line
 
 
-
 def test_checkpoint_of_another_shape_is_named_like_every_model_key(tmp_path,
                                                                    daemon_factory) -> None:
     ckpt, model = _checkpointed(tmp_path, daemon_factory)
@@ -88,11 +77,9 @@ def test_checkpoint_of_another_shape_is_named_like_every_model_key(tmp_path,
     assert "'lidar'" in line
 
 
-
 def test_example_config_checkpoints_to_a_relative_state_dir() -> None:
     for model in load_config(EXAMPLE).models:
         assert model.checkpoint == f"state/{model.name}.ckpt"
-
 
 
 def test_example_config_restart_keeps_the_model(tmp_path, monkeypatch) -> None:

@@ -12,15 +12,7 @@ import zmq
 
 from streamgmm import codec
 from tests.helpers.daemon import write_config
-
-MODEL = {"name": "lidar", "topic": "points/lidar", "dim": 3, "components": 4,
-         "publish_every_s": 0.0, "refit_every_s": 0.0}
-
-
-def blobs(n: int, seed: int = 0, dim: int = 3) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    centers = np.array([[0.0] * dim, [5.0] * dim, [-5.0] + [5.0] * (dim - 1)])
-    return centers[rng.integers(0, 3, n)] + rng.normal(size=(n, dim))
+from tests.helpers.data import MODEL, blobs
 
 
 def test_exact_n_seen_and_consecutive_seq(daemon_factory):
@@ -135,7 +127,6 @@ def test_refit_on_request(daemon_factory):
     assert status["refits"] == 1 and status["n_seen"] == 5000
     assert d.request(op="refit", model="nope")["ok"] is False
     assert d.stop() == 0
-
 
 
 def test_refusals_carry_a_machine_readable_code(daemon_factory):

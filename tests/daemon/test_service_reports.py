@@ -12,16 +12,7 @@ import time
 import numpy as np
 
 from tests.helpers.daemon import Daemon
-
-MODEL = {"name": "lidar", "topic": "points/lidar", "dim": 3, "components": 4,
-         "publish_every_s": 0.0, "refit_every_s": 0.0}
-
-
-def blobs(n: int, seed: int = 0, dim: int = 3) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    centers = np.array([[0.0] * dim, [5.0] * dim, [-5.0] + [5.0] * (dim - 1)])
-    return centers[rng.integers(0, 3, n)] + rng.normal(size=(n, dim))
-
+from tests.helpers.data import MODEL, blobs
 
 
 def wait_log(d: Daemon, text: str, timeout: float = 5.0) -> str:
@@ -32,14 +23,12 @@ def wait_log(d: Daemon, text: str, timeout: float = 5.0) -> str:
     return d.log()
 
 
-
 def test_daemon_warns_when_one_topic_is_a_prefix_of_another(daemon_factory) -> None:
     d = daemon_factory([MODEL, dict(MODEL, name="front", topic="points/lidar_front")])
     log = d.log()
     (line,) = [line for line in log.splitlines() if "prefix" in line]
     assert "WARNING" in line and "'points/lidar'" in line and "'points/lidar_front'" in line
     assert "model=lidar" in line or "'lidar'" in line
-
 
 
 def test_snapshot_carries_the_last_predictive_figure(daemon_factory) -> None:
@@ -55,7 +44,6 @@ def test_snapshot_carries_the_last_predictive_figure(daemon_factory) -> None:
     assert snap["avg_log_likelihood"] == finite[-1]
 
 
-
 def test_refit_log_line_names_its_in_sample_figure(daemon_factory) -> None:
     d = daemon_factory()
     for i in range(3):
@@ -69,14 +57,12 @@ def test_refit_log_line_names_its_in_sample_figure(daemon_factory) -> None:
     assert "avg_log_likelihood" not in line
 
 
-
 def test_status_reports_messages_of_the_last_turn_not_a_queue_depth(daemon_factory) -> None:
     d = daemon_factory()
     d.send("points/lidar", blobs(100))
     status = d.wait_for(lambda s: s["models"]["lidar"]["n_seen"] == 100)
     assert "queue_depth" not in status
     assert isinstance(status["messages_last_turn"], int) and status["messages_last_turn"] >= 0
-
 
 
 def test_sighup_without_curve_does_not_claim_a_reload(daemon_factory) -> None:
