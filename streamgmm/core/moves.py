@@ -251,7 +251,7 @@ def one_component(part: SufficientStats, j: int, n_components: int) -> Sufficien
 def propose_move(
     stats: SufficientStats, params: MixtureParams, Y: np.ndarray, V: np.ndarray,
     reg_covar: float, rng: np.random.Generator, n_iter: int = 3, n_births: int = 1,
-    targets: np.ndarray | None = None, split: bool = False,
+    split: bool = False,
 ) -> MoveProposal:
     """Merge the cheapest pairs, give birth on ``Y``'s misfits, score on ``V``.
 
@@ -270,25 +270,22 @@ def propose_move(
         EM iterations on ``Y`` that settle the newborns on their regions.
     n_births : int
         Components to move at once (fewer when there are not enough components or points).
-    targets : ndarray of shape (t, d), optional
-        Where the births look for misfits (the newest points); ``Y`` by default.
     split : bool, default=False
         Give birth inside the component that carries most of the loss
         (:func:`split_statistics`) instead of on the worst-explained points.
     """
-    T = Y if targets is None else targets
-    log_norm, log_resp = estimate_log_prob_resp(T, params)
+    log_norm, log_resp = estimate_log_prob_resp(Y, params)
     def exact(candidates):
-        return merge_losses(T, log_norm, log_resp, stats, params, candidates, reg_covar)
+        return merge_losses(Y, log_norm, log_resp, stats, params, candidates, reg_covar)
 
     if split:
         # The split component keeps its place: the freed one comes from another pair.
-        target, born = split_statistics(T, log_norm, log_resp, stats.covariance_type, rng)
+        target, born = split_statistics(Y, log_norm, log_resp, stats.covariance_type, rng)
         pairs = cheapest_pairs(stats, reg_covar, len(born), exclude=(target,), exact=exact)
     else:
         pairs = cheapest_pairs(stats, reg_covar, max(1, min(n_births, stats.n_components // 2)),
                                exact=exact)
-        born = birth_statistics(T, log_norm, stats.covariance_type, rng, len(pairs))
+        born = birth_statistics(Y, log_norm, stats.covariance_type, rng, len(pairs))
     pairs = pairs[:len(born)]
     born = born[:len(pairs)]
     start = with_moves(stats, pairs, [b.scale(1.0 / len(Y)) for b in born])
@@ -299,8 +296,8 @@ def propose_move(
     moved, repaired_final = robust_m_step(with_moves(stats, pairs, newborns), reg_covar)
     gain = float(np.mean(estimate_log_prob_resp(V, moved)[0])
                  - np.mean(estimate_log_prob_resp(V, params)[0]))
-    # The exact merge losses: one component on T per candidate pair.
-    merge_checks = (len(T) * PAIR_CANDIDATES * max(1, len(pairs))) // stats.n_components
-    evaluations = len(T) + merge_checks + len(Y) * (settled.n_iter + 1) + 2 * len(V)
+    # The exact merge losses: one component on Y per candidate pair.
+    merge_checks = (len(Y) * PAIR_CANDIDATES * max(1, len(pairs))) // stats.n_components
+    evaluations = len(Y) + merge_checks + len(Y) * (settled.n_iter + 1) + 2 * len(V)
     return MoveProposal(pairs, newborns, moved, gain, evaluations,
                         int(repaired) + settled.n_repaired + int(repaired_final))

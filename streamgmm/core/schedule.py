@@ -136,9 +136,6 @@ class MoveSchedule:
                 spent += cost
         return accepted, spent, did
 
-    def _step_cost(self) -> float:
-        return float(RESTART_STEP_ITER * self._restart_points())
-
     def _seed_cost(self) -> float:
         # k-means on the sample: counted as one evaluation per row and Lloyd iteration (about
         # ten), though it is cheaper than an E-step.
