@@ -319,6 +319,13 @@ class OnlineEM(MoveSchedule):
         self.clock += 1
         return self.clock
 
+    def _score(self, block: Block, params: MixtureParams, scorer) -> None:
+        """Replace a block's statistics by those of its rows under ``params``."""
+        fresh = batch_statistics(block.rows, params, scorer=scorer)
+        block.stats = fresh.stats.normalized()
+        block.log_likelihood = fresh.mean_log_likelihood
+        block.scored_at = self._tick()
+
     def _append(self, X: np.ndarray, new, step: float) -> None:
         """Step 2: decay every weight by ``1 - step``, add the batch as a block of ``step``."""
         self.retained.decay(1.0 - step)
@@ -339,10 +346,7 @@ class OnlineEM(MoveSchedule):
             block = self.retained.blocks[i]
             if self.rescore_credit < len(block):
                 break
-            fresh = batch_statistics(block.rows, self.params, scorer=scorer)
-            block.stats = fresh.stats.normalized()
-            block.log_likelihood = fresh.mean_log_likelihood
-            block.scored_at = self._tick()
+            self._score(block, self.params, scorer)
             block.times_scored += 1
             self.rescore_credit -= len(block)
             spent += len(block)
@@ -382,10 +386,7 @@ class OnlineEM(MoveSchedule):
         scorer = make_scorer(params)
         spent = 0
         for block in self.retained.blocks:
-            fresh = batch_statistics(block.rows, params, scorer=scorer)
-            block.stats = fresh.stats.normalized()
-            block.log_likelihood = fresh.mean_log_likelihood
-            block.scored_at = self._tick()
+            self._score(block, params, scorer)
             spent += len(block)
         self.work += spent
         if prior_points > 0 or not self.retained.blocks:
