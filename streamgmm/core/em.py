@@ -15,7 +15,7 @@ import numpy as np
 
 from streamgmm.core.gaussian import (
     _EXP_FLOOR,
-    _fill_design,
+    _fill_design_columns,
     design_matrix,
     exp_normalize_columns,
     log_det_cholesky,
@@ -76,14 +76,15 @@ class _Scorer:
         self.m2 = np.einsum("ki,ki->k", m, m)
         self.log_det = log_det_cholesky(U, ctype, params.n_features)
 
-    def weighted_log_prob(self, X: np.ndarray, F: np.ndarray, out: np.ndarray | None = None,
+    def weighted_log_prob(self, X: np.ndarray, FT: np.ndarray, out: np.ndarray | None = None,
                           scratch: np.ndarray | None = None) -> np.ndarray:
-        """``log pi_k + log N(x_i | k)`` as a (K, n) array (written into ``out`` if given;
-        ``scratch``, if given, is an (n,) work array)."""
+        """``log pi_k + log N(x_i | k)`` as a (K, n) array, from the transposed design
+        ``FT`` (features, n) of ``X`` (written into ``out`` if given; ``scratch``, if given,
+        is an (n,) work array)."""
         d = X.shape[1]
-        LT = np.matmul(self.WT, F.T, out=out)
-        z = F[:, 1 : 1 + d]
-        z2 = float(np.max(np.einsum("ij,ij->i", z, z, out=scratch))) if len(z) else 0.0
+        LT = np.matmul(self.WT, FT, out=out)
+        z = FT[1 : 1 + d]
+        z2 = float(np.max(np.einsum("ij,ij->j", z, z, out=scratch))) if len(X) else 0.0
         risky = np.flatnonzero(4.0 * _EPS * (z2 + self.m2) * self.lam > _EXPANSION_BUDGET)
         if len(risky):
             LT[risky] = self._direct(X, risky).T + self.log_weights[risky, None]
@@ -108,10 +109,10 @@ class _Scorer:
 
 
 def _log_resp_chunk(
-    scorer: _Scorer, X: np.ndarray, F: np.ndarray
+    scorer: _Scorer, X: np.ndarray, FT: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-point log-likelihoods (n,) and log-responsibilities (n, K) of one chunk."""
-    weighted = scorer.weighted_log_prob(X, F)
+    weighted = scorer.weighted_log_prob(X, FT)
     # Subtract each point's maximum first: for a far outlier the log-densities are ~ -1e30,
     # and (top + log(sum)) would round back to top, giving every component log-resp 0.
     top = weighted.max(axis=0)
@@ -140,8 +141,8 @@ def estimate_log_prob_resp(
     step = _chunk_rows(max(scorer.W.shape))
     for start in range(0, n, step):
         stop = min(start + step, n)
-        F = design_matrix(X[start:stop], scorer.shift, params.covariance_type)
-        log_norm[start:stop], log_resp[start:stop] = _log_resp_chunk(scorer, X[start:stop], F)
+        FT = design_matrix(X[start:stop], scorer.shift, params.covariance_type).T
+        log_norm[start:stop], log_resp[start:stop] = _log_resp_chunk(scorer, X[start:stop], FT)
     return log_norm, log_resp
 
 
@@ -238,9 +239,9 @@ def moments_pass(
     for start in range(0, n, step):
         stop = min(start + step, n)
         m = stop - start
-        F = _fill_design(F_buf[: m * n_cols].reshape(m, n_cols), X[start:stop], scorer.shift,
-                         ctype)
-        LT = scorer.weighted_log_prob(X[start:stop], F, out=LT_buf[: m * k].reshape(k, m),
+        FT = _fill_design_columns(F_buf[: m * n_cols].reshape(n_cols, m), X[start:stop],
+                                  scorer.shift, ctype)
+        LT = scorer.weighted_log_prob(X[start:stop], FT, out=LT_buf[: m * k].reshape(k, m),
                                       scratch=vec[0, :m])
         resp, log_norm = _exp_normalize_into(LT, vec[1, :m], vec[2, :m])
         if sample_weight is None:
@@ -249,7 +250,7 @@ def moments_pass(
             w = sample_weight[start:stop]
             total_ll += float(log_norm @ w)
             resp *= w
-        moments += resp @ F
+        moments += resp @ FT.T
     return moments, total_ll
 
 
@@ -337,8 +338,8 @@ def scatter_pass(X: np.ndarray, scorer: _Scorer, means: np.ndarray, components: 
     total = np.zeros(_scatter_like(means, ctype))
     for start in range(0, X.shape[0], step):
         Xc = X[start : start + step]
-        F = design_matrix(Xc, scorer.shift, ctype)
-        resp, _ = exp_normalize_columns(scorer.weighted_log_prob(Xc, F))
+        FT = design_matrix(Xc, scorer.shift, ctype).T
+        resp, _ = exp_normalize_columns(scorer.weighted_log_prob(Xc, FT))
         if sample_weight is not None:
             resp *= sample_weight[start : start + step]
         total += centered_scatter(Xc, resp.T, means, ctype, components)
