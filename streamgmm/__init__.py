@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from streamgmm.core.params import MixtureParams
     from streamgmm.core.suffstats import SufficientStats
     from streamgmm.estimator import ConvergenceWarning, GaussianMixture, NotFittedError
+    from streamgmm.parallel import threads
 
 # Public name -> the module that defines it; loaded by __getattr__ on first access.
 _LAZY = {
@@ -22,6 +23,7 @@ _LAZY = {
     "MixtureParams": "streamgmm.core.params",
     "NotFittedError": "streamgmm.estimator",
     "SufficientStats": "streamgmm.core.suffstats",
+    "threads": "streamgmm.parallel",
 }
 
 
@@ -44,5 +46,6 @@ __all__ = [
     "MixtureParams",
     "NotFittedError",
     "SufficientStats",
+    "threads",
 ]
 __version__ = "0.1.0"

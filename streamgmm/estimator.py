@@ -25,6 +25,7 @@ from streamgmm.core.initialize import initial_responsibilities
 from streamgmm.core.online import OnlineEM, OnlineSettings
 from streamgmm.core.params import MixtureParams, covariance_shape
 from streamgmm.core.suffstats import SufficientStats
+from streamgmm.parallel import current_pool
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -428,10 +429,13 @@ class GaussianMixture(_ParamsMixin):
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         random_state = _check_random_state(self.random_state)
 
+        pool = current_pool()  # `with streamgmm.threads(n):` around the call, if any
+
         def run(start: MixtureParams, previous: float):
             return run_em(
                 Xf, start, reg_covar=self.reg_covar, tol=self.tol, max_iter=self.max_iter,
                 lower_bound=previous, callback=self._verbose_callback if self.verbose else None,
+                pool=pool,
             )
 
         self._em_over_inits(lambda rs: self._initial_params(Xf, rs), run, random_state, do_init)
@@ -519,7 +523,11 @@ class GaussianMixture(_ParamsMixin):
                 self._online.initializer = functools.partial(
                     self._initial_params, random_state=np.random.RandomState(self._online_seed())
                 )
-        info = self._online.update(X.astype(np.float64, copy=False))
+        self._online.pool = current_pool()  # only for this call: the estimator pickles
+        try:
+            info = self._online.update(X.astype(np.float64, copy=False))
+        finally:
+            self._online.pool = None
         self.last_avg_log_likelihood_ = info.avg_log_likelihood
         self._sync_online_attributes()
         return self

@@ -22,6 +22,7 @@ from streamgmm.core.gaussian import (
     log_prob_coefficients,
     logsumexp_columns,
 )
+from streamgmm.core.parallel import ChunkPool
 from streamgmm.core.params import MixtureParams
 from streamgmm.core.suffstats import SufficientStats, centered_scatter
 
@@ -176,6 +177,7 @@ def batch_statistics(
     sample_weight: np.ndarray | None = None,
     shift: np.ndarray | None = None,
     scorer: _Scorer | None = None,
+    pool: ChunkPool | None = None,
 ) -> BatchStatistics:
     """Fused E-step and sufficient statistics of a batch under ``params``.
 
@@ -190,10 +192,12 @@ def batch_statistics(
     scorer : optional
         From :func:`make_scorer` for the same ``params``: saves rebuilding it when several
         batches are scored under the same parameters (``shift`` is then the scorer's).
+    pool : ChunkPool, optional
+        Threads for the row chunks (:func:`moments_pass`); the result does not depend on it.
     """
     if scorer is None:
         scorer = make_scorer(params, shift)
-    moments, total_ll = moments_pass(X, scorer, sample_weight)
+    moments, total_ll = moments_pass(X, scorer, sample_weight, pool)
     n_points = float(X.shape[0] if sample_weight is None else np.sum(sample_weight))
     return finish_statistics(
         moments, total_ll, n_points, scorer,
@@ -202,7 +206,8 @@ def batch_statistics(
 
 
 def moments_pass(
-    X: np.ndarray, scorer: _Scorer, sample_weight: np.ndarray | None = None
+    X: np.ndarray, scorer: _Scorer, sample_weight: np.ndarray | None = None,
+    pool: ChunkPool | None = None,
 ) -> tuple[np.ndarray, float]:
     """Raw weighted moments ``R^T F`` (K, 1 + d + n_quad) and summed log-likelihood of ``X``.
 
@@ -214,6 +219,10 @@ def moments_pass(
     X : ndarray of shape (n, d)
     scorer : from :func:`make_scorer`
     sample_weight : ndarray of shape (n,), optional
+    pool : ChunkPool, optional
+        Threads that score the row chunks (see :mod:`streamgmm.threads`). The chunks and the
+        order in which their moments are added do not depend on it: the result is the same
+        bit for bit with any number of threads.
 
     Returns
     -------
@@ -221,13 +230,34 @@ def moments_pass(
     log_likelihood : float
         ``sum_i w_i log p(x_i)``.
     """
-    ctype = scorer.params.covariance_type
     n_cols, k = scorer.W.shape
-    moments = np.zeros((k, n_cols))
-    total_ll = 0.0
     n = X.shape[0]
     step = _chunk_rows(max(n_cols, k))
-    # One design buffer and one (K, rows) buffer for the whole pass: a fresh ~0.5 MB array
+    starts = range(0, n, step)
+    threads = 1 if pool is None else min(pool.threads, len(starts))
+    if threads < 2:
+        parts = [_score_chunks(X, scorer, sample_weight, starts, step)]
+    else:
+        spans = np.array_split(np.arange(len(starts)), threads)
+        parts = pool.map(lambda span: _score_chunks(
+            X, scorer, sample_weight, starts[span[0] : span[-1] + 1], step), spans)
+    # The reduce, in chunk order whatever thread scored each chunk.
+    moments = np.zeros((k, n_cols))
+    total_ll = 0.0
+    for part in parts:
+        for chunk_moments, chunk_ll in part:
+            moments += chunk_moments
+            total_ll += chunk_ll
+    return moments, total_ll
+
+
+def _score_chunks(X: np.ndarray, scorer: _Scorer, sample_weight: np.ndarray | None,
+                  starts: range, step: int) -> list[tuple[np.ndarray, float]]:
+    """Moments and summed log-likelihood of each chunk ``X[start : start + step]``."""
+    ctype = scorer.params.covariance_type
+    n_cols, k = scorer.W.shape
+    n = X.shape[0]
+    # One design buffer and one (K, rows) buffer for all the chunks: a fresh ~0.5 MB array
     # per chunk is an mmap/munmap pair whenever glibc's mmap threshold is fixed (as
     # MALLOC_TRIM_THRESHOLD_ does in dask workers), which cost 3x in throughput.
     # The (rows,) temporaries too: freed at the top of the heap they make glibc trim and
@@ -236,7 +266,8 @@ def moments_pass(
     F_buf = np.empty(rows * n_cols)
     LT_buf = np.empty(rows * k)
     vec = np.empty((3, rows))
-    for start in range(0, n, step):
+    out = []
+    for start in starts:
         stop = min(start + step, n)
         m = stop - start
         FT = _fill_design_columns(F_buf[: m * n_cols].reshape(n_cols, m), X[start:stop],
@@ -245,13 +276,13 @@ def moments_pass(
                                       scratch=vec[0, :m])
         resp, log_norm = _exp_normalize_into(LT, vec[1, :m], vec[2, :m])
         if sample_weight is None:
-            total_ll += float(log_norm.sum())
+            ll = float(log_norm.sum())
         else:
             w = sample_weight[start:stop]
-            total_ll += float(log_norm @ w)
+            ll = float(log_norm @ w)
             resp *= w
-        moments += resp @ FT.T
-    return moments, total_ll
+        out.append((resp @ FT.T, ll))
+    return out
 
 
 def _exp_normalize_into(LT: np.ndarray, top: np.ndarray, total: np.ndarray
@@ -405,6 +436,7 @@ def run_em(
     lower_bound: float = -np.inf,
     callback=None,
     robust: bool = False,
+    pool: ChunkPool | None = None,
 ) -> EMResult:
     """Batch EM from ``params`` until the mean log-likelihood gains less than ``tol``.
 
@@ -412,15 +444,17 @@ def run_em(
     (whose mean log-likelihood is the iteration's lower bound) followed by an M-step, and it
     stops when the lower bound changes by less than ``tol``. ``callback(n_iter, change)`` is
     called after every iteration (used for verbose output). ``robust=True`` repairs
-    ill-defined covariances instead of raising (see :func:`robust_m_step`).
+    ill-defined covariances instead of raising (see :func:`robust_m_step`). ``pool`` scores
+    the row chunks on threads, with the same result (:func:`moments_pass`).
     """
     if sample_weight is None:
         shift = X.mean(axis=0)
     else:
         shift = np.average(X, axis=0, weights=sample_weight)
     return em_loop(
-        lambda p: batch_statistics(X, p, sample_weight, shift), params, reg_covar=reg_covar,
-        tol=tol, max_iter=max_iter, lower_bound=lower_bound, callback=callback, robust=robust,
+        lambda p: batch_statistics(X, p, sample_weight, shift, pool=pool), params,
+        reg_covar=reg_covar, tol=tol, max_iter=max_iter, lower_bound=lower_bound,
+        callback=callback, robust=robust,
     )
 
 

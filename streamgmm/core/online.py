@@ -68,6 +68,7 @@ from streamgmm.core.em import (
     robust_m_step,
     run_em,
 )
+from streamgmm.core.parallel import ChunkPool
 from streamgmm.core.params import MixtureParams
 from streamgmm.core.refit import seed_params
 from streamgmm.core.schedule import MoveSchedule
@@ -175,6 +176,9 @@ class OnlineEM(MoveSchedule):
         # Optional ``points -> MixtureParams`` used instead of k-means++ to start the first
         # batch EM (the estimator sets it when some ``*_init`` are given); not saved.
         self.initializer = None
+        # Optional threads for the E-steps (streamgmm.parallel); the owner sets it around
+        # its calls. It changes the speed, never the result; not saved.
+        self.pool: ChunkPool | None = None
 
     @property
     def initialized(self) -> bool:
@@ -269,7 +273,7 @@ class OnlineEM(MoveSchedule):
 
         # 1. E-step of the batch; the history's fit as last scored, for the novelty.
         scorer = make_scorer(self.params)
-        new = batch_statistics(X, self.params, scorer=scorer)
+        new = batch_statistics(X, self.params, scorer=scorer, pool=self.pool)
         history_ll = self.retained.history_log_likelihood()
         represented = max(self.retained.represented, 1.0)
         novelty = history_ll - new.mean_log_likelihood - self.params.n_parameters() / represented
@@ -319,12 +323,22 @@ class OnlineEM(MoveSchedule):
         self.clock += 1
         return self.clock
 
-    def _score(self, block: Block, params: MixtureParams, scorer) -> None:
-        """Replace a block's statistics by those of its rows under ``params``."""
-        fresh = batch_statistics(block.rows, params, scorer=scorer)
-        block.stats = fresh.stats.normalized()
-        block.log_likelihood = fresh.mean_log_likelihood
-        block.scored_at = self._tick()
+    def _score(self, blocks: list[Block], params: MixtureParams, scorer) -> None:
+        """Replace each block's statistics by those of its rows under ``params``.
+
+        The blocks are scored in parallel when there is a pool (several blocks, or the
+        chunks of one large block); each block's statistics are the same either way. The
+        caller has set each block's ``scored_at``.
+        """
+        if self.pool is not None and self.pool.threads > 1 and len(blocks) > 1:
+            fresh = self.pool.map(
+                lambda block: batch_statistics(block.rows, params, scorer=scorer), blocks)
+        else:
+            fresh = [batch_statistics(block.rows, params, scorer=scorer, pool=self.pool)
+                     for block in blocks]
+        for block, result in zip(blocks, fresh):
+            block.stats = result.stats.normalized()
+            block.log_likelihood = result.mean_log_likelihood
 
     def _append(self, X: np.ndarray, new, step: float) -> None:
         """Step 2: decay every weight by ``1 - step``, add the batch as a block of ``step``."""
@@ -339,6 +353,7 @@ class OnlineEM(MoveSchedule):
         spent = since = 0
         quarter = max(1, len(self.retained) // M_STEPS_PER_PASS)
         scorer = make_scorer(self.params)
+        group: list[Block] = []  # chosen for scoring under the current parameters
         while True:
             i = self.retained.next_to_rescore()
             if i is None:
@@ -346,17 +361,21 @@ class OnlineEM(MoveSchedule):
             block = self.retained.blocks[i]
             if self.rescore_credit < len(block):
                 break
-            self._score(block, self.params, scorer)
+            group.append(block)
+            block.scored_at = self._tick()
             block.times_scored += 1
             self.rescore_credit -= len(block)
             spent += len(block)
             since += len(block)
             if since >= quarter:
+                self._score(group, self.params, scorer)
+                group = []
                 self.retained.drop_expired()
                 self._m_step()
                 scorer = make_scorer(self.params)
                 since = 0
         if since:
+            self._score(group, self.params, scorer)
             self.retained.drop_expired()
             self._m_step()
         return spent
@@ -384,10 +403,10 @@ class OnlineEM(MoveSchedule):
         """
         self.retained.blocks = [b for b in self.retained.blocks if len(b)]
         scorer = make_scorer(params)
-        spent = 0
         for block in self.retained.blocks:
-            self._score(block, params, scorer)
-            spent += len(block)
+            block.scored_at = self._tick()
+        self._score(self.retained.blocks, params, scorer)
+        spent = sum(len(block) for block in self.retained.blocks)
         self.work += spent
         if prior_points > 0 or not self.retained.blocks:
             prior_points = max(prior_points, 1.0)
