@@ -29,7 +29,7 @@ from typing import TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
-__all__ = ["ThreadPool", "available_cores", "current_pool", "threads"]
+__all__ = ["ThreadPool", "available_cores", "current_pool", "threads", "using"]
 
 
 def available_cores() -> int:
@@ -77,6 +77,19 @@ _CURRENT: contextvars.ContextVar[ThreadPool | None] = contextvars.ContextVar(
 def current_pool() -> ThreadPool | None:
     """The pool of the innermost :func:`threads` block of this thread, if any."""
     return _CURRENT.get()
+
+
+@contextlib.contextmanager
+def using(pool: ThreadPool | None) -> Iterator[ThreadPool | None]:
+    """Make ``pool`` the current pool inside the block (it is not closed after it).
+
+    For a long-lived pool such as the daemon's; :func:`threads` makes and closes its own.
+    """
+    token = _CURRENT.set(pool)
+    try:
+        yield pool
+    finally:
+        _CURRENT.reset(token)
 
 
 @contextlib.contextmanager

@@ -75,6 +75,28 @@ def test_partial_fit_on_threads_is_the_same_model(batch: int) -> None:
     assert alone.work_ == threaded.work_ and alone.n_moves_ == threaded.n_moves_
 
 
+def test_models_stepped_side_by_side_are_the_models_stepped_alone() -> None:
+    """What the daemon does with several models and threads: one thread per model's step."""
+    data = [_sorted_blobs(20_000, seed) for seed in (5, 6)]
+
+    def models() -> list[GaussianMixture]:
+        return [GaussianMixture(6, random_state=seed, retain_size=5000) for seed in (7, 3)]
+
+    alone, side_by_side = models(), models()
+    pool = ThreadPool(2)
+    try:
+        for start in range(0, 20_000, 2048):
+            for gm, X in zip(alone, data):
+                gm.partial_fit(X[start : start + 2048])
+            rows = slice(start, start + 2048)
+            pool.map(lambda pair, rows=rows: pair[0].partial_fit(pair[1][rows]),
+                     list(zip(side_by_side, data)))
+    finally:
+        pool.close()
+    for a, b in zip(alone, side_by_side):
+        _same_model(a, b)
+
+
 def test_the_pool_is_gone_after_the_block_even_on_error() -> None:
     assert current_pool() is None
     with pytest.raises(RuntimeError, match="boom"), streamgmm.threads(2):

@@ -153,6 +153,10 @@ class ServiceConfig:
         (extension).
     curve : CurveConfig or None
         CURVE encryption and client authentication on all three sockets (extension).
+    threads : int or None
+        Threads that score the E-steps' row chunks and serve several models at once
+        (extension); ``None`` means the cores the process may use. The models do not depend
+        on it (:mod:`streamgmm.parallel`).
     """
 
     publish: str
@@ -164,6 +168,7 @@ class ServiceConfig:
     metrics: str = ""
     stall_after_s: float = 3.0
     curve: CurveConfig | None = None
+    threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -472,6 +477,7 @@ _SERVICE_FIELDS: dict[str, Checker] = {
     "log_level": _choice(Options(LOG_LEVELS)),
     "metrics": _host_port,
     "stall_after_s": _number(_above(0.0)),
+    "threads": _integer(_at_least(1, 1024)),
     # "sockets" and "curve" are sub-tables, handled separately.
 }
 

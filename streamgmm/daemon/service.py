@@ -7,16 +7,17 @@ The loop is the only owner of model state. Each turn it
 
 1. drains the queued point messages (bounded per turn), decodes and validates each one,
    does the per-source sequence accounting, and groups the good rows by model;
-2. folds each model's rows into its estimator with one ``partial_fit``;
+2. folds each model's rows into its estimator with one ``partial_fit``: the row chunks of
+   the step on the ``[service] threads`` pool, or several models' steps side by side;
 3. answers control requests (snapshot, status, refit);
 4. runs the timers: publish a pending update, start a periodic refit, adopt a finished
    refit, write a checkpoint. The poll timeout is the time to the next deadline.
 
-The online model's whole work runs in the loop, so the model is a function of the batches
-alone. Only the explicit batch refits run on a worker thread, over a copy of the retained
-points; the loop never waits for them. A finished refit is adopted by re-scoring the
-retained points under it, those absorbed meanwhile included. Signals only set a flag; the
-loop notices it within 100 ms.
+The online model's whole work runs in the loop (its chunks on the pool's threads, reduced in
+a fixed order), so the model is a function of the batches alone. Only the explicit batch
+refits run on a worker thread, over a copy of the retained points; the loop never waits for
+them. A finished refit is adopted by re-scoring the retained points under it, those absorbed
+meanwhile included. Signals only set a flag; the loop notices it within 100 ms.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from streamgmm.daemon.metrics import MetricsServer
 from streamgmm.daemon.model import ModelRuntime, Waiter, refit_job
 from streamgmm.daemon.sample import PointSample
 from streamgmm.daemon.transport import BindError, ControlRequest, Transport
+from streamgmm.parallel import ThreadPool, available_cores, using
 
 __all__ = [
     "EXIT_CONFIG",
@@ -123,6 +125,8 @@ class Service:
         self.started_at = time.monotonic()
         self.transport: Transport | None = None
         self.executor: ThreadPoolExecutor | None = None
+        # [service] threads: scores the row chunks of a step, or steps several models at once.
+        self.pool: ThreadPool | None = None
         self.metrics: MetricsServer | None = None
         # Read by the metrics thread: the latest status and when the loop last turned.
         self.last_turn = time.monotonic()
@@ -150,6 +154,7 @@ class Service:
         for model in self.models:
             self._restore(model)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="refit")
+        self.pool = ThreadPool(self.config.service.threads or available_cores())
         now = time.monotonic()
         for model in self.models:
             if model.config.refit_every_s > 0:
@@ -159,9 +164,9 @@ class Service:
             log.info("metrics at %s/metrics", self.metrics.address)
         ends = self.transport.bound_endpoints()
         log.info(
-            "ready models=%s ingest=%s publish=%s control=%s",
+            "ready models=%s ingest=%s publish=%s control=%s threads=%d",
             ",".join(m.name for m in self.models), ends["ingest"], ends["publish"],
-            ends["control"],
+            ends["control"], self.pool.threads,
         )
 
     def _warn_nested_topics(self) -> None:
@@ -225,6 +230,8 @@ class Service:
                 self._checkpoint(model, final=True)
         if self.executor is not None:
             self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.pool is not None:
+            self.pool.close()
         if self.transport is not None:
             self.transport.close(linger=self.config.service.sockets.linger_ms)
         if self.metrics is not None:
@@ -285,17 +292,30 @@ class Service:
             if any(sum(len(x) for x, _, _ in b) >= self.models[i].coalesce_limit
                    for i, b in batches.items()):
                 break
+        steps = []
         for index, parts in batches.items():
             X = parts[0][0] if len(parts) == 1 else np.concatenate([x for x, _, _ in parts])
             frame = next((f for _, _, f in reversed(parts) if f), "")
-            self._absorb(self.models[index], X, max(s for _, s, _ in parts), frame)
+            steps.append((self.models[index], X, max(s for _, s, _ in parts), frame))
+        if len(steps) > 1 and self.pool is not None and self.pool.threads > 1:
+            # Several models: one step each, side by side (each model is touched by one
+            # thread only; a step's own chunks then run serially, the same bits).
+            done = self.pool.map(lambda step: _fold(*step[:3]), steps)
+        else:
+            with using(self.pool):
+                done = [_fold(*step[:3]) for step in steps]
+        for (model, X, _, frame), ok in zip(steps, done):
+            self._after_absorb(model, X, frame, ok)
 
     def _absorb(self, model: ModelRuntime, X: np.ndarray, stamp: float,
                 frame: str = "") -> None:
-        try:
-            model.absorb(X, stamp)
-        except Exception:  # a numerical failure must not take the daemon down
-            log.exception("update failed model=%s points=%d", model.name, len(X))
+        with using(self.pool):
+            ok = _fold(model, X, stamp)
+        self._after_absorb(model, X, frame, ok)
+
+    def _after_absorb(self, model: ModelRuntime, X: np.ndarray, frame: str, ok: bool) -> None:
+        """The loop's share of a step: counters, the published sample and update."""
+        if not ok:
             self.counters.reject("model_error")
             return
         sample = self.samples[model.index]
@@ -682,6 +702,16 @@ class Service:
         model.last_checkpoint_seconds = time.perf_counter() - started
         log.debug("checkpoint model=%s bytes=%d seconds=%.4f", model.name, size,
                   model.last_checkpoint_seconds)
+
+
+def _fold(model: ModelRuntime, X: np.ndarray, stamp: float) -> bool:
+    """One online step of ``model``; False (logged) if it failed numerically."""
+    try:
+        model.absorb(X, stamp)
+    except Exception:  # a numerical failure must not take the daemon down
+        log.exception("update failed model=%s points=%d", model.name, len(X))
+        return False
+    return True
 
 
 def drop_out_of_range(X: np.ndarray, bound: float) -> tuple[np.ndarray, int]:

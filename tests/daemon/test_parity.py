@@ -16,6 +16,7 @@ import sys
 
 import numpy as np
 
+from streamgmm import GaussianMixture
 from streamgmm.daemon.config import load_config
 from streamgmm.daemon.model import ModelRuntime
 
@@ -119,3 +120,50 @@ def test_every_status_key_is_documented():
     text = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
     missing = [key for key in MODEL_STATUS if f"`{key}`" not in text]
     assert not missing
+
+
+def test_threads_change_nothing_sweeps_and_two_models(daemon_factory):
+    """[service] threads = 2: sweep-sized messages (chunks scored on threads) and two models
+    stepped side by side still give partial_fit's model bit for bit."""
+    second = dict(MODEL, name="depth", topic="points/depth", seed=3)
+    d = daemon_factory(models=[MODEL, second], service={"threads": 2})
+    X, Y = sorted_blobs(60_000, seed=3), sorted_blobs(24_000, seed=4)
+    sweeps, batches = np.array_split(X, 4), np.array_split(Y, 24)
+    for i, batch in enumerate(batches):
+        if i < len(sweeps):
+            d.send("points/lidar", sweeps[i])
+        d.send("points/depth", batch)
+    d.wait_for(lambda s: s["models"]["lidar"]["n_seen"] == len(X)
+               and s["models"]["depth"]["n_seen"] == len(Y), timeout=90)
+    status = d.status()["models"]
+    for name, data, parts, config in (("lidar", X, sweeps, 0), ("depth", Y, batches, 1)):
+        library = ModelRuntime(load_config(d.config_path).models[config]).estimator
+        for part in parts:
+            library.partial_fit(part)
+        _assert_same_model(d.request(op="snapshot", model=name), status[name], library,
+                           len(data))
+    assert d.stop() == 0
+
+
+def test_two_coalescing_models_step_side_by_side_on_threads(daemon_factory):
+    """Queued points of two models are folded in by two threads at once: every point is
+    absorbed, and each model is a mixture of its own stream (how the queue was coalesced is
+    timing; that stepping side by side is exact is tests/test_parallel.py's)."""
+    first = dict(MODEL, publish_every_s=0.05)
+    second = dict(first, name="depth", topic="points/depth", seed=3)
+    d = daemon_factory(models=[first, second], service={"threads": 2})
+    data = {name: sorted_blobs(20_000, seed=s) for name, s in (("lidar", 5), ("depth", 6))}
+    parts = {name: np.array_split(X, 40) for name, X in data.items()}
+    for i in range(40):
+        for name in data:
+            d.send(f"points/{name}", parts[name][i])
+    d.wait_for(lambda s: all(s["models"][n]["n_seen"] == 20_000 for n in data), timeout=90)
+    for name, X in data.items():
+        snap = d.request(op="snapshot", model=name)
+        online = GaussianMixture.from_parameters(snap["weights"], snap["means"],
+                                                 snap["covariances"])
+        one_gaussian = GaussianMixture(1).fit(X)
+        # Eight blobs: any mixture of this stream beats one Gaussian by far (about 2 nats).
+        assert online.score(X) > one_gaussian.score(X) + 1.0
+    assert d.status()["counters"]["rejected"] == {}
+    assert d.stop() == 0
