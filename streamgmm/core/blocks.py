@@ -128,12 +128,14 @@ class RetainedBlocks:
             return np.empty((0, self.n_features))
         picks = np.sort(rng.integers(0, total, size=n))
         ends = np.cumsum(sizes)
-        which = np.searchsorted(ends, picks, side="right")
-        offsets = picks - (ends - sizes)[which]
+        # The picks are sorted: each block's share of them is one contiguous run.
+        bounds = np.searchsorted(picks, ends)
         out = np.empty((n, self.n_features))
-        for b in np.unique(which):
-            mask = which == b
-            out[mask] = self.blocks[b].rows[offsets[mask]]
+        lo = 0
+        for b, hi in enumerate(bounds):
+            if hi > lo:
+                out[lo:hi] = self.blocks[b].rows[picks[lo:hi] - (ends[b] - sizes[b])]
+            lo = hi
         return out
 
     def pooled(self) -> SufficientStats:

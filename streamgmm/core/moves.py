@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamgmm.core.em import batch_statistics, estimate_log_prob_resp, robust_m_step, run_em
-from streamgmm.core.gaussian import log_gaussian_prob, precision_cholesky
+from streamgmm.core.gaussian import log_gaussian_prob, logsumexp_columns, precision_cholesky
 from streamgmm.core.initialize import kmeans_labels, kmeans_plusplus
 from streamgmm.core.params import MixtureParams
 from streamgmm.core.suffstats import SufficientStats
@@ -87,10 +87,10 @@ def merge_losses(Y: np.ndarray, log_norm: np.ndarray, log_resp: np.ndarray,
     weights; the other components stay. One single-component evaluation of ``Y`` per pair
     (bnpy judges merges exactly on its memoized statistics the same way).
     """
-    from scipy.special import logsumexp
-
     ctype = stats.covariance_type
-    weighted = log_resp + log_norm[:, None]  # log pi_k + log N(x | k)
+    # log pi_k + log N(x | k), components by points: the sums over components below are
+    # reductions over the leading axis (see streamgmm.core.gaussian).
+    weighted = (log_resp + log_norm[:, None]).T
     losses = np.empty(len(pairs))
     for n, (i, j) in enumerate(pairs):
         joined = stats.select([i]).merge(stats.select([j]))
@@ -103,11 +103,11 @@ def merge_losses(Y: np.ndarray, log_norm: np.ndarray, log_resp: np.ndarray,
                 losses[n] = np.inf
                 continue
         log_n = log_gaussian_prob(Y, joined.means, chol, ctype)[:, 0]
-        keep = np.ones(weighted.shape[1], dtype=bool)
+        keep = np.ones(weighted.shape[0], dtype=bool)
         keep[[i, j]] = False
         w = params.weights[i] + params.weights[j]
-        merged = logsumexp(np.column_stack([weighted[:, keep], np.log(w) + log_n]), axis=1)
-        loss = float(np.mean(log_norm - merged))
+        stacked = np.vstack([weighted[keep], np.log(w) + log_n])
+        loss = float(np.mean(log_norm - logsumexp_columns(stacked)))
         losses[n] = loss if np.isfinite(loss) else np.inf
     return losses
 
