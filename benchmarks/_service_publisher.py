@@ -48,8 +48,16 @@ def _cpu_seconds() -> float:
     return time.process_time()
 
 
-def _batches(batch: int, dim: int, dtype: str, seed: int) -> list[np.ndarray]:
-    X = gaussian_blobs(POOL * batch, dim, seed=seed).astype(np.dtype(dtype))
+def _batches(batch: int, dim: int, dtype: str, seed: int,
+             stream: str = "blobs") -> list[np.ndarray]:
+    """``POOL`` messages of ``batch`` points: i.i.d. blobs, or ``stream="lidar"``: consecutive
+    slices of one synthetic LiDAR scene in sweep (azimuth) order, as a driver sends them."""
+    if stream == "lidar":
+        from streamgmm.synthetic import lidar_scene
+
+        X = lidar_scene(POOL * batch, seed=seed).astype(np.dtype(dtype))
+    else:
+        X = gaussian_blobs(POOL * batch, dim, seed=seed).astype(np.dtype(dtype))
     return [X[i * batch:(i + 1) * batch] for i in range(POOL)]
 
 
@@ -127,7 +135,7 @@ def paced(args: argparse.Namespace) -> None:
     """Paced legs: one (``--rate``/``--duration``), or one per stdin line ``RATE DURATION``
     until EOF or an empty line. Prints one JSON line per leg as soon as it ends."""
     _install_signals()
-    batches = _batches(args.batch, args.dim, args.dtype, args.seed)
+    batches = _batches(args.batch, args.dim, args.dtype, args.seed, args.stream)
     ctx = zmq.Context()
     pub = _pub(ctx, args.endpoint)
     topic = args.topic.encode()
@@ -165,7 +173,7 @@ def throttled(args: argparse.Namespace) -> dict:
     """Send ``points`` as fast as the receiver absorbs them (never more than ``max_inflight``
     messages ahead of its ``messages_applied`` counter), so that nothing is dropped."""
     _install_signals()
-    batches = _batches(args.batch, args.dim, args.dtype, args.seed)
+    batches = _batches(args.batch, args.dim, args.dtype, args.seed, args.stream)
     ctx = zmq.Context()
     pub = _pub(ctx, args.endpoint)
     status = StatusClient(ctx, args.control)
@@ -318,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--settle", type=float, default=0.5,
                        help="seconds between connect and the first message")
+        p.add_argument("--stream", default="blobs", choices=("blobs", "lidar"),
+                       help="i.i.d. blobs, or slices of a LiDAR sweep in sweep order")
 
     p = sub.add_parser("paced")
     sender(p)
