@@ -8,6 +8,8 @@ Figures
      (publish_every_s = 0, 1,000 messages/s of 1,024 points), against a bare echo forwarder
   3. refit of a 200,000-point window: duration, and ingest throughput while it runs
   4. daemon RSS after 10^7 and 10^8 points streamed as fast as it absorbs them
+  5. whole sweeps as messages (30k-262k points, 10-20 Hz, sensor order): capacity on 1 and 2
+     threads, loss and lag at real sensor rates, the model's gap, control p99 meanwhile
 
     .venv/bin/python benchmarks/bench_service.py [--quick] [--figures 1,2]
 
@@ -68,11 +70,13 @@ SIZES = {
         "rates": (0.25e6, 0.5e6, 1.0e6, 2.0e6, 2.6e6, 4.0e6), "rate_s": 10.0, "capacity_s": 4.0,
         "lat_s": 5.0, "refit_before_s": 2.0, "refit_rate": 500e3,
         "rss_n": (10_000_000, 100_000_000), "rss_cap_s": 90.0,
+        "sweep_cap_s": 15.0, "sweep_leg_s": 10.0,
     },
     True: {
         "rates": (1.0e6, 2.6e6, 4.0e6), "rate_s": 2.5, "capacity_s": 1.5,
         "lat_s": 2.0, "refit_before_s": 1.0, "refit_rate": 500e3,
         "rss_n": (1_000_000, 10_000_000), "rss_cap_s": 20.0,
+        "sweep_cap_s": 6.0, "sweep_leg_s": 4.0,
     },
 }
 
@@ -247,7 +251,8 @@ class Requester:
 class Daemon:
     """``run_daemon(CONFIG)`` as a subprocess with ipc endpoints under ``directory``."""
 
-    def __init__(self, directory: Path, name: str, **model) -> None:
+    def __init__(self, directory: Path, name: str, service: dict | None = None,
+                 **model) -> None:
         self.directory = directory
         self.ingest = f"ipc://{directory}/{name}-in"
         self.publish = f"ipc://{directory}/{name}-pub"
@@ -257,7 +262,9 @@ class Daemon:
                   "publish_every_s": 0.1, **model}
         lines = ["[service]", f"ingest = [{_toml(self.ingest)}]",
                  f"publish = {_toml(self.publish)}", f"control = {_toml(self.control)}",
-                 'log_level = "warning"', "[[model]]"]
+                 'log_level = "warning"']
+        lines += [f"{k} = {_toml(v)}" for k, v in (service or {}).items()]
+        lines += ["[[model]]"]
         lines += [f"{k} = {_toml(v)}" for k, v in fields.items()]
         self.config = directory / f"{name}.toml"
         self.config.write_text("\n".join(lines) + "\n")
@@ -334,7 +341,7 @@ def _counters_of(ctx: zmq.Context, control: str) -> Callable[[], tuple[int, int]
 
 
 def paced_run(publisher: Helper, counters: Callable[[], tuple[int, int]], pid: int,
-              rate: float, duration: float) -> dict:
+              rate: float, duration: float, batch: int = BATCH) -> dict:
     """Stream ``rate`` points/s for ``duration`` s into a receiver; loss after it drains."""
     base = counters()
     cpu0 = proc_cpu_seconds(pid)
@@ -358,7 +365,7 @@ def paced_run(publisher: Helper, counters: Callable[[], tuple[int, int]], pid: i
     return {
         "target": rate, "rate": sent["rate"], "sent": sent["sent_messages"],
         "loss": sent["sent_messages"] - applied, "backlog": queued,
-        "lag_s": queued * BATCH / sent["rate"],
+        "lag_s": queued * batch / sent["rate"],
         "drain_s": max(0.0, drained - sent["t_last"]),
         "cpu": (proc_cpu_seconds(pid) - cpu0) / busy if busy > 0 else float("nan"),
         "pub_cpu": sent["cpu_s"] / sent["elapsed_s"], "max_late_s": sent["max_late_s"],
@@ -383,11 +390,13 @@ def ladder(name: str, endpoint: str, counters, pid: int, rates, duration: float,
     return results
 
 
-def capacity_run(endpoint: str, control: str, seconds: float, source: str, log: Path) -> dict:
+def capacity_run(endpoint: str, control: str, seconds: float, source: str, log: Path,
+                 batch: int = BATCH, *extra: str) -> dict:
     """Points/s absorbed with back-pressure: the publisher never runs > 128 messages ahead."""
     return run_helper("throttled", "--endpoint", endpoint, "--control", control, "--points",
-                      str(10**12), "--max-seconds", str(seconds), "--batch", str(BATCH),
-                      "--dtype", DTYPE, "--source", source, timeout=seconds + 90.0, log=log)
+                      str(10**12), "--max-seconds", str(seconds), "--batch", str(batch),
+                      "--dtype", DTYPE, "--source", source, *extra, timeout=seconds + 90.0,
+                      log=log)
 
 
 def _rate_cell(r: dict | None, key: str) -> str:
@@ -769,6 +778,125 @@ def figure_4(ctx: Context) -> None:
     )
 
 
+# --------------------------------------------------------------------------- figure 5
+
+# Real sweeps: (label, points per message, messages per second).
+SWEEPS = (("VLP-32C, 10 Hz", 30_000, 10.0), ("OS1-64, 10 Hz", 131_072, 10.0),
+          ("OS1-64, 20 Hz", 131_072, 20.0), ("OS1-128, 10 Hz", 262_144, 10.0))
+SWEEP = 131_072  # the sweep of the capacity runs
+GOAL_THREADS = 1.6  # threads = 2 against threads = 1, whole-sweep capacity
+GOAL_CONTROL_P99 = 0.1  # seconds
+
+
+class ControlProbe:
+    """A thread that asks ``status`` every 50 ms and keeps the round-trip times."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.ctx = zmq.Context()
+        self.req = Requester(self.ctx, endpoint)
+        self.times: list[float] = []
+        self.timeouts = 0
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        for _ in range(100_000):
+            if self.stop_event.wait(0.05):
+                break
+            start = time.perf_counter()
+            try:
+                self.req.request("status", timeout=2.0)
+                self.times.append(time.perf_counter() - start)
+            except TimeoutError:
+                self.timeouts += 1
+
+    def __enter__(self) -> ControlProbe:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=5.0)
+        self.req.drop()
+        self.ctx.destroy(linger=0)
+
+    def p99(self) -> float:
+        return float(np.percentile(self.times, 99)) if self.times else float("nan")
+
+
+def _gap_to_batch_em(snapshot: dict) -> float:
+    """Held-out LL of batch EM on the scene minus that of the daemon's mixture (nats/pt)."""
+    from streamgmm import GaussianMixture
+    from streamgmm.synthetic import lidar_scene
+
+    train, test = lidar_scene(200_000, seed=0), lidar_scene(50_000, seed=100)
+    batch = GaussianMixture(K, random_state=0, n_init=2).fit(train)
+    online = GaussianMixture.from_parameters(
+        *(codec.decode_array(snapshot[key]) for key in ("weights", "means", "covariances")))
+    return float(batch.score(test) - online.score(test))
+
+
+def figure_5(ctx: Context) -> None:
+    """Whole sweeps as messages: the daemon's capacity on 1 and 2 threads, then real sweep
+    sizes at their real rates (threads = the cores), with control answered meanwhile."""
+    s = ctx.sizes
+    tmp, log = ctx.tmp, ctx.tmp / "fig5-helpers.log"
+    capacity = {}
+    for threads in (1, 2):
+        with Daemon(tmp, f"sweep{threads}", service={"threads": threads}) as daemon:
+            capacity[threads] = capacity_run(daemon.ingest, daemon.control, s["sweep_cap_s"],
+                                             f"cap{threads}", log, SWEEP, "--stream",
+                                             "lidar", "--max-inflight", "4")
+    rows = []
+    with Daemon(tmp, "sweeps") as daemon, ControlProbe(daemon.control) as probe:
+        for label, size, hz in SWEEPS:
+            with helper_server("paced", "--endpoint", daemon.ingest, "--batch", str(size),
+                               "--dtype", DTYPE, "--source", f"s{size}", "--stream", "lidar",
+                               log=log) as publisher:
+                r = paced_run(publisher, daemon.counters, daemon.pid, size * hz,
+                              s["sweep_leg_s"], batch=size)
+            rows.append([label, f"{size:,}", fmt_rate(size * hz), fmt_rate(r["rate"]),
+                         f"{r['loss']:,}", f"{r['lag_s']:.2f} s", f"{r['drain_s']:.2f} s",
+                         f"{100 * r['cpu']:.0f}%"])
+        status = daemon.status()
+        snapshot = daemon.req.request("snapshot", model="lidar")
+        p99, timeouts = probe.p99(), probe.timeouts
+    gap = _gap_to_batch_em(snapshot)
+    print_table(
+        f"Figure 5a. Whole sweeps as messages (sensor order: slices of a LiDAR scene in sweep "
+        f"order), {s['sweep_leg_s']:g} s per leg, daemon K={K} full, threads = cores",
+        ["sensor", "points/msg", "target", "sent", "lost", "lag at end", "drain",
+         "daemon CPU"],
+        rows,
+        ["lost = messages sent - messages_applied after the queues drained; lag at end = "
+         "traffic still queued when the publisher stopped (seconds);",
+         "CPU = daemon CPU time / wall time (100% = one core). One daemon takes every leg in "
+         "turn (its model goes on from leg to leg).",
+         f"Model after the legs: {status['models']['lidar']['n_seen']:,} points, "
+         f"{gap:+.3f} nats/point below batch EM on the scene (held out)."],
+    )
+    ratio = capacity[2]["rate"] / capacity[1]["rate"] if capacity[1]["rate"] else float("nan")
+    print_table(
+        "Figure 5b. Whole sweeps: summary",
+        ["measure", "value", "goal", "verdict"],
+        [[f"capacity, threads = 1 ({SWEEP:,}-point sweeps, back-pressure)",
+          fmt_rate(capacity[1]["rate"]), "-", verdict(None)],
+         ["capacity, threads = 2", fmt_rate(capacity[2]["rate"]), "-", verdict(None)],
+         ["threads = 2 / threads = 1", fmt_ratio(ratio), f">= {GOAL_THREADS:g}x",
+          verdict(ratio >= GOAL_THREADS)],
+         ["largest real sweep rate with zero loss",
+          max((row[2] for row in rows if row[4] == "0"), default="none"), "2.62 M/s",
+          verdict(any(row[4] == "0" and row[2] == fmt_rate(2.62e6) for row in rows))],
+         ["gap to batch EM after the legs", f"{gap:+.3f}", "<= 0.1", verdict(gap <= 0.1)],
+         ["control p99 during the legs", fmt_seconds(p99),
+          f"< {GOAL_CONTROL_P99 * 1000:.0f} ms",
+          verdict(p99 < GOAL_CONTROL_P99 and timeouts == 0)]],
+        [f"capacity = points absorbed per second with the publisher at most 4 sweeps ahead "
+         f"of messages_applied, {s['sweep_cap_s']:g} s; status every 50 ms during the legs "
+         f"({timeouts} timeouts)."],
+    )
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -779,7 +907,7 @@ class Context:
         self.tmp = tmp
 
 
-FIGURES = {1: figure_1, 2: figure_2, 3: figure_3, 4: figure_4}
+FIGURES = {1: figure_1, 2: figure_2, 3: figure_3, 4: figure_4, 5: figure_5}
 
 
 def _load() -> str:
@@ -804,7 +932,7 @@ def main(quick: bool = False, figures: list[int] | None = None) -> int:
 
 
 def _cli(argv: list[str] | None = None) -> int:
-    return figures_cli(argv, "streamgmm service benchmarks", main, 4)
+    return figures_cli(argv, "streamgmm service benchmarks", main, len(FIGURES))
 
 
 if __name__ == "__main__":
