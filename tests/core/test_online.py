@@ -140,7 +140,8 @@ def test_work_is_fixed_by_the_settings():
         batch = X[s:s + 2048]
         represented_after = online.retained.represented + len(batch)
         info = online.update(batch)
-        bought += len(batch) * effort_per_point(1.0, represented_after, online.novelty)
+        bought += len(batch) * effort_per_point(online.settings.effort, represented_after,
+                                                online.novelty)
         assert info.evaluations >= len(batch)
     extra = online.work - spent_before - (len(X) - 2048)
     # Re-scoring stops where its credit does (which never exceeds one pass over the
