@@ -7,16 +7,20 @@ The loop is the only owner of model state. Each turn it
 
 1. drains the queued point messages (bounded per turn), decodes and validates each one,
    does the per-source sequence accounting, and groups the good rows by model;
-2. folds each model's rows into its estimator with one ``partial_fit``;
+2. folds each model's rows into its estimator, in ``partial_fit`` steps of at most
+   ``coalesce_limit`` points (one per message for a model that publishes after every
+   batch), each message thinned first when the model cannot absorb the turn's rows within
+   its ``overload_budget_s`` (:mod:`streamgmm.daemon.overload`);
 3. answers control requests (snapshot, status, refit);
 4. runs the timers: publish a pending update, start a periodic refit, adopt a finished
    refit, write a checkpoint. The poll timeout is the time to the next deadline.
 
-The online model's whole work runs in the loop, so the model is a function of the batches
-alone. Only the explicit batch refits run on a worker thread, over a copy of the retained
-points; the loop never waits for them. A finished refit is adopted by re-scoring the
-retained points under it, those absorbed meanwhile included. Signals only set a flag; the
-loop notices it within 100 ms.
+The online model's whole work runs in the loop, so the model is a function of the batches,
+the seed and the thinning decisions (of the batches alone while the daemon keeps up, or with
+``overload_budget_s = 0``). Only the explicit batch refits run on a worker thread, over a
+copy of the retained points; the loop never waits for them. A finished refit is adopted by
+re-scoring the retained points under it, those absorbed meanwhile included. Signals only set
+a flag; the loop notices it within 100 ms.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from streamgmm.daemon.checkpoint import CheckpointError, find_checkpoint, save_c
 from streamgmm.daemon.config import Config, ConfigError, load_config
 from streamgmm.daemon.metrics import MetricsServer
 from streamgmm.daemon.model import ModelRuntime, Waiter, refit_job
+from streamgmm.daemon.overload import keep_fraction, thin
 from streamgmm.daemon.sample import PointSample
 from streamgmm.daemon.transport import BindError, ControlRequest, Transport
 
@@ -271,9 +276,14 @@ class Service:
     # ------------------------------------------------------------ ingest
 
     def _drain_ingest(self) -> None:
+        """Read the queued messages (the turn's backlog), then absorb each model's share."""
         batches: dict[int, list[tuple[np.ndarray, float, str]]] = {}
         deadline = time.monotonic() + _DRAIN_SECONDS
         self.last_drain = 0
+        # A model that can thin (a budget and a measured cost) takes the whole bounded read
+        # as the backlog the rule measures: its rows are thinned to what the budget absorbs.
+        # For any other, reading stops at one step's worth, so a turn stays one step long.
+        capped = [i for i, m in enumerate(self.models) if not m.can_thin]
         for _ in range(_DRAIN_MESSAGES):
             frames = self.transport.recv_points()
             if frames is None:
@@ -282,18 +292,52 @@ class Service:
             self._accept(frames, batches)
             if time.monotonic() > deadline:
                 break
-            if any(sum(len(x) for x, _, _ in b) >= self.models[i].coalesce_limit
-                   for i, b in batches.items()):
+            if any(i in batches and sum(len(x) for x, _, _ in batches[i])
+                   >= self.models[i].coalesce_limit for i in capped):
                 break
         for index, parts in batches.items():
-            X = parts[0][0] if len(parts) == 1 else np.concatenate([x for x, _, _ in parts])
-            frame = next((f for _, _, f in reversed(parts) if f), "")
-            self._absorb(self.models[index], X, max(s for _, s, _ in parts), frame)
+            self._absorb_backlog(self.models[index], parts)
+
+    def _absorb_backlog(self, model: ModelRuntime,
+                        parts: list[tuple[np.ndarray, float, str]]) -> None:
+        """Fold one model's messages of this turn in, thinned if it cannot keep up.
+
+        Messages are cut to a uniform subset each when their rows would take longer than
+        ``overload_budget_s`` at the model's measured seconds per point
+        (:func:`~streamgmm.daemon.overload.keep_fraction`), then grouped into steps: one per
+        message for a model that publishes after every batch, else consecutive messages up
+        to ``coalesce_limit`` absorbed rows (a larger message is a step of its own).
+        """
+        rows = sum(len(x) for x, _, _ in parts)
+        keep = 1.0
+        if model.can_thin:
+            keep = keep_fraction(rows, model.cost.seconds_per_point,
+                                 model.config.overload_budget_s)
+        thinned = 0
+        steps: list[list[tuple[np.ndarray, int, float, str]]] = [[]]
+        size = 0
+        for X, stamp, frame in parts:
+            kept = thin(X, keep, model.thin_rng) if keep < 1.0 else X
+            thinned += len(X) - len(kept)
+            if steps[-1] and (model.config.publish_every_s == 0
+                              or size >= model.coalesce_limit):
+                steps.append([])
+                size = 0
+            steps[-1].append((kept, len(X), stamp, frame))
+            size += len(kept)
+        model.points_thinned += thinned
+        self.counters.points_thinned += thinned
+        for step in steps:
+            X = step[0][0] if len(step) == 1 else np.concatenate([x for x, _, _, _ in step])
+            represented = sum(n for _, n, _, _ in step)
+            frame = next((f for _, _, _, f in reversed(step) if f), "")
+            self._absorb(model, X, max(s for _, _, s, _ in step), frame,
+                         represented if represented > len(X) else None)
 
     def _absorb(self, model: ModelRuntime, X: np.ndarray, stamp: float,
-                frame: str = "") -> None:
+                frame: str = "", represented: int | None = None) -> None:
         try:
-            model.absorb(X, stamp)
+            model.absorb(X, stamp, represented)
         except Exception:  # a numerical failure must not take the daemon down
             log.exception("update failed model=%s points=%d", model.name, len(X))
             self.counters.reject("model_error")
@@ -309,8 +353,8 @@ class Service:
     def _accept(self, frames: list[bytes], batches: dict) -> None:
         """Validate one message and queue its rows for every matching model.
 
-        Models that publish after every batch absorb the message at once; the others get the
-        rows of all queued messages coalesced into one online step.
+        The rows go to ``batches`` (model index -> messages), absorbed once the turn's read
+        is over (:meth:`_absorb_backlog`).
         """
         c = self.counters
         c.messages_received += 1
@@ -370,11 +414,9 @@ class Service:
                 if len(Xm) == 0:
                     reason = "empty"
                     continue
-            if model.config.publish_every_s == 0:
-                # An update after every message was asked for: no coalescing.
-                self._absorb(model, Xm, msg.stamp, msg.frame)
-            else:
-                batches.setdefault(i, []).append((Xm, msg.stamp, msg.frame))
+            # Absorbed after the read, as steps of their own when the model publishes after
+            # every message (publish_every_s = 0), else coalesced (_absorb_backlog).
+            batches.setdefault(i, []).append((Xm, msg.stamp, msg.frame))
             applied = max(applied, len(Xm))
         if applied:
             c.messages_applied += 1
