@@ -250,10 +250,10 @@ class ModelConfig:
         own seeded generator: the model is the same with or without it).
     overload_budget_s : float
         Thinning under overload (extension; :mod:`streamgmm.daemon.overload`): when the
-        messages one loop turn read would take the model longer than this to absorb, at its
-        measured seconds per point, every message is cut to a uniform subset that fits, which
-        stands for all of its points; ``0`` never thins (ZeroMQ's queue fills and drops
-        whole messages instead).
+        model's backlog would take it longer than this to absorb, at its measured seconds per
+        point, every message entering it is cut to a uniform subset that fits, which stands
+        for all of its points; ``0`` never thins (ZeroMQ's queue fills and drops whole
+        messages instead).
     """
 
     name: str

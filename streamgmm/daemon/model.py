@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -113,6 +114,9 @@ class ModelRuntime:
         self.thin_rng = np.random.default_rng([config.seed, _THIN_STREAM])
         self.cost = PointCost()  # measured seconds per absorbed point of online steps
         self.points_thinned = 0  # rows of accepted messages skipped by thinning
+        # Accepted messages not yet absorbed: (rows kept, points received, stamp, frame).
+        self.backlog: deque[tuple[np.ndarray, int, float, str]] = deque()
+        self.backlog_rows = 0  # rows kept in the backlog
 
     def _new_estimator(self) -> GaussianMixture:
         c = self.config
@@ -393,6 +397,9 @@ MODEL_STATUS: dict[str, StatusKey] = {
         lambda m: m.cost.seconds_per_point, "gauge",
         "Measured seconds per absorbed point of the recent online steps (the thinning "
         "rule's cost; NaN before the first)."),
+    "backlog_points": StatusKey(
+        lambda m: getattr(m, "backlog_rows", 0), "gauge",
+        "Rows of accepted messages waiting to be absorbed (after thinning)."),
     "retained_points": StatusKey(
         lambda m: len(m.estimator.online_.retained) if m.has_points else 0, "gauge",
         "Points retained for refits."),

@@ -2,27 +2,32 @@
 
 Left alone, a daemon that cannot fold points in as fast as they come lets ZeroMQ's queue
 fill, and the high-water mark then drops whole messages at the sensor's side (counted as
-``messages_lost``). Instead, each loop turn reads the queued messages (at most 256, or 10 ms
-of reading) into a backlog, and each model absorbs its share of the backlog thinned to what
-it can fold in within a budget:
+``messages_lost``), after the model has fallen many seconds behind. Instead, each loop turn
+reads the queued messages (at most 256, or 10 ms of reading) into each model's backlog, and
+the model absorbs its backlog in steps for about 10 ms per turn (so control requests keep
+being answered within a few tens of milliseconds). A turn's messages enter the backlog
+thinned when the backlog would take longer than the model's budget to absorb::
 
     backlog_s = rows * seconds_per_point
     keep      = 1                             if backlog_s <= budget (the daemon keeps up)
               = budget / backlog_s            otherwise
 
-``rows`` are the rows of the turn's accepted messages for that model, ``seconds_per_point``
-the measured cost of the model's recent online steps (a moving average of seconds over
-absorbed rows, :class:`PointCost`) and ``budget`` the model's ``overload_budget_s`` (``0``:
-never thin). Every message is then cut to a uniform random subset of ``ceil(keep * n)`` of its
-``n`` rows (at least one), drawn by a generator the model owns (seeded from its ``seed``),
-and the subset is absorbed as standing for all ``n`` points
-(:meth:`streamgmm.core.online.OnlineEM.update`'s ``represented``): ``n_seen`` and the step
-schedule count every point received, the statistics are those of a uniform sample of them.
+``rows`` are the rows already in the model's backlog plus those of the turn's accepted
+messages, ``seconds_per_point`` the measured cost of the model's recent online steps (a
+moving average of seconds over absorbed rows, :class:`PointCost`) and ``budget`` the model's
+``overload_budget_s`` (default 1 s; ``0``: never thin). Every message of the turn is then cut
+to a uniform random subset of ``ceil(keep * n)`` of its ``n`` rows (at least one), drawn by a
+generator the model owns (seeded from its ``seed``), and the subset is absorbed as standing
+for all ``n`` points (:meth:`streamgmm.core.online.OnlineEM.update`'s ``represented``):
+``n_seen`` and the step schedule count every point received, the statistics are those of a
+uniform sample of them. The backlog thus holds about ``budget`` of work at most: under
+sustained overload the model lags the stream by about that much, and nothing is dropped.
 
-It never thins a model that keeps up: a turn whose backlog takes at most ``budget`` to
-absorb keeps every row, and so does a model with no measured cost yet (no parameters, or no
-online step since the start). A turn therefore spends at most about ``budget`` on each
-model's steps, so the control socket keeps answering under any flood.
+It never thins a model that keeps up: a backlog that takes at most ``budget`` to absorb
+keeps every row, and so does a model with no measured cost yet (no parameters, or no online
+step since the start), so a burst of up to ``budget`` of work passes whole. The default of
+one second lets through a burst of a few hundred thousand points (a replay at full speed);
+a smaller budget bounds the lag more tightly and thins sooner.
 """
 
 from __future__ import annotations
@@ -33,8 +38,8 @@ import numpy as np
 
 __all__ = ["DEFAULT_BUDGET_S", "PointCost", "keep_fraction", "thin"]
 
-#: Default ``overload_budget_s``: the backlog of one turn is absorbed within 100 ms.
-DEFAULT_BUDGET_S = 0.1
+#: Default ``overload_budget_s``: a model's backlog holds at most about a second of work.
+DEFAULT_BUDGET_S = 1.0
 # Weight of the newest step in the moving averages: the estimate follows a change of load
 # (a refit starting on the other core) within a few steps, and one slow step (a page fault,
 # a preemption) moves it by a quarter only.
@@ -47,7 +52,7 @@ def keep_fraction(backlog_points: int, seconds_per_point: float, budget_s: float
     Parameters
     ----------
     backlog_points : int
-        Rows of the turn's accepted messages for the model.
+        Rows in the model's backlog, the turn's accepted messages included.
     seconds_per_point : float
         Measured seconds per absorbed row of the model's recent steps; NaN when unknown.
     budget_s : float

@@ -7,10 +7,11 @@ The loop is the only owner of model state. Each turn it
 
 1. drains the queued point messages (bounded per turn), decodes and validates each one,
    does the per-source sequence accounting, and groups the good rows by model;
-2. folds each model's rows into its estimator, in ``partial_fit`` steps of at most
-   ``coalesce_limit`` points (one per message for a model that publishes after every
-   batch), each message thinned first when the model cannot absorb the turn's rows within
-   its ``overload_budget_s`` (:mod:`streamgmm.daemon.overload`);
+2. queues each model's messages in its backlog, each thinned to a uniform subset when the
+   backlog would take the model longer than its ``overload_budget_s`` to absorb
+   (:mod:`streamgmm.daemon.overload`), and folds the backlog into the estimator in
+   ``partial_fit`` steps of at most ``coalesce_limit`` points (one per message for a model
+   that publishes after every batch, unless thinned) for about 10 ms per model;
 3. answers control requests (snapshot, status, refit);
 4. runs the timers: publish a pending update, start a periodic refit, adopt a finished
    refit, write a checkpoint. The poll timeout is the time to the next deadline.
@@ -78,6 +79,12 @@ EXIT_INTERNAL = 70
 # turn: under overload the control socket still answers within a few tens of milliseconds.
 _DRAIN_MESSAGES = 256
 _DRAIN_SECONDS = 0.01
+# Seconds of online steps per model per loop turn (at least one step) before control and
+# timers get their turn; what is left waits in the model's backlog.
+_ABSORB_SECONDS = 0.01
+# Messages a model's backlog holds at most: reading stops there (ZeroMQ's queue then fills).
+# Thinning keeps a backlog to about overload_budget_s of work, far below this.
+_BACKLOG_MESSAGES = 8192
 # Sequence numbers reserved ahead in each checkpoint: after a SIGKILL the daemon restarts
 # above anything it can have published since that checkpoint, so no seq is ever reused.
 _SEQ_LEASE = 100_000
@@ -216,8 +223,10 @@ class Service:
         return self._status_cache[1], self.last_turn
 
     def shutdown(self) -> None:
-        """Publish pending updates, write checkpoints, close sockets."""
+        """Absorb the backlog, publish pending updates, write checkpoints, close sockets."""
         for model in self.models:
+            while model.backlog:  # at most about overload_budget_s of work
+                self._absorb_step(model)
             if model.changed and model.fitted:
                 self._publish(model, "online")
             for waiter in model.refit_waiters + model.queued_waiters:
@@ -256,6 +265,7 @@ class Service:
             ingest_ready, control_ready = self.transport.poll(self._poll_timeout_ms())
             if ingest_ready:
                 self._drain_ingest()
+            self._absorb_backlogs()
             if control_ready:
                 self._drain_control()
             self._run_timers()
@@ -263,6 +273,8 @@ class Service:
     def _poll_timeout_ms(self) -> float:
         now = time.monotonic()
         deadline = now + 0.1  # signals are noticed within 100 ms
+        if any(m.backlog for m in self.models):
+            return 0.0  # queued points to absorb: look at the sockets, do not wait on them
         for model in self.models:
             if model.refit_future is not None:
                 deadline = min(deadline, now + 0.005)
@@ -276,15 +288,20 @@ class Service:
     # ------------------------------------------------------------ ingest
 
     def _drain_ingest(self) -> None:
-        """Read the queued messages (the turn's backlog), then absorb each model's share."""
+        """Read the queued messages into the models' backlogs (thinned where they overflow).
+
+        A model that can thin (a budget and a measured cost) takes the whole bounded read:
+        its rows are thinned on the way in to what its budget absorbs
+        (:meth:`_admit`). For any other, reading stops once it holds one step's worth, so
+        ZeroMQ's queue stays the backlog, as before thinning existed.
+        """
         batches: dict[int, list[tuple[np.ndarray, float, str]]] = {}
         deadline = time.monotonic() + _DRAIN_SECONDS
         self.last_drain = 0
-        # A model that can thin (a budget and a measured cost) takes the whole bounded read
-        # as the backlog the rule measures: its rows are thinned to what the budget absorbs.
-        # For any other, reading stops at one step's worth, so a turn stays one step long.
         capped = [i for i, m in enumerate(self.models) if not m.can_thin]
         for _ in range(_DRAIN_MESSAGES):
+            if any(len(m.backlog) >= _BACKLOG_MESSAGES for m in self.models):
+                break  # a safety bound; thinning keeps the rows far below it
             frames = self.transport.recv_points()
             if frames is None:
                 break
@@ -292,47 +309,75 @@ class Service:
             self._accept(frames, batches)
             if time.monotonic() > deadline:
                 break
-            if any(i in batches and sum(len(x) for x, _, _ in batches[i])
-                   >= self.models[i].coalesce_limit for i in capped):
+            if any(i in batches and self.models[i].backlog_rows
+                   + sum(len(x) for x, _, _ in batches[i]) >= self.models[i].coalesce_limit
+                   for i in capped):
                 break
         for index, parts in batches.items():
-            self._absorb_backlog(self.models[index], parts)
+            self._admit(self.models[index], parts)
 
-    def _absorb_backlog(self, model: ModelRuntime,
-                        parts: list[tuple[np.ndarray, float, str]]) -> None:
-        """Fold one model's messages of this turn in, thinned if it cannot keep up.
+    def _admit(self, model: ModelRuntime, parts: list[tuple[np.ndarray, float, str]]) -> None:
+        """Queue one turn's messages of a model in its backlog, thinned if it overflows.
 
-        Messages are cut to a uniform subset each when their rows would take longer than
-        ``overload_budget_s`` at the model's measured seconds per point
-        (:func:`~streamgmm.daemon.overload.keep_fraction`), then grouped into steps: one per
-        message for a model that publishes after every batch, else consecutive messages up
-        to ``coalesce_limit`` absorbed rows (a larger message is a step of its own).
+        The rule (:func:`~streamgmm.daemon.overload.keep_fraction`): when the backlog's rows,
+        these included, would take longer than ``overload_budget_s`` at the model's measured
+        seconds per point, each message is cut to a uniform subset of the same share, which
+        stands for all of its points.
         """
-        rows = sum(len(x) for x, _, _ in parts)
         keep = 1.0
         if model.can_thin:
+            rows = model.backlog_rows + sum(len(x) for x, _, _ in parts)
             keep = keep_fraction(rows, model.cost.seconds_per_point,
                                  model.config.overload_budget_s)
         thinned = 0
-        steps: list[list[tuple[np.ndarray, int, float, str]]] = [[]]
-        size = 0
         for X, stamp, frame in parts:
             kept = thin(X, keep, model.thin_rng) if keep < 1.0 else X
             thinned += len(X) - len(kept)
-            if steps[-1] and (model.config.publish_every_s == 0
-                              or size >= model.coalesce_limit):
-                steps.append([])
-                size = 0
-            steps[-1].append((kept, len(X), stamp, frame))
-            size += len(kept)
+            model.backlog.append((kept, len(X), stamp, frame))
+            model.backlog_rows += len(kept)
         model.points_thinned += thinned
         self.counters.points_thinned += thinned
-        for step in steps:
-            X = step[0][0] if len(step) == 1 else np.concatenate([x for x, _, _, _ in step])
-            represented = sum(n for _, n, _, _ in step)
-            frame = next((f for _, _, _, f in reversed(step) if f), "")
-            self._absorb(model, X, max(s for _, _, s, _ in step), frame,
-                         represented if represented > len(X) else None)
+
+    def _absorb_backlogs(self, seconds: float = _ABSORB_SECONDS) -> None:
+        """Fold queued messages in: per model at least one step, then more for ``seconds``.
+
+        A step is one message for a model that publishes after every batch, else
+        consecutive messages up to ``coalesce_limit`` absorbed rows (a larger message is a
+        step of its own). Thinned messages are always coalesced so: under overload an update
+        per message cannot be kept up, and a step's fixed cost is shared by its rows.
+        """
+        for model in self.models:
+            deadline = time.monotonic() + seconds
+            while model.backlog:
+                self._absorb_step(model)
+                if time.monotonic() > deadline:
+                    break
+
+    def _absorb_step(self, model: ModelRuntime) -> None:
+        backlog = model.backlog
+        step = [backlog.popleft()]
+        size = len(step[0][0])
+        thinned = step[0][1] > size
+        per_message = model.config.publish_every_s == 0 and not thinned
+        while backlog and not per_message and size < model.coalesce_limit:
+            X, n, _, _ = backlog[0]
+            if model.config.publish_every_s == 0 and n == len(X):
+                break  # an unthinned message of a per-message model: its own step
+            step.append(backlog.popleft())
+            size += len(X)
+        model.backlog_rows -= size
+        X = step[0][0] if len(step) == 1 else np.concatenate([x for x, _, _, _ in step])
+        represented = sum(n for _, n, _, _ in step)
+        frame = next((f for _, _, _, f in reversed(step) if f), "")
+        self._absorb(model, X, max(t for _, _, t, _ in step), frame,
+                     represented if represented > len(X) else None)
+
+    def _absorb_backlog(self, model: ModelRuntime,
+                        parts: list[tuple[np.ndarray, float, str]]) -> None:
+        """Admit ``parts`` and absorb the model's whole backlog (tests; shutdown)."""
+        self._admit(model, parts)
+        while model.backlog:
+            self._absorb_step(model)
 
     def _absorb(self, model: ModelRuntime, X: np.ndarray, stamp: float,
                 frame: str = "", represented: int | None = None) -> None:

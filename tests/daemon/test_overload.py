@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -86,7 +87,7 @@ def _blobs(n: int, seed: int) -> np.ndarray:
 
 
 def test_backlog_over_budget_is_thinned_counted_and_represented():
-    service = _service()
+    service = _service(overload_budget_s=0.1)
     model = service.models[0]
     service._absorb_backlog(model, [(_blobs(2000, 0), 1.0, "")])  # seeds the model
     assert model.fitted and model.points_thinned == 0
@@ -112,6 +113,38 @@ def test_backlog_within_budget_or_budget_off_is_not_thinned():
         service._absorb_backlog(model, [(_blobs(500, 1 + i), 2.0, "") for i in range(8)])
         assert model.points_thinned == service.counters.points_thinned == 0
         assert model.n_seen == 6000
+
+
+def test_admission_counts_the_rows_already_waiting():
+    """The rule weighs the whole backlog: what waits from earlier turns thins the new."""
+    service = _service(overload_budget_s=0.1)
+    model = service.models[0]
+    service._absorb_backlog(model, [(_blobs(2000, 0), 1.0, "")])
+    model.cost.seconds, model.cost.points = 1e-5, 1.0  # 10 us per point: 10,000 in 0.1 s
+    service._admit(model, [(_blobs(5000, 1), 2.0, "")])
+    assert model.backlog_rows == 5000 and model.points_thinned == 0  # 0.05 s: kept whole
+    service._admit(model, [(_blobs(15_000, 2), 3.0, "")])
+    # 20,000 rows would take 0.2 s: the new message keeps half of its rows.
+    assert model.backlog_rows == 5000 + 7500 and model.points_thinned == 7500
+    service._absorb_backlogs(seconds=60.0)
+    assert not model.backlog and model.backlog_rows == 0 and model.n_seen == 22_000
+
+
+def test_per_message_model_coalesces_only_thinned_messages():
+    """publish_every_s = 0: a step per message, except thinned ones (coalesced)."""
+    service = _service(publish_every_s=0.0, overload_budget_s=0.1)
+    published = []
+    service.transport = SimpleNamespace(publish=lambda topic, payload: published.append(1))
+    model = service.models[0]
+    service._absorb_backlog(model, [(_blobs(2000, 0), 1.0, "")])
+    updates = model.estimator.online_.n_updates
+    service._absorb_backlog(model, [(_blobs(100, 1 + i), 2.0, "") for i in range(4)])
+    assert model.estimator.online_.n_updates == updates + 4  # kept whole: one step each
+    model.cost.seconds, model.cost.points = 1.0, 1000.0
+    service._absorb_backlog(model, [(_blobs(100, 5 + i), 2.0, "") for i in range(4)])
+    assert model.points_thinned > 0
+    assert model.estimator.online_.n_updates == updates + 5  # thinned: one step in all
+    assert model.n_seen == 2800 and len(published) == 1 + 4 + 1
 
 
 def test_thinning_is_seeded_by_the_model():
@@ -175,7 +208,8 @@ def test_flooded_daemon_thins_keeps_its_ledger_and_answers(daemon_factory):
 
 
 def test_daemon_that_keeps_up_thins_nothing(daemon_factory):
-    """Default budget (0.1 s), 200-point messages 20 ms apart: far below what it absorbs."""
+    """A tenth of the default budget (0.1 s), 200-point messages 20 ms apart: far below what
+    it absorbs, even on a loaded machine."""
     d = daemon_factory([dict(FLOODED, overload_budget_s=0.1, components=4)])
     for i in range(40):
         d.send("points/lidar", _blobs(200, i))
@@ -184,4 +218,5 @@ def test_daemon_that_keeps_up_thins_nothing(daemon_factory):
     assert status["models"]["lidar"]["points_thinned"] == 0
     assert status["counters"]["points_thinned"] == 0
     assert status["counters"]["messages_applied"] == 40
+    assert status["models"]["lidar"]["backlog_points"] == 0
     assert d.stop() == 0
