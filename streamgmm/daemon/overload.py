@@ -8,15 +8,17 @@ the model absorbs its backlog in steps for about 10 ms per turn (so control requ
 being answered within a few tens of milliseconds). A turn's messages enter the backlog
 thinned when the backlog would take longer than the model's budget to absorb::
 
-    backlog_s = rows * seconds_per_point
-    keep      = 1                             if backlog_s <= budget (the daemon keeps up)
-              = budget / backlog_s            otherwise
+    room = budget / seconds_per_point - waiting      rows the budget still takes
+    keep = 1                     if incoming <= room (the daemon keeps up)
+         = max(room, 0) / incoming                otherwise
 
-``rows`` are the rows already in the model's backlog plus those of the turn's accepted
-messages, ``seconds_per_point`` the measured cost of the model's recent online steps (a
-moving average of seconds over absorbed rows, :class:`PointCost`) and ``budget`` the model's
-``overload_budget_s`` (default 1 s; ``0``: never thin). Every message of the turn is then cut
-to a uniform random subset of ``ceil(keep * n)`` of its ``n`` rows (at least one), drawn by a
+``incoming`` are the rows of the turn's accepted messages for the model, ``waiting`` the rows
+already in its backlog, ``seconds_per_point`` the measured cost of the model's recent online
+steps (a moving average of seconds over absorbed rows, :class:`PointCost`) and ``budget``
+the model's ``overload_budget_s`` (default 1 s; ``0``: never thin). Under sustained overload
+each turn thus admits about what the previous turns absorbed: ``keep`` settles at the ratio
+of what the model absorbs to what arrives. Every message of the turn is then cut to a
+uniform random subset of ``ceil(keep * n)`` of its ``n`` rows (at least one), drawn by a
 generator the model owns (seeded from its ``seed``), and the subset is absorbed as standing
 for all ``n`` points (:meth:`streamgmm.core.online.OnlineEM.update`'s ``represented``):
 ``n_seen`` and the step schedule count every point received, the statistics are those of a
@@ -46,13 +48,16 @@ DEFAULT_BUDGET_S = 1.0
 _SMOOTHING = 0.25
 
 
-def keep_fraction(backlog_points: int, seconds_per_point: float, budget_s: float) -> float:
-    """Share of each message's rows to absorb this turn (the rule of the module docstring).
+def keep_fraction(incoming_points: int, waiting_points: int, seconds_per_point: float,
+                  budget_s: float) -> float:
+    """Share of each arriving message's rows to keep (the rule of the module docstring).
 
     Parameters
     ----------
-    backlog_points : int
-        Rows in the model's backlog, the turn's accepted messages included.
+    incoming_points : int
+        Rows of the turn's accepted messages for the model.
+    waiting_points : int
+        Rows already in the model's backlog (admitted in earlier turns, not yet absorbed).
     seconds_per_point : float
         Measured seconds per absorbed row of the model's recent steps; NaN when unknown.
     budget_s : float
@@ -61,15 +66,19 @@ def keep_fraction(backlog_points: int, seconds_per_point: float, budget_s: float
     Returns
     -------
     float
-        ``1.0`` when the backlog takes at most ``budget_s`` (or the cost is unknown), else
-        ``budget_s / (backlog_points * seconds_per_point)``, in (0, 1).
+        ``1.0`` when the backlog, the incoming rows included, takes at most ``budget_s``
+        (or the cost is unknown); else the share of the incoming rows that fills the
+        budget's room, ``(budget_s / seconds_per_point - waiting_points) / incoming_points``,
+        in [0, 1) (``0``: the budget is full; :func:`thin` still keeps a row per message).
     """
-    if budget_s <= 0 or backlog_points <= 0 or not seconds_per_point > 0:
+    if budget_s <= 0 or incoming_points <= 0 or not seconds_per_point > 0:
         return 1.0  # off, nothing to do, or no measured cost (NaN fails the test)
     if not math.isfinite(seconds_per_point):
         return 1.0
-    backlog_s = backlog_points * seconds_per_point
-    return 1.0 if backlog_s <= budget_s else budget_s / backlog_s
+    room = budget_s / seconds_per_point - waiting_points  # rows the budget still takes
+    if incoming_points <= room:
+        return 1.0
+    return max(0.0, room) / incoming_points
 
 
 def thin(X: np.ndarray, keep: float, rng: np.random.Generator) -> np.ndarray:

@@ -321,14 +321,13 @@ class Service:
 
         The rule (:func:`~streamgmm.daemon.overload.keep_fraction`): when the backlog's rows,
         these included, would take longer than ``overload_budget_s`` at the model's measured
-        seconds per point, each message is cut to a uniform subset of the same share, which
-        stands for all of its points.
+        seconds per point, each message is cut to a uniform subset of the share that fills
+        what the budget has room for, which stands for all of its points.
         """
         keep = 1.0
         if model.can_thin:
-            rows = model.backlog_rows + sum(len(x) for x, _, _ in parts)
-            keep = keep_fraction(rows, model.cost.seconds_per_point,
-                                 model.config.overload_budget_s)
+            keep = keep_fraction(sum(len(x) for x, _, _ in parts), model.backlog_rows,
+                                 model.cost.seconds_per_point, model.config.overload_budget_s)
         thinned = 0
         for X, stamp, frame in parts:
             kept = thin(X, keep, model.thin_rng) if keep < 1.0 else X

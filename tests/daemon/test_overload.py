@@ -19,22 +19,42 @@ from streamgmm.daemon.service import Service
 
 
 def test_keep_fraction_never_thins_a_backlog_within_budget():
-    assert keep_fraction(10_000, 1e-5, 0.1) == 1.0  # 0.1 s of work: exactly the budget
-    assert keep_fraction(1, 1.0, 0.1) < 1.0
-    assert keep_fraction(0, 1.0, 0.1) == 1.0  # nothing queued
+    assert keep_fraction(10_000, 0, 1e-5, 0.1) == 1.0  # 0.1 s of work: exactly the budget
+    assert keep_fraction(4_000, 6_000, 1e-5, 0.1) == 1.0  # with what waits: still 0.1 s
+    assert keep_fraction(1, 0, 1.0, 0.1) < 1.0
+    assert keep_fraction(0, 10**9, 1.0, 0.1) == 1.0  # nothing arriving
 
 
-def test_keep_fraction_fits_the_backlog_to_the_budget():
-    for rows, spp, budget in [(40_000, 1e-5, 0.1), (1_000_000, 2e-6, 0.05), (5, 0.1, 0.2)]:
-        keep = keep_fraction(rows, spp, budget)
+def test_keep_fraction_fills_the_room_left_in_the_budget():
+    for incoming, waiting, spp, budget in [(40_000, 0, 1e-5, 0.1), (30_000, 4_000, 1e-5, 0.1),
+                                           (1_000_000, 10_000, 2e-6, 0.05), (5, 1, 0.1, 0.2)]:
+        keep = keep_fraction(incoming, waiting, spp, budget)
         assert 0 < keep < 1
-        assert rows * keep * spp == pytest.approx(budget)
+        assert (waiting + keep * incoming) * spp == pytest.approx(budget)
+    # A full (or overfull) budget keeps nothing beyond thin's one row per message.
+    assert keep_fraction(100, 10_000, 1e-5, 0.1) == 0.0
+    assert keep_fraction(100, 50_000, 1e-5, 0.1) == 0.0
+
+
+def test_keep_fraction_settles_at_what_the_model_absorbs():
+    """Sustained overload: 3x what the model absorbs arrives; the backlog stays at the budget
+    and keep settles at 1/3 (a simulation of turns: admit, then absorb a turn's worth)."""
+    spp, budget, turn_s = 1e-5, 0.1, 0.01
+    absorbed_per_turn, arriving_per_turn = turn_s / spp, 3 * turn_s / spp
+    waiting, keeps = 0.0, []
+    for _ in range(200):
+        keep = keep_fraction(int(arriving_per_turn), int(waiting), spp, budget)
+        waiting += keep * arriving_per_turn
+        waiting = max(0.0, waiting - absorbed_per_turn)
+        keeps.append(keep)
+    assert waiting * spp <= budget
+    assert np.mean(keeps[-50:]) == pytest.approx(1 / 3, rel=0.05)
 
 
 def test_keep_fraction_off_or_unmeasured_keeps_everything():
-    assert keep_fraction(10**9, 1e-3, 0.0) == 1.0  # overload_budget_s = 0: never
+    assert keep_fraction(10**9, 0, 1e-3, 0.0) == 1.0  # overload_budget_s = 0: never
     for unknown in (float("nan"), 0.0, -1.0, math.inf):
-        assert keep_fraction(10**9, unknown, 0.1) == 1.0
+        assert keep_fraction(10**9, 0, unknown, 0.1) == 1.0
 
 
 def test_thin_is_a_seeded_ordered_uniform_subset():
@@ -124,10 +144,13 @@ def test_admission_counts_the_rows_already_waiting():
     service._admit(model, [(_blobs(5000, 1), 2.0, "")])
     assert model.backlog_rows == 5000 and model.points_thinned == 0  # 0.05 s: kept whole
     service._admit(model, [(_blobs(15_000, 2), 3.0, "")])
-    # 20,000 rows would take 0.2 s: the new message keeps half of its rows.
-    assert model.backlog_rows == 5000 + 7500 and model.points_thinned == 7500
+    # Room for 5,000 more rows in 0.1 s: the new message keeps a third of its rows.
+    assert model.backlog_rows == 10_000 and model.points_thinned == 10_000
+    service._admit(model, [(_blobs(300, 3), 4.0, "") for _ in range(3)])
+    # The budget is full: a row per message.
+    assert model.backlog_rows == 10_003 and model.points_thinned == 10_000 + 897
     service._absorb_backlogs(seconds=60.0)
-    assert not model.backlog and model.backlog_rows == 0 and model.n_seen == 22_000
+    assert not model.backlog and model.backlog_rows == 0 and model.n_seen == 22_900
 
 
 def test_per_message_model_coalesces_only_thinned_messages():
@@ -220,3 +243,21 @@ def test_daemon_that_keeps_up_thins_nothing(daemon_factory):
     assert status["counters"]["messages_applied"] == 40
     assert status["models"]["lidar"]["backlog_points"] == 0
     assert d.stop() == 0
+
+
+def test_thinning_generator_survives_a_checkpoint():
+    from streamgmm.daemon.checkpoint import decode_state, encode_state
+
+    service = _service()
+    model = service.models[0]
+    service._absorb_backlog(model, [(_blobs(2000, 0), 1.0, "")])
+    model.thin_rng.random(7)  # some thinning happened
+    state = decode_state(encode_state(model.state(seq_lease=0)))
+    again = _service().models[0]
+    again.restore(state)
+    assert again.thin_rng.random() == model.thin_rng.random()
+    # A checkpoint of an earlier version (no thin_rng) starts from the seed's stream.
+    del state["thin_rng"]
+    fresh = _service().models[0]
+    fresh.restore(state)
+    assert fresh.thin_rng.random() == _service().models[0].thin_rng.random()
