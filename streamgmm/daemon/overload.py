@@ -4,7 +4,7 @@ Left alone, a daemon that cannot fold points in as fast as they come lets ZeroMQ
 fill, and the high-water mark then drops whole messages at the sensor's side (counted as
 ``messages_lost``), after the model has fallen many seconds behind. Instead, each loop turn
 reads the queued messages (at most 256, or 10 ms of reading) into each model's backlog, and
-the model absorbs its backlog in steps for about 10 ms per turn (so control requests keep
+the model absorbs its backlog in steps for about 20 ms per turn (so control requests keep
 being answered within a few tens of milliseconds). A turn's messages enter the backlog
 thinned when the backlog would take longer than the model's budget to absorb::
 

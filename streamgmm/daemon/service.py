@@ -11,7 +11,8 @@ The loop is the only owner of model state. Each turn it
    backlog would take the model longer than its ``overload_budget_s`` to absorb
    (:mod:`streamgmm.daemon.overload`), and folds the backlog into the estimator in
    ``partial_fit`` steps of at most ``coalesce_limit`` points (one per message for a model
-   that publishes after every batch, unless thinned) for about 10 ms per model;
+   that publishes after every batch, unless thinned) for about 20 ms per model (all of it
+   for a model that cannot thin);
 3. answers control requests (snapshot, status, refit);
 4. runs the timers: publish a pending update, start a periodic refit, adopt a finished
    refit, write a checkpoint. The poll timeout is the time to the next deadline.
@@ -80,8 +81,9 @@ EXIT_INTERNAL = 70
 _DRAIN_MESSAGES = 256
 _DRAIN_SECONDS = 0.01
 # Seconds of online steps per model per loop turn (at least one step) before control and
-# timers get their turn; what is left waits in the model's backlog.
-_ABSORB_SECONDS = 0.01
+# timers get their turn, for a model that can thin; what is left waits in its backlog. About
+# one step of 4,096 points (K=16 full), what a turn absorbed before the backlog existed.
+_ABSORB_SECONDS = 0.02
 # Messages a model's backlog holds at most: reading stops there (ZeroMQ's queue then fills).
 # Thinning keeps a backlog to about overload_budget_s of work, far below this.
 _BACKLOG_MESSAGES = 8192
@@ -340,13 +342,16 @@ class Service:
     def _absorb_backlogs(self, seconds: float = _ABSORB_SECONDS) -> None:
         """Fold queued messages in: per model at least one step, then more for ``seconds``.
 
-        A step is one message for a model that publishes after every batch, else
-        consecutive messages up to ``coalesce_limit`` absorbed rows (a larger message is a
-        step of its own). Thinned messages are always coalesced so: under overload an update
-        per message cannot be kept up, and a step's fixed cost is shared by its rows.
+        A model that cannot thin absorbs its whole backlog (its read stopped at one step's
+        worth, as before the backlog existed, so a ``status`` after the turn counts its
+        messages in ``n_seen`` too). A step is one message for a model that publishes after
+        every batch, else consecutive messages up to ``coalesce_limit`` absorbed rows (a
+        larger message is a step of its own). Thinned messages are always coalesced so:
+        under overload an update per message cannot be kept up, and a step's fixed cost is
+        shared by its rows.
         """
         for model in self.models:
-            deadline = time.monotonic() + seconds
+            deadline = time.monotonic() + seconds if model.can_thin else math.inf
             while model.backlog:
                 self._absorb_step(model)
                 if time.monotonic() > deadline:
