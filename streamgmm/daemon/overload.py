@@ -8,9 +8,9 @@ the model absorbs its backlog in steps for about 20 ms per turn (so control requ
 being answered within a few tens of milliseconds). A turn's messages enter the backlog
 thinned when the backlog would take longer than the model's budget to absorb::
 
-    room = budget / seconds_per_point - waiting      rows the budget still takes
-    keep = 1                     if incoming <= room (the daemon keeps up)
-         = max(room, 0) / incoming                otherwise
+    room = budget / seconds_per_point - waiting     (rows the budget still takes)
+    keep = 1                         if incoming <= room   (the daemon keeps up)
+         = max(room, 0) / incoming   otherwise
 
 ``incoming`` are the rows of the turn's accepted messages for the model, ``waiting`` the rows
 already in its backlog, ``seconds_per_point`` the measured cost of the model's recent online
@@ -23,7 +23,9 @@ generator the model owns (seeded from its ``seed``), and the subset is absorbed 
 for all ``n`` points (:meth:`streamgmm.core.online.OnlineEM.update`'s ``represented``):
 ``n_seen`` and the step schedule count every point received, the statistics are those of a
 uniform sample of them. The backlog thus holds about ``budget`` of work at most: under
-sustained overload the model lags the stream by about that much, and nothing is dropped.
+sustained overload the model lags the stream by about that much, and no message is dropped
+as long as the loop reads them as fast as they come (256 per turn at most: a flood of more
+messages than that still overflows ZeroMQ's queue, counted in ``messages_lost``).
 
 It never thins a model that keeps up: a backlog that takes at most ``budget`` to absorb
 keeps every row, and so does a model with no measured cost yet (no parameters, or no online

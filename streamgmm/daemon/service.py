@@ -402,8 +402,8 @@ class Service:
     def _accept(self, frames: list[bytes], batches: dict) -> None:
         """Validate one message and queue its rows for every matching model.
 
-        The rows go to ``batches`` (model index -> messages), absorbed once the turn's read
-        is over (:meth:`_absorb_backlog`).
+        The rows go to ``batches`` (model index -> messages), admitted to the models'
+        backlogs once the turn's read is over (:meth:`_admit`).
         """
         c = self.counters
         c.messages_received += 1
@@ -464,7 +464,7 @@ class Service:
                     reason = "empty"
                     continue
             # Absorbed after the read, as steps of their own when the model publishes after
-            # every message (publish_every_s = 0), else coalesced (_absorb_backlog).
+            # every message (publish_every_s = 0), else coalesced (_absorb_step).
             batches.setdefault(i, []).append((Xm, msg.stamp, msg.frame))
             applied = max(applied, len(Xm))
         if applied:
