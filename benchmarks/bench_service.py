@@ -707,6 +707,10 @@ def figure_3(ctx: Context) -> None:
          verdict(None)],
         ["messages lost (sent - applied)", f"{loss:,} of {sent['sent_messages']:,}", "-",
          "0", verdict(loss == 0)],
+        # Thinning under overload keeps messages but skips rows: the ingest rates above
+        # count every applied point, thinned ones included, so say how many there were.
+        ["points thinned (overload_budget_s)", f"{model.get('points_thinned', 0):,}", "-",
+         "-", verdict(None)],
     ]
     print_table(
         f"Figure 3. Refit of a {window:,}-point window (retain=window) while a publisher "

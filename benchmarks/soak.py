@@ -90,7 +90,8 @@ def _accounted(c: dict, base: dict | None = None) -> dict:
 
     out = {k: get(c, k) - get(base, k) for k in ("messages_received", "messages_applied",
                                                   "rejected", "messages_lost",
-                                                  "publisher_restarts")}
+                                                  "publisher_restarts", "points_applied",
+                                                  "points_thinned")}
     out["accounted"] = out["messages_applied"] + out["rejected"] + out["messages_lost"]
     out["rejected_by_reason"] = {
         k: int(v) - int((base or {}).get("rejected", {}).get(k, 0))
@@ -574,6 +575,11 @@ def overload_report(seconds, capacity_s, factor, cap_warm, cap, refit, warm_rss,
         ["lost share", f"{100 * led['messages_lost'] / sent:.1f}%" if sent else "-",
          f"1 - applied/offered rate = {100 * (1 - absorbed / achieved):.1f}%", "-",
          verdict(None)],
+        # Thinning under overload (overload_budget_s) keeps messages and skips rows.
+        ["thinned share of applied points",
+         f"{100 * led['points_thinned'] / led['points_applied']:.1f}%"
+         if led["points_applied"] else "-",
+         f"{led['points_thinned']:,} of {led['points_applied']:,}", "-", verdict(None)],
     ]
     print_table(
         f"Overload. {factor:g}x capacity for {seconds:g} s: {BATCH:,}-point float32 "

@@ -496,7 +496,7 @@ class GaussianMixture(_ParamsMixin):
             return int(self.random_state)
         return int(_check_random_state(self.random_state).randint(0, 2**31 - 1))
 
-    def partial_fit(self, X, y=None) -> GaussianMixture:
+    def partial_fit(self, X, y=None, *, represented: float | None = None) -> GaussianMixture:
         """Stepwise online EM on one batch ``X`` (any number of rows >= 1); returns ``self``.
 
         The first calls initialise the model: from ``weights_init``/``means_init``/
@@ -504,6 +504,10 @@ class GaussianMixture(_ParamsMixin):
         least ``n_components`` points have arrived (earlier points are kept, not lost),
         started from the given ``*_init`` completed as ``fit`` would (when some are given)
         or from a k-means++ seeding (when none is).
+
+        ``represented`` (at least ``len(X)``, default ``len(X)``) is the number of stream
+        points ``X`` stands for when it is a uniform subset of a larger batch: ``n_seen_``
+        and the step count that many (:meth:`streamgmm.core.online.OnlineEM.update`).
         """
         first = not hasattr(self, "_online")
         if first:
@@ -525,7 +529,8 @@ class GaussianMixture(_ParamsMixin):
                 )
         self._online.pool = current_pool()  # only for this call: the estimator pickles
         try:
-            info = self._online.update(X.astype(np.float64, copy=False))
+            info = self._online.update(X.astype(np.float64, copy=False),
+                                       represented=represented)
         finally:
             self._online.pool = None
         self.last_avg_log_likelihood_ = info.avg_log_likelihood

@@ -271,6 +271,17 @@ def test_partial_fit_buffers_until_n_components_points():
     assert gm.n_seen_ == 50
 
 
+def test_partial_fit_represented_counts_the_whole_batch():
+    """A uniform subset passed with represented= counts as the batch it stands for."""
+    X, _ = make_blobs(n_samples=4000, centers=3, random_state=0)
+    gm = GaussianMixture(3, random_state=0).partial_fit(X[:1000])
+    for lo in range(1000, 4000, 1000):
+        gm.partial_fit(X[lo:lo + 1000:4], represented=1000)
+    assert gm.n_seen_ == 4000
+    with pytest.raises(ValueError, match="represented"):
+        gm.partial_fit(X[:10], represented=5)
+
+
 def test_partial_fit_one_point_batches():
     X = _blobs(2000, seed=1)
     Xte = _blobs(2000, seed=2)

@@ -19,7 +19,9 @@ re-scores the stalest of them at every step (Neal & Hinton 1998). One update of 
 
    The default ``alpha = 1, t0 = 0`` gives ``eta = m / n``: every point weighs the same, as
    in batch EM. ``alpha < 1`` or a constant step forgets (textbook stepwise EM's
-   ``(t + 2) ** -0.6`` is ``step_decay=0.6, step_offset=2``).
+   ``(t + 2) ** -0.6`` is ``step_decay=0.6, step_offset=2``). A uniform subset that stands
+   for a larger batch (``update(X, represented=...)``, the daemon's thinning under overload)
+   counts as the batch it stands for: ``m`` is then ``represented``, in ``n`` too.
 
 3. **Re-scoring at a fixed effort.** ``e`` E-step evaluations per new point are paid into a
    credit; the stalest blocks are re-scored under ``theta`` while the credit lasts::
@@ -258,10 +260,34 @@ class OnlineEM(MoveSchedule):
 
     # ------------------------------------------------------------------ the update
 
-    def update(self, X: np.ndarray) -> UpdateInfo:
-        """Absorb a batch ``X`` of shape (m, d), m >= 1 (module docstring, steps 1-6)."""
+    def update(self, X: np.ndarray, represented: float | None = None) -> UpdateInfo:
+        """Absorb a batch ``X`` of shape (m, d), m >= 1 (module docstring, steps 1-6).
+
+        Parameters
+        ----------
+        X : ndarray of shape (m, d)
+            The batch.
+        represented : float, optional
+            Stream points the batch stands for, at least ``m`` (default ``m``): a uniform
+            subset of a larger batch (the daemon thins under overload) stands for all of it.
+            It is what the update counts as points: ``n_seen`` grows by it (rounded to an
+            integer), the step is that of a batch of this many points, and the new block
+            stands for this many. The effort stays per absorbed row (the ``m`` rows are the
+            work done). Before the model is initialised the batch is buffered as it is and
+            ``represented`` is not used.
+
+        Returns
+        -------
+        UpdateInfo
+        """
         s = self.settings
         m = X.shape[0]
+        if represented is None:
+            counted = m  # the default path: bit for bit the update of an unthinned batch
+        elif not represented >= m:  # also refuses NaN
+            raise ValueError(f"represented must be >= the batch's {m} rows, got {represented}")
+        else:
+            counted = float(represented)
         if not self.initialized:
             # Too few points to seed every component: keep them until there are enough.
             self.buffered.append(np.array(X, dtype=np.float64))
@@ -281,11 +307,12 @@ class OnlineEM(MoveSchedule):
         change_point = novelty > CHANGE_NATS >= self.novelty
         self.novelty = novelty
         self.n_updates += 1
-        self.n_seen += m
-        # 2. Weights from the step schedule.
-        step = step_size((self.n_seen + self.prior_points) / m, s.step_decay, s.step_offset,
-                         s.step_constant)
-        self._append(X, new, step)
+        self.n_seen += m if represented is None else round(counted)
+        # 2. Weights from the step schedule, counted in the points the batch stands for: a
+        # thinned batch of all of its points' share takes the step of the whole batch.
+        step = step_size((self.n_seen + self.prior_points) / counted, s.step_decay,
+                         s.step_offset, s.step_constant)
+        self._append(X, new, step, counted)
         self._m_step()  # the new points' statistics enter the model at once
         # 3. Re-scoring at a fixed effort.
         bought = m * effort_per_point(s.effort, self.retained.represented, novelty)
@@ -340,10 +367,12 @@ class OnlineEM(MoveSchedule):
             block.stats = result.stats.normalized()
             block.log_likelihood = result.mean_log_likelihood
 
-    def _append(self, X: np.ndarray, new, step: float) -> None:
-        """Step 2: decay every weight by ``1 - step``, add the batch as a block of ``step``."""
+    def _append(self, X: np.ndarray, new, step: float, points: float | None = None) -> None:
+        """Step 2: decay every weight by ``1 - step``, add the batch as a block of ``step``
+        that stands for ``points`` stream points (default: its rows)."""
         self.retained.decay(1.0 - step)
-        self.retained.add(Block(X, new.stats.normalized(), step, float(len(X)),
+        points = float(len(X)) if points is None else float(points)
+        self.retained.add(Block(X, new.stats.normalized(), step, points,
                                 new.mean_log_likelihood, self._tick()), self.rng)
 
     def _rescore(self) -> int:

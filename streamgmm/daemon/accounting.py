@@ -34,7 +34,11 @@ class Counters:
     # The help texts are those of the Prometheus counters (streamgmm.daemon.metrics).
     messages_received: int = _counter("Point messages received on the ingest socket.")
     messages_applied: int = _counter("Point messages folded into at least one model.")
-    points_applied: int = _counter("Points folded into the models.")
+    points_applied: int = _counter(
+        "Points of the applied messages, folded into the models (thinned ones included).")
+    points_thinned: int = _counter(
+        "Points of applied messages skipped by thinning under overload, summed over the "
+        "models (part of points_applied: the absorbed rest of each message stood for them).")
     rows_dropped_nonfinite: int = _counter("Rows dropped because they held NaN or Inf.")
     rows_dropped_range: int = _counter(
         "Rows dropped because a coordinate exceeded max_abs_coordinate.")

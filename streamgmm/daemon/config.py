@@ -29,6 +29,7 @@ from typing import Any
 
 from streamgmm.core.constraints import PARAMETER_CONSTRAINTS, Interval, Options
 from streamgmm.core.online import OnlineSettings
+from streamgmm.daemon.overload import DEFAULT_BUDGET_S
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -252,6 +253,12 @@ class ModelConfig:
         ``0`` (off) or the size of the uniform sample of the points absorbed since the last
         update that each published update carries as ``sample`` (extension; drawn by its
         own seeded generator: the model is the same with or without it).
+    overload_budget_s : float
+        Thinning under overload (extension; :mod:`streamgmm.daemon.overload`): when the
+        model's backlog would take it longer than this to absorb, at its measured seconds per
+        point, every message entering it is cut to a uniform subset that fits, which stands
+        for all of its points; ``0`` never thins (ZeroMQ's queue fills and drops whole
+        messages instead).
     """
 
     name: str
@@ -279,6 +286,7 @@ class ModelConfig:
     effort: float = OnlineSettings.effort
     moves: bool = OnlineSettings.moves
     sample_points: int = 0
+    overload_budget_s: float = DEFAULT_BUDGET_S
 
 
 @dataclass(frozen=True)
@@ -514,6 +522,7 @@ _MODEL_FIELDS: dict[str, Checker] = {
     "effort": _param("effort"),
     "moves": _param("moves"),
     "sample_points": _integer(_at_least(0, 1_000_000)),
+    "overload_budget_s": _number(_at_least(0.0, kind=_REAL)),
 }
 
 _REQUIRED = object()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from streamgmm import codec
 from streamgmm.core.params import MixtureParams
 from streamgmm.core.refit import RefitResult, refit
 from streamgmm.daemon.config import ConfigError, ModelConfig
+from streamgmm.daemon.overload import PointCost
 from streamgmm.daemon.transport import ControlRequest
 from streamgmm.estimator import GaussianMixture
 
@@ -35,6 +37,9 @@ __all__ = ["MODEL_STATUS", "ModelRuntime", "RefitResult", "StatusKey", "refit_jo
 MAX_COALESCED_POINTS = 4096
 # Version 2: the online state of incremental EM (retained blocks); version 1 is refused.
 _CHECKPOINT_FORMAT = 2
+# Second word of the thinning generator's seed [seed, _THIN_STREAM]: a stream of its own, so
+# the estimator's draws (reservoir, moves) are the same whether or not the daemon thins.
+_THIN_STREAM = 0x7468696E
 
 
 # --------------------------------------------------------------------------- refits
@@ -103,6 +108,15 @@ class ModelRuntime:
         self.checkpoints = 0
         self.checkpoint_failures = 0
         self.last_checkpoint_seconds = float("nan")
+        # Thinning under overload (streamgmm.daemon.overload): the model owns the generator
+        # that picks the subsets, so the model is a function of the batches, the seed and
+        # the thinning decisions (the generator's state is checkpointed).
+        self.thin_rng = np.random.default_rng([config.seed, _THIN_STREAM])
+        self.cost = PointCost()  # measured seconds per absorbed point of online steps
+        self.points_thinned = 0  # rows of accepted messages skipped by thinning
+        # Accepted messages not yet absorbed: (rows kept, points received, stamp, frame).
+        self.backlog: deque[tuple[np.ndarray, int, float, str]] = deque()
+        self.backlog_rows = 0  # rows kept in the backlog
 
     def _new_estimator(self) -> GaussianMixture:
         c = self.config
@@ -130,13 +144,31 @@ class ModelRuntime:
         return hasattr(self.estimator, "means_")
 
     @property
+    def can_thin(self) -> bool:
+        """Can the thinning rule apply: a budget, parameters and a measured step cost?
+
+        Before its parameters a model absorbs everything (its first points seed it).
+        """
+        return (self.config.overload_budget_s > 0 and self.fitted
+                and math.isfinite(self.cost.seconds_per_point))
+
+    @property
     def n_seen(self) -> int:
         return int(getattr(self.estimator, "n_seen_", 0))
 
-    def absorb(self, X: np.ndarray, stamp: float) -> None:
-        """Fold a batch into the model (one stepwise EM move)."""
+    def absorb(self, X: np.ndarray, stamp: float, represented: int | None = None) -> None:
+        """Fold a batch into the model (one stepwise EM move).
+
+        ``represented``: the points ``X`` stands for when it was thinned (default
+        ``len(X)``). The step's seconds per absorbed row feed :attr:`cost` once the model
+        has parameters (the first batch EM is no online step).
+        """
         before = getattr(self.estimator, "n_change_points_", 0)
-        self.estimator.partial_fit(X)
+        fitted = self.fitted
+        started = time.perf_counter()
+        self.estimator.partial_fit(X, represented=represented)
+        if fitted:
+            self.cost.observe(time.perf_counter() - started, len(X))
         if self.estimator.n_change_points_ > before:
             self._log_change_point()
         ll = self.estimator.last_avg_log_likelihood_
@@ -241,6 +273,8 @@ class ModelRuntime:
             "last_stamp": self.last_stamp,
             "last_avg_log_likelihood": self.last_avg_log_likelihood,
             "estimator": self.estimator.get_state() if self.has_points else None,
+            # An addition to format 2 (absent from older checkpoints: the seed's start).
+            "thin_rng": self.thin_rng.bit_generator.state,
         }
 
     @property
@@ -273,6 +307,8 @@ class ModelRuntime:
         self.last_stamp = float(state.get("last_stamp", float("nan")))
         # Absent from checkpoints of earlier versions: NaN until the next update.
         self.last_avg_log_likelihood = float(state.get("last_avg_log_likelihood", float("nan")))
+        if isinstance(state.get("thin_rng"), dict):
+            self.thin_rng.bit_generator.state = state["thin_rng"]
 
 
 @dataclass(frozen=True)
@@ -353,6 +389,17 @@ MODEL_STATUS: dict[str, StatusKey] = {
     "rows_beyond_max_range": StatusKey(
         lambda m: getattr(getattr(m, "ingest", None), "rows_beyond_max_range", 0), "counter",
         "Rows dropped before the model because they were farther than its max_range."),
+    "points_thinned": StatusKey(
+        lambda m: m.points_thinned, "counter",
+        "Rows of accepted messages skipped by thinning under overload (counted in "
+        "points_applied; the absorbed rest stood for them)."),
+    "seconds_per_point": StatusKey(
+        lambda m: m.cost.seconds_per_point, "gauge",
+        "Measured seconds per absorbed point of the recent online steps (the thinning "
+        "rule's cost; NaN before the first)."),
+    "backlog_points": StatusKey(
+        lambda m: getattr(m, "backlog_rows", 0), "gauge",
+        "Rows of accepted messages waiting to be absorbed (after thinning)."),
     "retained_points": StatusKey(
         lambda m: len(m.estimator.online_.retained) if m.has_points else 0, "gauge",
         "Points retained for refits."),

@@ -7,17 +7,24 @@ The loop is the only owner of model state. Each turn it
 
 1. drains the queued point messages (bounded per turn), decodes and validates each one,
    does the per-source sequence accounting, and groups the good rows by model;
-2. folds each model's rows into its estimator with one ``partial_fit``: the row chunks of
-   the step on the ``[service] threads`` pool, or several models' steps side by side;
+2. queues each model's messages in its backlog, each thinned to a uniform subset when the
+   backlog would take the model longer than its ``overload_budget_s`` to absorb
+   (:mod:`streamgmm.daemon.overload`), and folds the backlog into the estimator in
+   ``partial_fit`` steps of at most ``coalesce_limit`` points (one per message for a model
+   that publishes after every batch, unless thinned) for about 20 ms per model (all of it
+   for a model that cannot thin); a step's row chunks run on the ``[service] threads``
+   pool;
 3. answers control requests (snapshot, status, refit);
 4. runs the timers: publish a pending update, start a periodic refit, adopt a finished
    refit, write a checkpoint. The poll timeout is the time to the next deadline.
 
 The online model's whole work runs in the loop (its chunks on the pool's threads, reduced in
-a fixed order), so the model is a function of the batches alone. Only the explicit batch
-refits run on a worker thread, over a copy of the retained points; the loop never waits for
-them. A finished refit is adopted by re-scoring the retained points under it, those absorbed
-meanwhile included. Signals only set a flag; the loop notices it within 100 ms.
+a fixed order), so the model is a function of the batches, the seed and the thinning
+decisions (of the batches alone while the daemon keeps up, or with ``overload_budget_s =
+0``). Only the explicit batch refits run on a worker thread, over a copy of the retained
+points; the loop never waits for them. A finished refit is adopted by re-scoring the
+retained points under it, those absorbed meanwhile included. Signals only set a flag; the
+loop notices it within 100 ms.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from streamgmm.daemon.checkpoint import CheckpointError, find_checkpoint, save_c
 from streamgmm.daemon.config import Config, ConfigError, load_config
 from streamgmm.daemon.metrics import MetricsServer
 from streamgmm.daemon.model import ModelRuntime, Waiter, refit_job
+from streamgmm.daemon.overload import keep_fraction, thin
 from streamgmm.daemon.sample import PointSample
 from streamgmm.daemon.transport import BindError, ControlRequest, Transport
 from streamgmm.parallel import ThreadPool, available_cores, using
@@ -75,6 +83,13 @@ EXIT_INTERNAL = 70
 # turn: under overload the control socket still answers within a few tens of milliseconds.
 _DRAIN_MESSAGES = 256
 _DRAIN_SECONDS = 0.01
+# Seconds of online steps per model per loop turn (at least one step) before control and
+# timers get their turn, for a model that can thin; what is left waits in its backlog. About
+# one step of 4,096 points (K=16 full), what a turn absorbed before the backlog existed.
+_ABSORB_SECONDS = 0.02
+# Messages a model's backlog holds at most: reading stops there (ZeroMQ's queue then fills).
+# Thinning keeps a backlog to about overload_budget_s of work, far below this.
+_BACKLOG_MESSAGES = 8192
 # Sequence numbers reserved ahead in each checkpoint: after a SIGKILL the daemon restarts
 # above anything it can have published since that checkpoint, so no seq is ever reused.
 _SEQ_LEASE = 100_000
@@ -127,6 +142,7 @@ class Service:
         self.executor: ThreadPoolExecutor | None = None
         # [service] threads: scores the row chunks of a step, or steps several models at once.
         self.pool: ThreadPool | None = None
+        self._counters_lock = threading.Lock()
         self.metrics: MetricsServer | None = None
         # Read by the metrics thread: the latest status and when the loop last turned.
         self.last_turn = time.monotonic()
@@ -216,8 +232,10 @@ class Service:
         return self._status_cache[1], self.last_turn
 
     def shutdown(self) -> None:
-        """Publish pending updates, write checkpoints, close sockets."""
+        """Absorb the backlog, publish pending updates, write checkpoints, close sockets."""
         for model in self.models:
+            while model.backlog:  # at most about overload_budget_s of work
+                self._absorb_step(model, self.pool)
             if model.changed and model.fitted:
                 self._publish(model, "online")
             for waiter in model.refit_waiters + model.queued_waiters:
@@ -258,6 +276,7 @@ class Service:
             ingest_ready, control_ready = self.transport.poll(self._poll_timeout_ms())
             if ingest_ready:
                 self._drain_ingest()
+            self._absorb_backlogs()
             if control_ready:
                 self._drain_control()
             self._run_timers()
@@ -265,6 +284,8 @@ class Service:
     def _poll_timeout_ms(self) -> float:
         now = time.monotonic()
         deadline = now + 0.1  # signals are noticed within 100 ms
+        if any(m.backlog for m in self.models):
+            return 0.0  # queued points to absorb: look at the sockets, do not wait on them
         for model in self.models:
             if model.refit_future is not None:
                 deadline = min(deadline, now + 0.005)
@@ -278,10 +299,20 @@ class Service:
     # ------------------------------------------------------------ ingest
 
     def _drain_ingest(self) -> None:
+        """Read the queued messages into the models' backlogs (thinned where they overflow).
+
+        A model that can thin (a budget and a measured cost) takes the whole bounded read:
+        its rows are thinned on the way in to what its budget absorbs
+        (:meth:`_admit`). For any other, reading stops once it holds one step's worth, so
+        ZeroMQ's queue stays the backlog, as before thinning existed.
+        """
         batches: dict[int, list[tuple[np.ndarray, float, str]]] = {}
         deadline = time.monotonic() + _DRAIN_SECONDS
         self.last_drain = 0
+        capped = [i for i, m in enumerate(self.models) if not m.can_thin]
         for _ in range(_DRAIN_MESSAGES):
+            if any(len(m.backlog) >= _BACKLOG_MESSAGES for m in self.models):
+                break  # a safety bound; thinning keeps the rows far below it
             frames = self.transport.recv_points()
             if frames is None:
                 break
@@ -289,34 +320,103 @@ class Service:
             self._accept(frames, batches)
             if time.monotonic() > deadline:
                 break
-            if any(sum(len(x) for x, _, _ in b) >= self.models[i].coalesce_limit
-                   for i, b in batches.items()):
+            if any(i in batches and self.models[i].backlog_rows
+                   + sum(len(x) for x, _, _ in batches[i]) >= self.models[i].coalesce_limit
+                   for i in capped):
                 break
-        steps = []
         for index, parts in batches.items():
-            X = parts[0][0] if len(parts) == 1 else np.concatenate([x for x, _, _ in parts])
-            frame = next((f for _, _, f in reversed(parts) if f), "")
-            steps.append((self.models[index], X, max(s for _, s, _ in parts), frame))
-        if len(steps) > 1 and self.pool is not None and self.pool.threads > 1:
-            # Several models: one step each, side by side (each model is touched by one
-            # thread only; a step's own chunks then run serially, the same bits).
-            done = self.pool.map(lambda step: _fold(*step[:3]), steps)
-        else:
-            with using(self.pool):
-                done = [_fold(*step[:3]) for step in steps]
-        for (model, X, _, frame), ok in zip(steps, done):
-            self._after_absorb(model, X, frame, ok)
+            self._admit(self.models[index], parts)
+
+    def _admit(self, model: ModelRuntime, parts: list[tuple[np.ndarray, float, str]]) -> None:
+        """Queue one turn's messages of a model in its backlog, thinned if it overflows.
+
+        The rule (:func:`~streamgmm.daemon.overload.keep_fraction`): when the backlog's rows,
+        these included, would take longer than ``overload_budget_s`` at the model's measured
+        seconds per point, each message is cut to a uniform subset of the share that fills
+        what the budget has room for, which stands for all of its points.
+        """
+        keep = 1.0
+        if model.can_thin:
+            keep = keep_fraction(sum(len(x) for x, _, _ in parts), model.backlog_rows,
+                                 model.cost.seconds_per_point, model.config.overload_budget_s)
+        thinned = 0
+        for X, stamp, frame in parts:
+            kept = thin(X, keep, model.thin_rng) if keep < 1.0 else X
+            thinned += len(X) - len(kept)
+            model.backlog.append((kept, len(X), stamp, frame))
+            model.backlog_rows += len(kept)
+        model.points_thinned += thinned
+        self.counters.points_thinned += thinned
+
+    def _absorb_backlogs(self, seconds: float = _ABSORB_SECONDS) -> None:
+        """Fold queued messages in: per model at least one step, then more for ``seconds``.
+
+        A model that cannot thin absorbs its whole backlog (its read stopped at one step's
+        worth, as before the backlog existed, so a ``status`` after the turn counts its
+        messages in ``n_seen`` too). A step is one message for a model that publishes after
+        every batch, else consecutive messages up to ``coalesce_limit`` absorbed rows (a
+        larger message is a step of its own). Thinned messages are always coalesced so:
+        under overload an update per message cannot be kept up, and a step's fixed cost is
+        shared by its rows.
+
+        With ``[service] threads`` > 1, models that publish on a timer (``publish_every_s``
+        > 0) and have points queued step side by side, one thread each: a model is touched
+        by one thread only, and its steps' chunks then run in that thread (the same bits).
+        """
+        pool = self.pool
+        timed = [m for m in self.models if m.backlog and m.config.publish_every_s > 0]
+        rest = self.models
+        if pool is not None and pool.threads > 1 and len(timed) > 1:
+            pool.map(lambda model: self._absorb_for(model, seconds, None), timed)
+            rest = [m for m in self.models if m not in timed]
+        for model in rest:
+            self._absorb_for(model, seconds, pool)
+
+    def _absorb_for(self, model: ModelRuntime, seconds: float, pool: ThreadPool | None) -> None:
+        """A model's steps from its backlog for about ``seconds`` (all of it if it cannot
+        thin); ``pool`` scores their row chunks."""
+        deadline = time.monotonic() + seconds if model.can_thin else math.inf
+        while model.backlog:
+            self._absorb_step(model, pool)
+            if time.monotonic() > deadline:
+                break
+
+    def _absorb_step(self, model: ModelRuntime, pool: ThreadPool | None = None) -> None:
+        backlog = model.backlog
+        step = [backlog.popleft()]
+        size = len(step[0][0])
+        thinned = step[0][1] > size
+        per_message = model.config.publish_every_s == 0 and not thinned
+        while backlog and not per_message and size < model.coalesce_limit:
+            X, n, _, _ = backlog[0]
+            if model.config.publish_every_s == 0 and n == len(X):
+                break  # an unthinned message of a per-message model: its own step
+            step.append(backlog.popleft())
+            size += len(X)
+        model.backlog_rows -= size
+        X = step[0][0] if len(step) == 1 else np.concatenate([x for x, _, _, _ in step])
+        represented = sum(n for _, n, _, _ in step)
+        frame = next((f for _, _, _, f in reversed(step) if f), "")
+        self._absorb(model, X, max(t for _, _, t, _ in step), frame,
+                     represented if represented > len(X) else None, pool)
+
+    def _absorb_backlog(self, model: ModelRuntime,
+                        parts: list[tuple[np.ndarray, float, str]]) -> None:
+        """Admit ``parts`` and absorb the model's whole backlog (tests; shutdown)."""
+        self._admit(model, parts)
+        while model.backlog:
+            self._absorb_step(model, self.pool)
 
     def _absorb(self, model: ModelRuntime, X: np.ndarray, stamp: float,
-                frame: str = "") -> None:
-        with using(self.pool):
-            ok = _fold(model, X, stamp)
-        self._after_absorb(model, X, frame, ok)
-
-    def _after_absorb(self, model: ModelRuntime, X: np.ndarray, frame: str, ok: bool) -> None:
-        """The loop's share of a step: counters, the published sample and update."""
-        if not ok:
-            self.counters.reject("model_error")
+                frame: str = "", represented: int | None = None,
+                pool: ThreadPool | None = None) -> None:
+        try:
+            with using(pool):  # the step's row chunks on [service] threads
+                model.absorb(X, stamp, represented)
+        except Exception:  # a numerical failure must not take the daemon down
+            log.exception("update failed model=%s points=%d", model.name, len(X))
+            with self._counters_lock:  # models may step side by side
+                self.counters.reject("model_error")
             return
         sample = self.samples[model.index]
         if sample is not None:
@@ -329,8 +429,8 @@ class Service:
     def _accept(self, frames: list[bytes], batches: dict) -> None:
         """Validate one message and queue its rows for every matching model.
 
-        Models that publish after every batch absorb the message at once; the others get the
-        rows of all queued messages coalesced into one online step.
+        The rows go to ``batches`` (model index -> messages), admitted to the models'
+        backlogs once the turn's read is over (:meth:`_admit`).
         """
         c = self.counters
         c.messages_received += 1
@@ -390,11 +490,9 @@ class Service:
                 if len(Xm) == 0:
                     reason = "empty"
                     continue
-            if model.config.publish_every_s == 0:
-                # An update after every message was asked for: no coalescing.
-                self._absorb(model, Xm, msg.stamp, msg.frame)
-            else:
-                batches.setdefault(i, []).append((Xm, msg.stamp, msg.frame))
+            # Absorbed after the read, as steps of their own when the model publishes after
+            # every message (publish_every_s = 0), else coalesced (_absorb_step).
+            batches.setdefault(i, []).append((Xm, msg.stamp, msg.frame))
             applied = max(applied, len(Xm))
         if applied:
             c.messages_applied += 1
@@ -702,16 +800,6 @@ class Service:
         model.last_checkpoint_seconds = time.perf_counter() - started
         log.debug("checkpoint model=%s bytes=%d seconds=%.4f", model.name, size,
                   model.last_checkpoint_seconds)
-
-
-def _fold(model: ModelRuntime, X: np.ndarray, stamp: float) -> bool:
-    """One online step of ``model``; False (logged) if it failed numerically."""
-    try:
-        model.absorb(X, stamp)
-    except Exception:  # a numerical failure must not take the daemon down
-        log.exception("update failed model=%s points=%d", model.name, len(X))
-        return False
-    return True
 
 
 def drop_out_of_range(X: np.ndarray, bound: float) -> tuple[np.ndarray, int]:

@@ -272,3 +272,75 @@ def test_settings_are_checked(change, message):
     settings = dataclasses.replace(OnlineSettings(3), **change)
     with pytest.raises(ValueError, match=message):
         OnlineEM(settings, 2)
+
+
+# ---------------------------------------------------------------- represented (thinned batches)
+
+
+def _started(seed=0, **settings):
+    rng = np.random.default_rng(seed)
+    online = OnlineEM(OnlineSettings(3, **settings), 2, seed=seed)
+    online.update(blobs(rng, 600, CENTERS))
+    return online, rng
+
+
+def test_represented_counts_the_points_a_subset_stands_for():
+    """update(X[::4], represented=len(X)) moves n_seen and the step as update(X) would."""
+    for settings in ({}, TEXTBOOK):
+        full, rng = _started(**settings)
+        thin, _ = _started(**settings)
+        for _ in range(5):
+            X = blobs(rng, 400, CENTERS)
+            a = full.update(X)
+            b = thin.update(X[::4], represented=len(X))
+            assert thin.n_seen == full.n_seen
+            assert b.step == a.step  # the schedule counts the 400, not the 100 rows
+            assert thin.retained.blocks[-1].points == 400.0
+        assert thin.retained.n_offered == full.retained.n_offered
+        # The step of a subset counted as itself would be 4 times smaller (eta = m / n).
+        alone, _ = _started(**settings)
+        for _ in range(5):
+            alone.update(blobs(rng, 100, CENTERS))
+        assert alone.n_seen == full.n_seen - 5 * 300
+
+
+def test_represented_effort_stays_per_absorbed_row(monkeypatch):
+    """The re-scoring credit a thinned batch buys is per row absorbed, not represented."""
+    monkeypatch.setattr(online_module, "effort_per_point", lambda *args: 3.0)
+    online, rng = _started(effort=1.0, moves=False)
+    X = blobs(rng, 400, CENTERS)
+    for represented in (None, 400, 4000):
+        before = online.rescore_credit
+        info = online.update(X[:100], represented=represented)
+        # credit after = credit before + bought - re-scored rows (evaluations - the 100 new)
+        bought = online.rescore_credit - before + (info.evaluations - 100)
+        assert bought == pytest.approx(3.0 * 100)
+
+
+def test_represented_default_is_bit_identical_and_checked():
+    a, rng = _started()
+    b, _ = _started()
+    for _ in range(4):
+        X = blobs(rng, 300, CENTERS)
+        a.update(X)
+        b.update(X, represented=len(X))
+    np.testing.assert_array_equal(a.params.means, b.params.means)
+    np.testing.assert_array_equal(a.params.covariances, b.params.covariances)
+    assert a.n_seen == b.n_seen and a.work == b.work
+    with pytest.raises(ValueError, match="represented"):
+        a.update(X, represented=len(X) - 1)
+    with pytest.raises(ValueError, match="represented"):
+        a.update(X, represented=float("nan"))
+
+
+def test_represented_thinned_stream_stays_near_the_full_one():
+    """Half of every batch, weighted for all of it: the same mixture, up to sampling noise."""
+    full, rng = _started()
+    thin, _ = _started()
+    pick = np.random.default_rng(9)
+    for _ in range(20):
+        X = blobs(rng, 500, CENTERS)
+        full.update(X)
+        thin.update(X[np.sort(pick.choice(len(X), 250, replace=False))], represented=len(X))
+    order = lambda p: p.means[np.lexsort(p.means.T)]  # noqa: E731
+    np.testing.assert_allclose(order(thin.params), order(full.params), atol=0.1)

@@ -21,7 +21,8 @@ from streamgmm.daemon.config import load_config
 from streamgmm.daemon.model import ModelRuntime
 
 MODEL = {"name": "lidar", "topic": "points/lidar", "dim": 3, "components": 6,
-         "publish_every_s": 0.0, "refit_every_s": 0.0, "seed": 7, "window_points": 5000}
+         "publish_every_s": 0.0, "refit_every_s": 0.0, "seed": 7, "window_points": 5000,
+         "overload_budget_s": 0.0}
 
 
 def sorted_blobs(n: int, seed: int = 0) -> np.ndarray:

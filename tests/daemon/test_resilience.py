@@ -95,7 +95,10 @@ def test_overload_keeps_control_responsive_and_accounts_for_every_message(daemon
                         and s["models"]["lidar"]["n_seen"] % 4096 == 30, timeout=20)
     c = status["counters"]
     rejected = sum(c["rejected"].values())
-    assert c["messages_lost"] > 0, "the blaster did not overload the daemon"
+    # Overload shows as thinning (rows skipped, messages kept) or, beyond what the daemon
+    # reads per turn, as messages lost at the high-water mark.
+    assert c["messages_lost"] > 0 or c["points_thinned"] > 0, \
+        "the blaster did not overload the daemon"
     # Per source: sent = applied + rejected + lost, exactly.
     assert sent == c["messages_applied"] + rejected + c["messages_lost"]
     assert status["models"]["lidar"]["n_seen"] == c["points_applied"]
@@ -122,7 +125,9 @@ sub.close()
 
 
 def test_stalled_subscriber_never_slows_ingest_and_resyncs(daemon_factory):
-    d = daemon_factory([dict(MODEL, publish_every_s=0.0, components=2)],
+    # One update per message is what this test counts: thinning off, since a burst of 500
+    # one-message steps can be more than a second of work, which thinning would coalesce.
+    d = daemon_factory([dict(MODEL, publish_every_s=0.0, components=2, overload_budget_s=0.0)],
                        {"sockets": {"sndhwm": 10}})
     sub = subprocess.Popen(
         [sys.executable, "-c", SUBSCRIBER, f"ipc://{d.directory}/publish",
