@@ -155,8 +155,8 @@ class ServiceConfig:
     curve : CurveConfig or None
         CURVE encryption and client authentication on all three sockets (extension).
     threads : int or None
-        Threads that score the E-steps' row chunks and serve several models at once
-        (extension); ``None`` means the cores the process may use. The models do not depend
+        Threads that score the E-steps' row chunks and step several timer-publishing models
+        at once (extension); ``None`` means the cores the process may use. The models do not depend
         on it (:mod:`streamgmm.parallel`).
     """
 
