@@ -14,7 +14,7 @@ In the library::
         gm.fit(X)           # batch EM, chunks scored on 4 threads
         gm.partial_fit(Y)   # the batch, and the retained blocks it re-scores
 
-In the daemon: ``[service] threads = N`` (default: the cores the process may use).
+In the daemon: ``[service] threads = N`` (default 1; docs/performance.md says why).
 """
 
 from __future__ import annotations

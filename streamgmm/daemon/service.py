@@ -58,7 +58,7 @@ from streamgmm.daemon.model import ModelRuntime, Waiter, refit_job
 from streamgmm.daemon.overload import keep_fraction, thin
 from streamgmm.daemon.sample import PointSample
 from streamgmm.daemon.transport import BindError, ControlRequest, Transport
-from streamgmm.parallel import ThreadPool, available_cores, using
+from streamgmm.parallel import ThreadPool, using
 
 __all__ = [
     "EXIT_CONFIG",
@@ -170,7 +170,7 @@ class Service:
         for model in self.models:
             self._restore(model)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="refit")
-        self.pool = ThreadPool(self.config.service.threads or available_cores())
+        self.pool = ThreadPool(self.config.service.threads)
         now = time.monotonic()
         for model in self.models:
             if model.config.refit_every_s > 0:
