@@ -30,6 +30,7 @@ loop notices it within 100 ms.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import ctypes
 import logging
 import math
@@ -90,6 +91,10 @@ _ABSORB_SECONDS = 0.02
 # Messages a model's backlog holds at most: reading stops there (ZeroMQ's queue then fills).
 # Thinning keeps a backlog to about overload_budget_s of work, far below this.
 _BACKLOG_MESSAGES = 8192
+# A step of at least this many rows runs on the step thread while the loop answers status
+# (a 131,072-point sweep takes 100-300 ms, a 4,096-point step 10-20 ms), polling every 5 ms.
+_SERVE_FROM_ROWS = 16_384
+_SERVE_POLL_MS = 5
 # Sequence numbers reserved ahead in each checkpoint: after a SIGKILL the daemon restarts
 # above anything it can have published since that checkpoint, so no seq is ever reused.
 _SEQ_LEASE = 100_000
@@ -142,6 +147,8 @@ class Service:
         self.executor: ThreadPoolExecutor | None = None
         # [service] threads: scores the row chunks of a step, or steps several models at once.
         self.pool: ThreadPool | None = None
+        # Runs a long online step while the loop answers status (_step_serving_status).
+        self.stepper: ThreadPoolExecutor | None = None
         self._counters_lock = threading.Lock()
         self.metrics: MetricsServer | None = None
         # Read by the metrics thread: the latest status and when the loop last turned.
@@ -171,6 +178,7 @@ class Service:
             self._restore(model)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="refit")
         self.pool = ThreadPool(self.config.service.threads)
+        self.stepper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="step")
         now = time.monotonic()
         for model in self.models:
             if model.config.refit_every_s > 0:
@@ -250,6 +258,8 @@ class Service:
             self.executor.shutdown(wait=False, cancel_futures=True)
         if self.pool is not None:
             self.pool.close()
+        if self.stepper is not None:
+            self.stepper.shutdown(wait=True)
         if self.transport is not None:
             self.transport.close(linger=self.config.service.sockets.linger_ms)
         if self.metrics is not None:
@@ -367,21 +377,23 @@ class Service:
         timed = [m for m in self.models if m.backlog and m.config.publish_every_s > 0]
         rest = self.models
         if pool is not None and pool.threads > 1 and len(timed) > 1:
-            pool.map(lambda model: self._absorb_for(model, seconds, None), timed)
+            pool.map(lambda model: self._absorb_for(model, seconds, None, serve=False), timed)
             rest = [m for m in self.models if m not in timed]
         for model in rest:
             self._absorb_for(model, seconds, pool)
 
-    def _absorb_for(self, model: ModelRuntime, seconds: float, pool: ThreadPool | None) -> None:
+    def _absorb_for(self, model: ModelRuntime, seconds: float, pool: ThreadPool | None,
+                    serve: bool = True) -> None:
         """A model's steps from its backlog for about ``seconds`` (all of it if it cannot
-        thin); ``pool`` scores their row chunks."""
+        thin); ``pool`` scores their row chunks; ``serve``: see :meth:`_absorb`."""
         deadline = time.monotonic() + seconds if model.can_thin else math.inf
         while model.backlog:
-            self._absorb_step(model, pool)
+            self._absorb_step(model, pool, serve)
             if time.monotonic() > deadline:
                 break
 
-    def _absorb_step(self, model: ModelRuntime, pool: ThreadPool | None = None) -> None:
+    def _absorb_step(self, model: ModelRuntime, pool: ThreadPool | None = None,
+                     serve: bool = True) -> None:
         backlog = model.backlog
         step = [backlog.popleft()]
         size = len(step[0][0])
@@ -398,7 +410,40 @@ class Service:
         represented = sum(n for _, n, _, _ in step)
         frame = next((f for _, _, _, f in reversed(step) if f), "")
         self._absorb(model, X, max(t for _, _, t, _ in step), frame,
-                     represented if represented > len(X) else None, pool)
+                     represented if represented > len(X) else None, pool, serve)
+
+    def _step_serving_status(self, model: ModelRuntime, X: np.ndarray, stamp: float,
+                             represented: int | None) -> None:
+        """Run one long step on the step thread and answer control meanwhile.
+
+        The step is the same call as inline (the model is the same bit for bit); the loop
+        only waits on it. ``status`` is answered at once with the state before the step (a
+        consistent view: nothing of the stepping model is read while it changes); every
+        other request waits and is handled, in order, after the step.
+        """
+        status = self._status()
+        waiting: list[ControlRequest] = []
+        context = contextvars.copy_context()  # the thread pool of the caller's `using`
+        future = self.stepper.submit(context.run, model.absorb, X, stamp, represented)
+        while not future.done():
+            self.last_turn = time.monotonic()  # /healthz: the loop is alive
+            if not self.transport.poll_control(_SERVE_POLL_MS):
+                continue
+            for _ in range(64):
+                request = self.transport.recv_control()
+                if request is None:
+                    break
+                if _is_status(request):
+                    rid = codec.decode_request(request.payload).get("id")
+                    valid = isinstance(rid, (int, str)) and not isinstance(rid, bool)
+                    self._reply(request, status, rid if valid else None)
+                else:
+                    waiting.append(request)
+        try:
+            future.result()
+        finally:
+            for request in waiting:
+                self._handle_control(request)
 
     def _absorb_backlog(self, model: ModelRuntime,
                         parts: list[tuple[np.ndarray, float, str]]) -> None:
@@ -409,10 +454,16 @@ class Service:
 
     def _absorb(self, model: ModelRuntime, X: np.ndarray, stamp: float,
                 frame: str = "", represented: int | None = None,
-                pool: ThreadPool | None = None) -> None:
+                pool: ThreadPool | None = None, serve: bool = True) -> None:
+        """One online step of ``model``. A step of at least ``_SERVE_FROM_ROWS`` rows (a
+        whole sweep: 100-300 ms) runs on the step thread while this one answers ``status``
+        (``serve``, the loop's thread only): see :meth:`_step_serving_status`."""
         try:
             with using(pool):  # the step's row chunks on [service] threads
-                model.absorb(X, stamp, represented)
+                if serve and len(X) >= _SERVE_FROM_ROWS and self.stepper is not None:
+                    self._step_serving_status(model, X, stamp, represented)
+                else:
+                    model.absorb(X, stamp, represented)
         except Exception:  # a numerical failure must not take the daemon down
             log.exception("update failed model=%s points=%d", model.name, len(X))
             with self._counters_lock:  # models may step side by side
@@ -800,6 +851,14 @@ class Service:
         model.last_checkpoint_seconds = time.perf_counter() - started
         log.debug("checkpoint model=%s bytes=%d seconds=%.4f", model.name, size,
                   model.last_checkpoint_seconds)
+
+
+def _is_status(request: ControlRequest) -> bool:
+    """Is this a well-formed ``status`` request (answerable during a long step)?"""
+    try:
+        return codec.decode_request(request.payload)["op"] == "status"
+    except (codec.DecodeError, KeyError, TypeError):
+        return False
 
 
 def drop_out_of_range(X: np.ndarray, bound: float) -> tuple[np.ndarray, int]:

@@ -195,6 +195,10 @@ class Transport:
         events = dict(self.poller.poll(max(0, int(timeout_ms))))
         return self.ingest in events, self.control in events
 
+    def poll_control(self, timeout_ms: float) -> bool:
+        """Wait for a control request only (while a long online step runs)."""
+        return bool(self.control.poll(max(0, int(timeout_ms)), zmq.POLLIN))
+
     def recv_points(self) -> list[bytes] | None:
         """One ingest message as its frames, or ``None`` when none is queued."""
         try:

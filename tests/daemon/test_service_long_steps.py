@@ -1,0 +1,98 @@
+"""A long online step (a whole sweep) runs on the step thread while the loop answers status.
+
+Socket-free: a Service with a stand-in transport and a model whose step waits until the loop
+has answered, so nothing here depends on timing.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from streamgmm import codec
+from streamgmm.daemon.config import parse_config
+from streamgmm.daemon.service import _SERVE_FROM_ROWS, Service
+from streamgmm.daemon.transport import ControlRequest
+
+
+class StandInTransport:
+    """Delivers queued requests to ``poll_control``/``recv_control``; records replies."""
+
+    def __init__(self, requests: list[bytes]) -> None:
+        self.queue = [ControlRequest((b"peer", b""), payload, 3) for payload in requests]
+        self.replies: list[dict] = []
+        self.answered_status = threading.Event()
+
+    def poll_control(self, timeout_ms: float) -> bool:
+        return bool(self.queue)
+
+    def recv_control(self) -> ControlRequest | None:
+        return self.queue.pop(0) if self.queue else None
+
+    def reply(self, request: ControlRequest, payload: bytes) -> None:
+        reply = codec.decode_reply(payload)
+        self.replies.append(reply)
+        if "models" in reply:
+            self.answered_status.set()
+
+    def publish(self, topic: bytes, payload: bytes) -> None:
+        pass
+
+
+def _service() -> Service:
+    return Service(parse_config({
+        "service": {"ingest": ["ipc:///nonexistent/in"], "publish": "ipc:///nonexistent/pub",
+                    "control": "ipc:///nonexistent/ctl"},
+        "model": [{"name": "lidar", "topic": "points/lidar", "dim": 3, "components": 4,
+                   "publish_every_s": 0.05, "refit_every_s": 0.0, "seed": 5,
+                   "overload_budget_s": 0.0}],
+    }))
+
+
+def test_status_is_answered_during_a_long_step_and_the_rest_after_it():
+    service = _service()
+    model = service.models[0]
+    rng = np.random.default_rng(0)
+    service._absorb(model, rng.normal(size=(2000, 3)), 1.0)  # fitted, n_seen = 2000
+    transport = StandInTransport([codec.encode_request("status", id=7),
+                                  codec.encode_request("snapshot", model="lidar", id=8)])
+    service.transport = transport
+    service.stepper = ThreadPoolExecutor(max_workers=1)
+    absorb = model.absorb
+    seen_during: list[int] = []
+
+    def step_after_status(X, stamp, represented=None):
+        # The step begins only once the loop has answered status: it cannot have raced.
+        assert transport.answered_status.wait(10.0)
+        seen_during.append(model.n_seen)
+        absorb(X, stamp, represented)
+
+    model.absorb = step_after_status
+    try:
+        sweep = rng.normal(size=(_SERVE_FROM_ROWS, 3))
+        service._absorb(model, sweep, 2.0)
+    finally:
+        service.stepper.shutdown(wait=True)
+    status, snapshot = transport.replies
+    # Status: the state before the step, answered while it ran.
+    assert status["id"] == 7 and status["models"]["lidar"]["n_seen"] == 2000
+    assert seen_during == [2000]
+    # Snapshot waited for the step: it carries the model after it.
+    assert snapshot["id"] == 8 and snapshot["ok"] and snapshot["n_seen"] == 2000 + len(sweep)
+    assert model.n_seen == 2000 + len(sweep)
+
+
+def test_short_steps_run_inline():
+    service = _service()
+    model = service.models[0]
+
+    class NoStepThread:
+        def submit(self, *args, **kwargs):
+            raise AssertionError("a short step went to the step thread")
+
+    service.stepper = NoStepThread()
+    X = np.random.default_rng(1).normal(size=(_SERVE_FROM_ROWS - 1, 3))
+    service._absorb(model, X, 1.0)
+    assert model.n_seen == len(X)
