@@ -873,7 +873,7 @@ def figure_5(ctx: Context) -> None:
     gap = _gap_to_batch_em(snapshot)
     print_table(
         f"Figure 5a. Whole sweeps as messages (sensor order: slices of a LiDAR scene in sweep "
-        f"order), {s['sweep_leg_s']:g} s per leg, daemon K={K} full, threads = cores",
+        f"order), {s['sweep_leg_s']:g} s per leg, daemon K={K} full, threads = 1 (default)",
         ["sensor", "points/msg", "target", "sent", "lost", "thinned", "lag at end", "drain",
          "daemon CPU"],
         rows,
