@@ -301,13 +301,14 @@ class OnlineEM(MoveSchedule):
         scorer = make_scorer(self.params)
         new = batch_statistics(X, self.params, scorer=scorer, pool=self.pool)
         history_ll = self.retained.history_log_likelihood()
-        represented = max(self.retained.represented, 1.0)
-        novelty = history_ll - new.mean_log_likelihood - self.params.n_parameters() / represented
+        history_points = max(self.retained.represented, 1.0)
+        novelty = (history_ll - new.mean_log_likelihood
+                   - self.params.n_parameters() / history_points)
         novelty = float(novelty) if np.isfinite(novelty) else 0.0
         change_point = novelty > CHANGE_NATS >= self.novelty
         self.novelty = novelty
         self.n_updates += 1
-        self.n_seen += m if represented is None else round(counted)
+        self.n_seen += round(counted)
         # 2. Weights from the step schedule, counted in the points the batch stands for: a
         # thinned batch of all of its points' share takes the step of the whole batch.
         step = step_size((self.n_seen + self.prior_points) / counted, s.step_decay,
