@@ -174,7 +174,7 @@ def test_thinning_is_seeded_by_the_model():
     """Same batches, seed and decisions: the same model, bit for bit."""
     models = []
     for _ in range(2):
-        service = _service()
+        service = _service(overload_budget_s=1.0)
         model = service.models[0]
         service._absorb_backlog(model, [(_blobs(2000, 0), 1.0, "")])
         model.cost.seconds, model.cost.points = 1e-3, 10.0
@@ -187,7 +187,7 @@ def test_thinning_is_seeded_by_the_model():
 
 
 def test_unfitted_model_is_never_thinned():
-    service = _service(components=8)
+    service = _service(components=8, overload_budget_s=1.0)
     model = service.models[0]
     model.cost.seconds, model.cost.points = 10.0, 1.0  # absurdly slow, but no parameters
     service._absorb_backlog(model, [(_blobs(3, i), 1.0, "") for i in range(2)])
