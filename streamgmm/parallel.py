@@ -120,10 +120,8 @@ def threads(n: int | None = None) -> Iterator[ThreadPool]:
     from threadpoolctl import threadpool_limits
 
     pool = ThreadPool(available_cores() if n is None else n)
-    token = _CURRENT.set(pool)
     try:
-        with threadpool_limits(limits=1, user_api="blas"):
+        with using(pool), threadpool_limits(limits=1, user_api="blas"):
             yield pool
     finally:
-        _CURRENT.reset(token)
         pool.close()

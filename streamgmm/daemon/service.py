@@ -433,10 +433,9 @@ class Service:
                 request = self.transport.recv_control()
                 if request is None:
                     break
-                if _is_status(request):
-                    rid = codec.decode_request(request.payload).get("id")
-                    valid = isinstance(rid, (int, str)) and not isinstance(rid, bool)
-                    self._reply(request, status, rid if valid else None)
+                msg = _status_request(request)
+                if msg is not None:
+                    self._reply(request, status, _request_id(msg))
                 else:
                     waiting.append(request)
         try:
@@ -647,9 +646,7 @@ class Service:
             self._reply(request, codec.error_reply(f"malformed request ({err.reason}): {err}",
                                                     "malformed_request"))
             return
-        rid = msg.get("id")
-        if not isinstance(rid, (int, str)) or isinstance(rid, bool):
-            rid = None
+        rid = _request_id(msg)
         op = msg["op"]
         handler = self.CONTROL_HANDLERS.get(op)
         try:
@@ -853,12 +850,20 @@ class Service:
                   model.last_checkpoint_seconds)
 
 
-def _is_status(request: ControlRequest) -> bool:
-    """Is this a well-formed ``status`` request (answerable during a long step)?"""
+def _request_id(msg: dict) -> int | str | None:
+    """The request's ``id`` to echo (extension): an int or a string, else none."""
+    rid = msg.get("id")
+    return rid if isinstance(rid, (int, str)) and not isinstance(rid, bool) else None
+
+
+def _status_request(request: ControlRequest) -> dict | None:
+    """The decoded request if it is a well-formed ``status`` (answerable during a long
+    step), else ``None``."""
     try:
-        return codec.decode_request(request.payload)["op"] == "status"
-    except (codec.DecodeError, KeyError, TypeError):
-        return False
+        msg = codec.decode_request(request.payload)
+    except codec.DecodeError:
+        return None
+    return msg if msg.get("op") == "status" else None
 
 
 def drop_out_of_range(X: np.ndarray, bound: float) -> tuple[np.ndarray, int]:
