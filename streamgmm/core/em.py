@@ -16,7 +16,7 @@ import numpy as np
 from streamgmm.core.gaussian import (
     _EXP_FLOOR,
     _fill_design_columns,
-    design_matrix,
+    design_columns,
     exp_normalize_columns,
     log_det_cholesky,
     log_prob_coefficients,
@@ -142,7 +142,7 @@ def estimate_log_prob_resp(
     step = _chunk_rows(max(scorer.W.shape))
     for start in range(0, n, step):
         stop = min(start + step, n)
-        FT = design_matrix(X[start:stop], scorer.shift, params.covariance_type).T
+        FT = design_columns(X[start:stop], scorer.shift, params.covariance_type)
         log_norm[start:stop], log_resp[start:stop] = _log_resp_chunk(scorer, X[start:stop], FT)
     return log_norm, log_resp
 
@@ -220,7 +220,7 @@ def moments_pass(
     scorer : from :func:`make_scorer`
     sample_weight : ndarray of shape (n,), optional
     pool : ChunkPool, optional
-        Threads that score the row chunks (see :mod:`streamgmm.threads`). The chunks and the
+        Threads that score the row chunks (see :mod:`streamgmm.parallel`). The chunks and the
         order in which their moments are added do not depend on it: the result is the same
         bit for bit with any number of threads.
 
@@ -369,7 +369,7 @@ def scatter_pass(X: np.ndarray, scorer: _Scorer, means: np.ndarray, components: 
     total = np.zeros(_scatter_like(means, ctype))
     for start in range(0, X.shape[0], step):
         Xc = X[start : start + step]
-        FT = design_matrix(Xc, scorer.shift, ctype).T
+        FT = design_columns(Xc, scorer.shift, ctype)
         resp, _ = exp_normalize_columns(scorer.weighted_log_prob(Xc, FT))
         if sample_weight is not None:
             resp *= sample_weight[start : start + step]

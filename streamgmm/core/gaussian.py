@@ -178,10 +178,16 @@ def design_matrix(X: np.ndarray, shift: np.ndarray, covariance_type: str) -> np.
     ``q(z)`` is the upper triangle of ``z z^T`` (full, tied), ``z**2`` (diag) or
     ``|z|^2`` (spherical). Shape (n, 1 + d + n_quadratic_features).
     """
+    return design_columns(X, shift, covariance_type).T
+
+
+def design_columns(X: np.ndarray, shift: np.ndarray, covariance_type: str) -> np.ndarray:
+    """:func:`design_matrix` transposed, ``(1 + d + n_quadratic_features, n)``: the layout the
+    E-step computes with (one contiguous row per feature)."""
     n, d = X.shape
     n_quad = n_quadratic_features(covariance_type, d)
     FT = np.empty((1 + d + n_quad, n), dtype=np.float64)
-    return _fill_design_columns(FT, X, shift, covariance_type).T
+    return _fill_design_columns(FT, X, shift, covariance_type)
 
 
 def _fill_design_columns(FT: np.ndarray, X: np.ndarray, shift: np.ndarray,
@@ -268,7 +274,7 @@ def log_gaussian_prob(
     """Log-density of every point under every component, shape (n, K)."""
     if shift is None:
         shift = means.mean(axis=0)
-    FT = design_matrix(X, shift, covariance_type).T
+    FT = design_columns(X, shift, covariance_type)
     return (log_prob_coefficients(means, precisions_chol, covariance_type, shift).T @ FT).T
 
 
