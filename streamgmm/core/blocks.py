@@ -30,6 +30,7 @@ the move (its points are then in the blocks' own statistics).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -44,6 +45,12 @@ RETAIN_KINDS = ("reservoir", "window")
 MAX_BLOCKS = 32
 # Blocks scored fewer times than this are re-scored before the stalest ones.
 RESCORE_PRIORITY = 2
+# Rows the online EM re-scores at most: a nested uniform subsample of the retained rows
+# (:meth:`RetainedBlocks.scored_rows`). Incremental EM climbs one pass at a time, and a
+# pass over 8,192 rows costs a fortieth of one over the 200,000 a daemon retains for its
+# refits: measured on sensor-ordered streams (benchmarks/README.md), re-scoring more rows
+# than this left the model further from batch EM at the same effort, not closer.
+SCORED_ROWS = 8192
 
 
 @dataclass
@@ -116,6 +123,38 @@ class RetainedBlocks:
         return np.vstack(rows) if rows else np.empty((0, self.n_features))
 
     @property
+    def scored_share(self) -> float:
+        """Share of every block's rows that the online EM scores (:data:`SCORED_ROWS`)."""
+        n = len(self)
+        return 1.0 if n <= SCORED_ROWS else SCORED_ROWS / n
+
+    def n_scored(self, block: Block, share: float | None = None) -> int:
+        """Rows of ``block`` that :meth:`scored_rows` returns."""
+        n = len(block)
+        share = self.scored_share if share is None else share
+        return n if share >= 1.0 else min(n, max(1, math.ceil(n * share)))
+
+    def scored_rows(self, block: Block, share: float | None = None) -> np.ndarray:
+        """The rows of ``block`` that the online EM scores: a uniform subsample of them.
+
+        A reservoir's rows are in a random order (:meth:`add`), so a prefix is a uniform
+        subsample (and the rows scored later, when the share is smaller, a subset of it); a
+        window's are in stream order, so it takes evenly spaced rows.
+        """
+        n, k = len(block), self.n_scored(block, share)
+        if k >= n:
+            return block.rows
+        if self.kind == "window":
+            return block.rows[(np.arange(k) * n) // k]
+        return block.rows[:k]
+
+    @property
+    def total_scored(self) -> int:
+        """Rows a pass of the online EM over every block scores."""
+        share = self.scored_share
+        return sum(self.n_scored(b, share) for b in self.blocks)
+
+    @property
     def represented(self) -> float:
         """Stream points the blocks with rows stand for."""
         return float(sum(b.points for b in self.blocks if len(b)))
@@ -174,14 +213,23 @@ class RetainedBlocks:
             b.weight *= factor
 
     def add(self, block: Block, rng: np.random.Generator) -> None:
-        """Append a new block (rows are copied), then bound the rows and the block count."""
+        """Append a new block (rows are copied), then bound the rows and the block count.
+
+        A reservoir stores each block's rows in a uniformly random order, so that thinning
+        is keeping a prefix (:meth:`_thin`): a uniform subset at no cost per step.
+        """
         self.n_offered += int(block.points)
-        self.blocks.append(replace(block, rows=np.array(block.rows, dtype=np.float64)))
+        rows = np.asarray(block.rows, dtype=np.float64)
+        if self.kind == "window":
+            rows = rows.copy()  # the window keeps its rows in stream order
+        else:
+            rows = rows[rng.permutation(len(rows))]
+        self.blocks.append(replace(block, rows=rows))
         if self.kind == "window":
             self._evict()
         else:
-            self._thin(rng)
-        self._merge_neighbours()
+            self._thin()
+        self._merge_neighbours(rng)
 
     def add_virtual(self, stats: SufficientStats, weight: float, points: float,
                     expires: int | None, now: int) -> None:
@@ -221,8 +269,12 @@ class RetainedBlocks:
                 b.points *= share
                 excess = 0
 
-    def _thin(self, rng: np.random.Generator) -> None:
-        """Reservoir: every block keeps ``capacity / n_represented`` of its points."""
+    def _thin(self) -> None:
+        """Reservoir: every block keeps ``capacity / n_represented`` of its points.
+
+        The rows are in a uniformly random order (:meth:`add`), so the first ``keep`` of them
+        are a uniform subset, and a subset of the subset kept before.
+        """
         total = self.represented
         if len(self) <= self.capacity or total <= 0:
             return
@@ -230,11 +282,13 @@ class RetainedBlocks:
         for b in self.blocks:
             keep = int(b.points * rate)
             if len(b) > keep:
-                pick = np.sort(rng.choice(len(b), size=keep, replace=False))
-                b.rows = b.rows[pick]
+                # A copy once the prefix is small, so a thinned block does not hold on to
+                # the rows it dropped (a view costs nothing while most of them are kept).
+                b.rows = b.rows[:keep].copy() if 2 * keep < len(b.rows) else b.rows[:keep]
 
-    def _merge_neighbours(self) -> None:
-        """Merge adjacent blocks with rows until at most :data:`MAX_BLOCKS` remain."""
+    def _merge_neighbours(self, rng: np.random.Generator) -> None:
+        """Merge adjacent blocks with rows until at most :data:`MAX_BLOCKS` remain (a
+        reservoir's merged rows are shuffled again, so that a prefix stays uniform)."""
         while sum(1 for b in self.blocks if len(b)) > MAX_BLOCKS:
             idx = [i for i, b in enumerate(self.blocks) if len(b)]
             sizes = [len(self.blocks[a]) + len(self.blocks[b]) for a, b in zip(idx, idx[1:])]
@@ -249,7 +303,10 @@ class RetainedBlocks:
                 stats = SufficientStats.pool([a.stats.scale(a.points),
                                               b.stats.scale(b.points)]).normalized()
                 ll = a.log_likelihood
-            self.blocks[idx[k]] = Block(np.vstack([a.rows, b.rows]), stats, w,
+            rows = np.vstack([a.rows, b.rows])
+            if self.kind != "window":
+                rows = rows[rng.permutation(len(rows))]
+            self.blocks[idx[k]] = Block(rows, stats, w,
                                         a.points + b.points, ll,
                                         min(a.scored_at, b.scored_at), None,
                                         min(a.times_scored, b.times_scored))

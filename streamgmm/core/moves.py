@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamgmm.core.em import batch_statistics, estimate_log_prob_resp, robust_m_step, run_em
-from streamgmm.core.gaussian import log_gaussian_prob, logsumexp_columns, precision_cholesky
+from streamgmm.core.gaussian import log_gaussian_prob, precision_cholesky
 from streamgmm.core.initialize import kmeans_labels, kmeans_plusplus
 from streamgmm.core.params import MixtureParams
 from streamgmm.core.suffstats import SufficientStats
@@ -88,9 +88,13 @@ def merge_losses(Y: np.ndarray, log_norm: np.ndarray, log_resp: np.ndarray,
     (bnpy judges merges exactly on its memoized statistics the same way).
     """
     ctype = stats.covariance_type
-    # log pi_k + log N(x | k), components by points: the sums over components below are
-    # reductions over the leading axis (see streamgmm.core.gaussian).
-    weighted = (log_resp + log_norm[:, None]).T
+    # The others' share of each point's density, sum_{k != i, j} r_k, as the total less the
+    # pair's: it loses digits only where the pair holds nearly all of a point's density,
+    # and there the merged component's own term decides the point's loss. Responsibilities
+    # by points: the sums over components are reductions over rows.
+    # (Clamped below: exp() of a far tail is zero to the sum, and slow when subnormal.)
+    resp = np.exp(np.maximum(log_resp.T, -300.0))
+    total = resp.sum(axis=0)
     losses = np.empty(len(pairs))
     for n, (i, j) in enumerate(pairs):
         joined = stats.select([i]).merge(stats.select([j]))
@@ -103,11 +107,11 @@ def merge_losses(Y: np.ndarray, log_norm: np.ndarray, log_resp: np.ndarray,
                 losses[n] = np.inf
                 continue
         log_n = log_gaussian_prob(Y, joined.means, chol, ctype)[:, 0]
-        keep = np.ones(weighted.shape[0], dtype=bool)
-        keep[[i, j]] = False
-        w = params.weights[i] + params.weights[j]
-        stacked = np.vstack([weighted[keep], np.log(w) + log_n])
-        loss = float(np.mean(log_norm - logsumexp_columns(stacked)))
+        rest = np.maximum(total - resp[i] - resp[j], 0.0)
+        with np.errstate(divide="ignore"):
+            merged = np.logaddexp(log_norm + np.log(rest),
+                                  np.log(params.weights[i] + params.weights[j]) + log_n)
+        loss = float(np.mean(log_norm - merged))
         losses[n] = loss if np.isfinite(loss) else np.inf
     return losses
 

@@ -73,7 +73,7 @@ from streamgmm.core.em import (
 from streamgmm.core.parallel import ChunkPool
 from streamgmm.core.params import MixtureParams
 from streamgmm.core.refit import seed_params
-from streamgmm.core.schedule import MoveSchedule
+from streamgmm.core.schedule import RESTART_ITER, MoveSchedule
 from streamgmm.core.stepwise import step_size
 from streamgmm.core.suffstats import SufficientStats
 
@@ -322,7 +322,7 @@ class OnlineEM(MoveSchedule):
         # More than MAX_PASSES passes over the retained points in one step would be waste:
         # with the moves on, the excess pays for moves (a short stream gets them early).
         self.rescore_credit += (1 - share) * bought
-        cap = float(MAX_PASSES * len(self.retained))
+        cap = float(MAX_PASSES * self.retained.total_scored)
         if self.rescore_credit > cap:
             if s.moves:
                 self.move_credit += self.rescore_credit - cap
@@ -358,12 +358,12 @@ class OnlineEM(MoveSchedule):
         chunks of one large block); each block's statistics are the same either way. The
         caller has set each block's ``scored_at``.
         """
+        share = self.retained.scored_share
+        rows = [self.retained.scored_rows(block, share) for block in blocks]
         if self.pool is not None and self.pool.threads > 1 and len(blocks) > 1:
-            fresh = self.pool.map(
-                lambda block: batch_statistics(block.rows, params, scorer=scorer), blocks)
+            fresh = self.pool.map(lambda X: batch_statistics(X, params, scorer=scorer), rows)
         else:
-            fresh = [batch_statistics(block.rows, params, scorer=scorer, pool=self.pool)
-                     for block in blocks]
+            fresh = [batch_statistics(X, params, scorer=scorer, pool=self.pool) for X in rows]
         for block, result in zip(blocks, fresh):
             block.stats = result.stats.normalized()
             block.log_likelihood = result.mean_log_likelihood
@@ -381,7 +381,7 @@ class OnlineEM(MoveSchedule):
         the stalest, with an M-step after every quarter pass (incremental EM: each M-step
         uses the freshest statistics). Returns the rows re-scored."""
         spent = since = 0
-        quarter = max(1, len(self.retained) // M_STEPS_PER_PASS)
+        quarter = max(1, self.retained.total_scored // M_STEPS_PER_PASS)
         scorer = make_scorer(self.params)
         group: list[Block] = []  # chosen for scoring under the current parameters
         while True:
@@ -389,14 +389,15 @@ class OnlineEM(MoveSchedule):
             if i is None:
                 break
             block = self.retained.blocks[i]
-            if self.rescore_credit < len(block):
+            cost = self.retained.n_scored(block)
+            if self.rescore_credit < cost:
                 break
             group.append(block)
             block.scored_at = self._tick()
             block.times_scored += 1
-            self.rescore_credit -= len(block)
-            spent += len(block)
-            since += len(block)
+            self.rescore_credit -= cost
+            spent += cost
+            since += cost
             if since >= quarter:
                 self._score(group, self.params, scorer)
                 group = []
@@ -435,8 +436,8 @@ class OnlineEM(MoveSchedule):
         scorer = make_scorer(params)
         for block in self.retained.blocks:
             block.scored_at = self._tick()
+        spent = self.retained.total_scored
         self._score(self.retained.blocks, params, scorer)
-        spent = sum(len(block) for block in self.retained.blocks)
         self.work += spent
         if prior_points > 0 or not self.retained.blocks:
             prior_points = max(prior_points, 1.0)
@@ -463,6 +464,7 @@ class OnlineEM(MoveSchedule):
             "candidate": None if self.candidate is None else {
                 "params": self.candidate["params"].to_state(),
                 "n_iter": int(self.candidate["n_iter"]),
+                "target": int(self.candidate["target"]),
             },
             "counters": {key: getattr(self, key) for key in _COUNTERS},
             "rng": self.rng.bit_generator.state,
@@ -492,7 +494,8 @@ class OnlineEM(MoveSchedule):
         if state["candidate"] is not None:
             c = state["candidate"]
             obj.candidate = {"params": MixtureParams.from_state(c["params"]),
-                             "n_iter": int(c["n_iter"])}
+                             "n_iter": int(c["n_iter"]),
+                             "target": int(c.get("target", RESTART_ITER))}
         if state["params"] is not None:
             obj.params = MixtureParams.from_state(state["params"])
             obj.stats = obj.retained.pooled()

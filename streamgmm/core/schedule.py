@@ -40,6 +40,11 @@ SAMPLE_FRACTION = 8
 SMALL_RETAINED = 2048  # below this many retained points, moves use all of them
 MIN_SAMPLE = 256
 RESTART_ITER = 30  # EM iterations of a restart candidate before it is judged
+# Candidates alternate between a fresh k-means start ("restart") and the model itself
+# ("refine"): EM run ahead on fresh samples, the escape from a plateau where the memoized
+# EM, one pass at a time, climbs too slowly behind a stream that keeps moving.
+CANDIDATE_CYCLE = ("refine", "restart")
+REFINE_ITER = 12  # EM iterations of a refine candidate before it is judged
 RESTART_STEP_ITER = 6  # ... at most this many at a time
 MAX_MOVES_PER_STEP = 16  # rounds of moves in one update at most
 # Birth trials run one after the other, on the model's generator. Measured (2026-12-07): two
@@ -68,14 +73,15 @@ class MoveSchedule:
     def _move_points(self) -> int:
         if len(self.retained) <= SMALL_RETAINED:
             return len(self.retained)
-        # A move's samples are a fraction of the retained points, so that a short stream
-        # affords as many moves per point as a long one.
-        return min(MOVE_POINTS, max(MIN_SAMPLE, len(self.retained) // SAMPLE_FRACTION))
+        # A move's samples are a fraction of the rows the online EM scores, so that a
+        # short stream affords as many moves per point as a long one.
+        return min(MOVE_POINTS, max(MIN_SAMPLE, self.retained.total_scored // SAMPLE_FRACTION))
 
     def _restart_points(self) -> int:
         if len(self.retained) <= SMALL_RETAINED:
             return len(self.retained)
-        return min(RESTART_POINTS, max(MIN_SAMPLE, len(self.retained) // SAMPLE_FRACTION))
+        return min(RESTART_POINTS,
+                   max(MIN_SAMPLE, self.retained.total_scored // SAMPLE_FRACTION))
 
     def _move_cost(self) -> float:
         n = self._move_points()
@@ -128,7 +134,7 @@ class MoveSchedule:
         spent, did, accepted = 0, False, False
         if not RESTARTS:
             return accepted, spent, did
-        if self.candidate is None and self.move_credit >= self._seed_cost():
+        if self.candidate is None and self.move_credit >= self._seed_cost(self._next_candidate()):
             spent += self._start_candidate()
             did = True
         if self.candidate is not None:
@@ -140,18 +146,27 @@ class MoveSchedule:
                 spent += cost
         return accepted, spent, did
 
-    def _seed_cost(self) -> float:
+    def _next_candidate(self) -> str:
+        if not CANDIDATE_CYCLE:
+            return "restart"
+        return CANDIDATE_CYCLE[self.n_restart_trials % len(CANDIDATE_CYCLE)]
+
+    def _seed_cost(self, kind: str = "restart") -> float:
         # k-means on the sample: counted as one evaluation per row and Lloyd iteration (about
-        # ten), though it is cheaper than an E-step.
-        return 10.0 * self._restart_points()
+        # ten), though it is cheaper than an E-step. A refine starts from the model: free.
+        return 10.0 * self._restart_points() if kind == "restart" else 0.0
 
     def _start_candidate(self) -> int:
         s = self.settings
+        kind = self._next_candidate()
+        if kind == "refine":
+            self.candidate = {"params": self.params, "n_iter": 0, "target": REFINE_ITER}
+            return 0
         Y = self._sample(self._restart_points())
         start, repaired = seed_params(Y, s.n_components, s.covariance_type, s.reg_covar,
                                       self.rng, "kmeans")
         self.n_repaired += int(repaired)
-        self.candidate = {"params": start, "n_iter": 0}
+        self.candidate = {"params": start, "n_iter": 0, "target": RESTART_ITER}
         cost = int(self._seed_cost())
         self.move_credit -= cost
         return cost
@@ -162,7 +177,7 @@ class MoveSchedule:
         n = self._restart_points()
         spent = 0
         for _ in range(RESTART_STEP_ITER):
-            if c["n_iter"] >= RESTART_ITER or self.move_credit < n:
+            if c["n_iter"] >= c["target"] or self.move_credit < n:
                 break
             Y = self._sample(n)
             fit = run_em(Y, c["params"], reg_covar=self.settings.reg_covar, tol=0.0,
@@ -172,7 +187,7 @@ class MoveSchedule:
             c["n_iter"] += 1
             self.move_credit -= n
             spent += n
-        return c["n_iter"] >= RESTART_ITER, spent
+        return c["n_iter"] >= c["target"], spent
 
     def _judge_candidate(self) -> tuple[bool, int]:
         """Adopt the finished candidate if an independent sample fits it better."""
@@ -187,9 +202,10 @@ class MoveSchedule:
         if not gain > MOVE_GAIN:
             return False, spent
         params, _ = align_components(self.params, params, SufficientStats.from_params(params))
-        spent += self.adopt(params)
-        self.work -= len(self.retained)  # adopt() counted it, the caller counts ``spent``
-        self.move_credit -= len(self.retained)
+        adopted = self.adopt(params)
+        spent += adopted
+        self.work -= adopted  # adopt() counted it, the caller counts ``spent``
+        self.move_credit -= adopted
         self.n_restarts += 1
         self.n_moves += 1
         return True, spent

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from streamgmm.core import blocks as blocks_module
 from streamgmm.core.blocks import MAX_BLOCKS, Block, RetainedBlocks
 from streamgmm.core.suffstats import SufficientStats
 
@@ -78,7 +79,8 @@ def test_window_eviction_skips_blocks_without_rows() -> None:
 
 def test_reservoir_thinning_keeps_a_uniform_sample() -> None:
     rng = np.random.default_rng(1)
-    capacity, n_batches, size = 1000, 30, 500
+    # More batches than MAX_BLOCKS: merged blocks must stay uniform too.
+    capacity, n_batches, size = 1000, 2 * MAX_BLOCKS, 250
     rb = RetainedBlocks("reservoir", capacity, D)
     for i in range(n_batches):
         rb.add(block(tagged(size * i, size)), rng)
@@ -100,7 +102,9 @@ def test_reservoir_does_not_thin_below_the_capacity() -> None:
     rb = RetainedBlocks("reservoir", 1000, D)
     rows = tagged(0, 300)
     rb.add(block(rows), np.random.default_rng(0))
-    np.testing.assert_array_equal(rb.points, rows)
+    # Every row is kept (in a random order: thinning later keeps a prefix).
+    np.testing.assert_array_equal(np.sort(rb.points[:, 0]), rows[:, 0])
+    np.testing.assert_array_equal(rb.points[np.argsort(rb.points[:, 0])], rows)
 
 
 def test_block_merging_keeps_rows_and_weights() -> None:
@@ -187,3 +191,44 @@ def test_state_with_too_many_rows_is_refused() -> None:
     rb.blocks.append(block(tagged(0, 10 + MAX_BLOCKS + 1)))
     with pytest.raises(ValueError, match="capacity"):
         RetainedBlocks.from_state(rb.to_state())
+
+
+def test_reservoir_scores_a_nested_uniform_subsample(monkeypatch) -> None:
+    """Past SCORED_ROWS retained rows the online EM scores a prefix of every block's rows:
+    a uniform subsample (the rows are in a random order), bounded in total, and nested as
+    the stream grows."""
+    monkeypatch.setattr(blocks_module, "SCORED_ROWS", 300)
+    rng = np.random.default_rng(3)
+    rb = RetainedBlocks("reservoir", 1000, D)
+    for i in range(10):
+        rb.add(block(tagged(100 * i, 100)), rng)
+    assert len(rb) == 1000 and rb.scored_share == pytest.approx(0.3)
+    scored = {i: set(rb.scored_rows(b)[:, 0]) for i, b in enumerate(rb.blocks)}
+    assert 300 <= rb.total_scored <= 300 + len(rb.blocks)
+    assert rb.total_scored == sum(len(v) for v in scored.values())
+    for b in rb.blocks:
+        assert rb.n_scored(b) == len(rb.scored_rows(b)) == int(np.ceil(0.3 * len(b)))
+    # A uniform subsample: the scored rows of the whole stream spread over all of it.
+    kept = np.concatenate([rb.scored_rows(b)[:, 0] for b in rb.blocks])
+    assert np.histogram(kept, bins=5, range=(0, 1000))[0].min() >= 35
+    # More points: the share falls and each block's scored rows are a subset of before.
+    for i in range(10, 20):
+        rb.add(block(tagged(100 * i, 100)), rng)
+    for i, b in enumerate(rb.blocks[:10]):
+        assert set(rb.scored_rows(b)[:, 0]) <= scored[i]
+
+
+def test_window_scores_evenly_spaced_rows(monkeypatch) -> None:
+    monkeypatch.setattr(blocks_module, "SCORED_ROWS", 100)
+    rb = RetainedBlocks("window", 400, D)
+    rb.add(block(tagged(0, 400)), np.random.default_rng(0))
+    rows = rb.scored_rows(rb.blocks[0])[:, 0]
+    assert len(rows) == rb.total_scored == 100
+    np.testing.assert_array_equal(rows, np.arange(0, 400, 4))
+
+
+def test_below_scored_rows_every_row_is_scored() -> None:
+    rb = RetainedBlocks("reservoir", 1000, D)
+    rb.add(block(tagged(0, 300)), np.random.default_rng(0))
+    assert rb.scored_share == 1.0
+    assert rb.scored_rows(rb.blocks[0]) is rb.blocks[0].rows

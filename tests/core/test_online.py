@@ -5,7 +5,9 @@ import dataclasses
 import numpy as np
 import pytest
 
+from streamgmm.core import blocks as blocks_module
 from streamgmm.core import online as online_module
+from streamgmm.core import schedule as schedule_module
 from streamgmm.core.em import batch_statistics, estimate_log_prob_resp, run_em
 from streamgmm.core.online import OnlineEM, OnlineSettings, effort_per_point
 from streamgmm.core.params import MixtureParams
@@ -147,6 +149,46 @@ def test_work_is_fixed_by_the_settings():
     # Re-scoring stops where its credit does (which never exceeds one pass over the
     # retained points), moves where theirs does: at most what was bought, most of it.
     assert 0.5 * bought <= extra <= bought
+
+
+def test_a_pass_rescores_the_scored_subsample_not_every_retained_row(monkeypatch):
+    """Past SCORED_ROWS, a pass of re-scoring costs the scored rows, whatever the retained
+    size (a daemon keeps 200,000 rows for its refits), and the memoized statistics are
+    those of the scored rows under the current parameters."""
+    monkeypatch.setattr(blocks_module, "SCORED_ROWS", 1500)
+    monkeypatch.setattr(online_module, "M_STEPS_PER_PASS", 1)
+    X = lidar_scene(24_000, seed=2)
+    settings = OnlineSettings(4, retain_size=6000, effort=0.0, moves=False)
+    online = _stream(OnlineEM(settings, 3, seed=0), X, 2000)
+    retained = online.retained
+    assert len(retained) > 5900 and 1500 <= retained.total_scored <= 1500 + 32
+    params = online.params
+    online.rescore_credit = float(retained.total_scored)
+    assert online._rescore() == retained.total_scored
+    share = retained.scored_share
+    parts = [batch_statistics(retained.scored_rows(b, share), params).stats.normalized()
+             .scale(b.weight) for b in retained.blocks if len(b)]
+    expected = SufficientStats.pool(parts).normalized()
+    np.testing.assert_allclose(online.stats.means, expected.means, rtol=1e-9)
+
+
+def test_refine_candidates_alternate_with_restarts(monkeypatch):
+    """The candidate cycle: EM run ahead from the model ("refine"), then a fresh k-means
+    start ("restart"), each judged on an independent sample."""
+    judged = []
+    judge = schedule_module.MoveSchedule._judge_candidate
+
+    def record(self):
+        judged.append(self.candidate["target"])
+        return judge(self)
+
+    monkeypatch.setattr(schedule_module.MoveSchedule, "_judge_candidate", record)
+    X = lidar_scene(60_000, seed=3)
+    online = _stream(OnlineEM(OnlineSettings(8), 3, seed=0), X, 2048)
+    assert len(judged) >= 3
+    kinds = [schedule_module.REFINE_ITER, schedule_module.RESTART_ITER]
+    assert judged == [kinds[i % 2] for i in range(len(judged))]
+    assert online.n_restart_trials == len(judged)
 
 
 def test_textbook_spends_one_evaluation_per_point():
