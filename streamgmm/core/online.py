@@ -32,8 +32,11 @@ re-scores the stalest of them at every step (Neal & Hinton 1998). One update of 
    buy more: a model cannot match batch EM after a few thousand points with a couple of
    evaluations each), ``novelty`` the nats per point by which the new batch fits worse than
    the retained blocks did (the stream moved where the model has no components). With the
-   moves on, half the credit pays for moves, and so does what one pass over the retained
-   points a step cannot use.
+   moves on, three quarters of the credit pay for moves, and so does what four passes over
+   the retained points a step cannot use. A block is re-scored on the same share of its
+   rows as every other, at most ``SCORED_ROWS = 8,192`` rows in all
+   (:meth:`~streamgmm.core.blocks.RetainedBlocks.scored_rows`): a pass over a daemon's
+   200,000 retained rows would cost 25 passes over those, each of which climbs as far.
 
 4. **M-step of the memoized sum**::
 
@@ -174,7 +177,8 @@ class OnlineEM(MoveSchedule):
         self.n_births = 1  # components the next move moves
         self.n_restarts = 0
         self.n_restart_trials = 0
-        self.candidate: dict | None = None  # the restart being fitted: params, n_iter
+        # The candidate being fitted (refine or restart): params, n_iter, target iterations.
+        self.candidate: dict | None = None
         # Optional ``points -> MixtureParams`` used instead of k-means++ to start the first
         # batch EM (the estimator sets it when some ``*_init`` are given); not saved.
         self.initializer = None

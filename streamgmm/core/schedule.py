@@ -1,4 +1,4 @@
-"""Moves at a fixed cost: births, splits and restarts, paid from the online model's credit.
+"""Moves at a fixed cost: births, splits and candidates, paid from the online model's credit.
 
 Step 5 of :class:`~streamgmm.core.online.OnlineEM`'s update (and the re-seeding of step 6).
 The online model pays a share of every point's effort into a move credit; this mixin spends
@@ -9,14 +9,18 @@ it, never more than it holds, so the work per point stays what the settings say:
   the component that carries most of the loss (``BIRTH_CYCLE`` alternates the two); kept only
   if an independent sample fits better. After an accepted one the next moves twice as many
   components (up to ``MAX_BIRTHS``).
-- **the restart candidate**: a fresh k-means start on a retained sample, refined by EM on fresh
-  samples, ``RESTART_STEP_ITER`` iterations at a time (the candidate follows the stream while
-  it is fitted), judged after ``RESTART_ITER`` like a birth and adopted if better: the escape
-  from a poor start that births, a few components at a time, cannot make.
+- **the candidate**: EM run ahead on fresh retained samples, ``RESTART_STEP_ITER`` iterations
+  at a time (the candidate follows the stream while it is fitted), judged like a birth and
+  adopted if better. ``CANDIDATE_CYCLE`` alternates a *refine*, started from the model itself
+  and judged after ``REFINE_ITER`` (the escape from a plateau that the memoized EM, one pass
+  at a time, climbs too slowly while the stream moves on), and a *restart*, a fresh k-means
+  start judged after ``RESTART_ITER`` (the escape from a poor start that births, a few
+  components at a time, cannot make).
 
 Births are paid first while the stream arrives where the model has no components (its
-novelty is high); otherwise the restart is. Both use samples of a fixed fraction of the
-retained points, so that a short stream affords as many moves per point as a long one.
+novelty is high); otherwise the candidate is. Both use samples of a fixed fraction of the
+rows the online EM scores, so that a short stream affords as many moves per point as a long
+one.
 """
 
 from __future__ import annotations
