@@ -10,7 +10,7 @@ from threadpoolctl import threadpool_limits
 
 import streamgmm
 from streamgmm import GaussianMixture
-from streamgmm.core.em import make_scorer, moments_pass
+from streamgmm.core.em import make_scorer, moments_pass, segment_statistics
 from streamgmm.core.params import MixtureParams
 from streamgmm.parallel import ThreadPool, available_cores, current_pool
 
@@ -45,6 +45,25 @@ def test_moments_pass_is_the_same_bit_for_bit_on_threads(weighted: bool) -> None
         pool.close()
     np.testing.assert_array_equal(serial[0], threaded[0])
     assert serial[1] == threaded[1]
+
+
+def test_segment_statistics_are_the_same_bit_for_bit_on_threads() -> None:
+    X = _sorted_blobs(30_000)
+    rng = np.random.default_rng(2)
+    params = MixtureParams.from_covariances(
+        np.full(8, 1 / 8), X[rng.choice(len(X), 8, replace=False)],
+        np.broadcast_to(np.eye(3) * 4.0, (8, 3, 3)).copy(), "full")
+    segments = np.split(X, [5, 900, 901, 17_000, 20_000])
+    serial = segment_statistics(segments, params)
+    pool = ThreadPool(3)
+    try:
+        threaded = segment_statistics(segments, params, pool=pool)
+    finally:
+        pool.close()
+    for a, b in zip(serial, threaded, strict=True):
+        np.testing.assert_array_equal(a.stats.means, b.stats.means)
+        np.testing.assert_array_equal(a.stats.scatter, b.stats.scatter)
+        assert a.log_likelihood == b.log_likelihood
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "diag", "tied", "spherical"])

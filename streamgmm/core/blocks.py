@@ -110,11 +110,13 @@ class RetainedBlocks:
         self.n_features = int(n_features)
         self.blocks: list[Block] = []
         self.n_offered = 0  # stream points ever added
+        self._total_scored: tuple[int, int] | None = None  # (rows version, total_scored)
+        self._rows_version = 0  # changes whenever a block's rows do
 
     # ------------------------------------------------------------------ reading
 
     def __len__(self) -> int:
-        return sum(len(b) for b in self.blocks)
+        return sum(b.rows.shape[0] for b in self.blocks)
 
     @property
     def points(self) -> np.ndarray:
@@ -151,8 +153,13 @@ class RetainedBlocks:
     @property
     def total_scored(self) -> int:
         """Rows a pass of the online EM over every block scores."""
+        cached = self._total_scored
+        if cached is not None and cached[0] == self._rows_version:
+            return cached[1]
         share = self.scored_share
-        return sum(self.n_scored(b, share) for b in self.blocks)
+        total = sum(self.n_scored(b, share) for b in self.blocks)
+        self._total_scored = (self._rows_version, total)
+        return total
 
     @property
     def represented(self) -> float:
@@ -199,7 +206,7 @@ class RetainedBlocks:
         """
         best, best_key = None, None
         for i, b in enumerate(self.blocks):
-            if len(b):
+            if b.rows.shape[0]:
                 key = (min(b.times_scored, RESCORE_PRIORITY), b.scored_at)
                 if best_key is None or key < best_key:
                     best, best_key = i, key
@@ -230,6 +237,7 @@ class RetainedBlocks:
         else:
             self._thin()
         self._merge_neighbours(rng)
+        self._rows_version += 1  # the rows changed: total_scored is recomputed
 
     def add_virtual(self, stats: SufficientStats, weight: float, points: float,
                     expires: int | None, now: int) -> None:

@@ -252,8 +252,12 @@ def moments_pass(
 
 
 def _score_chunks(X: np.ndarray, scorer: _Scorer, sample_weight: np.ndarray | None,
-                  starts: range, step: int) -> list[tuple[np.ndarray, float]]:
-    """Moments and summed log-likelihood of each chunk ``X[start : start + step]``."""
+                  starts: range, step: int, bounds: np.ndarray | None = None) -> list:
+    """Moments and summed log-likelihood of each chunk ``X[start : start + step]``.
+
+    With ``bounds`` (segment boundaries, as :func:`segment_statistics` gives them), each
+    chunk yields a list of ``(segment, moments, log_likelihood)``, one per segment it meets.
+    """
     ctype = scorer.params.covariance_type
     n_cols, k = scorer.W.shape
     n = X.shape[0]
@@ -281,8 +285,60 @@ def _score_chunks(X: np.ndarray, scorer: _Scorer, sample_weight: np.ndarray | No
             w = sample_weight[start:stop]
             ll = float(log_norm @ w)
             resp *= w
-        out.append((resp @ FT.T, ll))
+        if bounds is None:
+            out.append((resp @ FT.T, ll))
+            continue
+        pieces = []
+        first = int(np.searchsorted(bounds, start, side="right")) - 1
+        for seg in range(first, len(bounds) - 1):
+            a, b = max(bounds[seg], start) - start, min(bounds[seg + 1], stop) - start
+            if a >= m:
+                break
+            if b > a:
+                pieces.append((seg, resp[:, a:b] @ FT[:, a:b].T, float(log_norm[a:b].sum())))
+        out.append(pieces)
     return out
+
+
+def segment_statistics(
+    segments: list[np.ndarray], params: MixtureParams, scorer: _Scorer | None = None,
+    pool: ChunkPool | None = None,
+) -> list[BatchStatistics]:
+    """:func:`batch_statistics` of each of several batches, in one pass over all of them.
+
+    Scoring many small batches (the re-scored blocks of the online model) one call each
+    costs more in per-call overhead than in arithmetic; here they are scored in the fixed
+    row chunks of their concatenation, and each chunk's moments are split at the batches'
+    boundaries. The chunks, and the order in which each batch's moments are added, do not
+    depend on ``pool``: the result is the same bit for bit with any number of threads.
+    """
+    if scorer is None:
+        scorer = make_scorer(params)
+    sizes = [len(seg) for seg in segments]
+    bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    X = np.concatenate(segments) if len(segments) > 1 else segments[0]
+    n_cols, k = scorer.W.shape
+    n = X.shape[0]
+    step = _chunk_rows(max(n_cols, k))
+    starts = range(0, n, step)
+    threads = 1 if pool is None else min(pool.threads, len(starts))
+    if threads < 2:
+        parts = [_score_chunks(X, scorer, None, starts, step, bounds)]
+    else:
+        spans = np.array_split(np.arange(len(starts)), threads)
+        parts = pool.map(lambda span: _score_chunks(
+            X, scorer, None, starts[span[0] : span[-1] + 1], step, bounds), spans)
+    moments = np.zeros((len(segments), k, n_cols))
+    totals = np.zeros(len(segments))
+    for part in parts:  # in chunk order whatever thread scored each chunk
+        for pieces in part:
+            for seg, chunk_moments, chunk_ll in pieces:
+                moments[seg] += chunk_moments
+                totals[seg] += chunk_ll
+    return [finish_statistics(
+        moments[i], float(totals[i]), float(sizes[i]), scorer,
+        lambda means, components, seg=segments[i]: scatter_pass(seg, scorer, means, components),
+    ) for i in range(len(segments))]
 
 
 def _exp_normalize_into(LT: np.ndarray, top: np.ndarray, total: np.ndarray

@@ -72,6 +72,7 @@ from streamgmm.core.em import (
     make_scorer,
     robust_m_step,
     run_em,
+    segment_statistics,
 )
 from streamgmm.core.parallel import ChunkPool
 from streamgmm.core.params import MixtureParams
@@ -356,18 +357,15 @@ class OnlineEM(MoveSchedule):
         return self.clock
 
     def _score(self, blocks: list[Block], params: MixtureParams, scorer) -> None:
-        """Replace each block's statistics by those of its rows under ``params``.
+        """Replace each block's statistics by those of its scored rows under ``params``.
 
-        The blocks are scored in parallel when there is a pool (several blocks, or the
-        chunks of one large block); each block's statistics are the same either way. The
-        caller has set each block's ``scored_at``.
+        All the blocks are scored in one pass (:func:`segment_statistics`), its row chunks
+        on the pool's threads if there is one; each block's statistics are the same either
+        way. The caller has set each block's ``scored_at``.
         """
         share = self.retained.scored_share
         rows = [self.retained.scored_rows(block, share) for block in blocks]
-        if self.pool is not None and self.pool.threads > 1 and len(blocks) > 1:
-            fresh = self.pool.map(lambda X: batch_statistics(X, params, scorer=scorer), rows)
-        else:
-            fresh = [batch_statistics(X, params, scorer=scorer, pool=self.pool) for X in rows]
+        fresh = segment_statistics(rows, params, scorer=scorer, pool=self.pool)
         for block, result in zip(blocks, fresh):
             block.stats = result.stats.normalized()
             block.log_likelihood = result.mean_log_likelihood
@@ -385,6 +383,8 @@ class OnlineEM(MoveSchedule):
         the stalest, with an M-step after every quarter pass (incremental EM: each M-step
         uses the freshest statistics). Returns the rows re-scored."""
         spent = since = 0
+        # The rows retained do not change while blocks are re-scored: nor does the share.
+        share = self.retained.scored_share
         quarter = max(1, self.retained.total_scored // M_STEPS_PER_PASS)
         scorer = make_scorer(self.params)
         group: list[Block] = []  # chosen for scoring under the current parameters
@@ -393,7 +393,7 @@ class OnlineEM(MoveSchedule):
             if i is None:
                 break
             block = self.retained.blocks[i]
-            cost = self.retained.n_scored(block)
+            cost = self.retained.n_scored(block, share)
             if self.rescore_credit < cost:
                 break
             group.append(block)

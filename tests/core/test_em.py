@@ -6,7 +6,14 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
-from streamgmm.core.em import batch_statistics, e_step, estimate_log_prob_resp, m_step, run_em
+from streamgmm.core.em import (
+    batch_statistics,
+    e_step,
+    estimate_log_prob_resp,
+    m_step,
+    run_em,
+    segment_statistics,
+)
 from streamgmm.core.gaussian import COVARIANCE_TYPES
 from streamgmm.core.params import MixtureParams
 from streamgmm.core.suffstats import SufficientStats
@@ -131,3 +138,22 @@ def test_run_em_callback_and_weighted_equals_repeated():
     np.testing.assert_allclose(weighted.params.covariances, repeated.params.covariances,
                                rtol=1e-8)
     assert weighted.lower_bound == pytest.approx(repeated.lower_bound, rel=1e-10)
+
+
+@pytest.mark.parametrize("ctype", COVARIANCE_TYPES)
+def test_segment_statistics_are_each_segments_batch_statistics(ctype):
+    """Segments scored in one pass over their concatenation (chunk boundaries fall inside
+    them): each one's statistics are those of batch_statistics on it alone."""
+    rng = np.random.default_rng(12)
+    params = random_params(rng, ctype, 4, 3, offset=30.0)
+    X = 30.0 + rng.normal(0, 3, (12_000, 3))
+    cuts = [0, 1, 7, 7000, 7003, 12_000]
+    segments = [X[a:b] for a, b in zip(cuts, cuts[1:])]
+    for segment, got in zip(segments, segment_statistics(segments, params), strict=True):
+        want = batch_statistics(segment, params)
+        np.testing.assert_allclose(got.stats.counts, want.stats.counts, rtol=1e-10)
+        np.testing.assert_allclose(got.stats.means, want.stats.means, rtol=1e-10)
+        np.testing.assert_allclose(got.stats.scatter, want.stats.scatter, rtol=1e-8,
+                                   atol=1e-12)
+        assert got.log_likelihood == pytest.approx(want.log_likelihood, rel=1e-12)
+        assert got.n_points == len(segment)
