@@ -32,7 +32,13 @@ TEXTBOOK = {"effort": 0.0, "moves": False, "step_decay": 0.6, "step_offset": 2.0
 ABLATIONS = {
     "no re-scoring (MAX_PASSES=0)": (("streamgmm.core.online", "MAX_PASSES", 0),),
     "no births/splits (BIRTH_CYCLE=())": (("streamgmm.core.schedule", "BIRTH_CYCLE", ()),),
-    "no restarts (RESTARTS=False)": (("streamgmm.core.schedule", "RESTARTS", False),),
+    "no candidates (RESTARTS=False)": (("streamgmm.core.schedule", "RESTARTS", False),),
+    "no refine candidates (CANDIDATE_CYCLE=restart)": (
+        ("streamgmm.core.schedule", "CANDIDATE_CYCLE", ("restart",)),),
+    "no k-means restarts (CANDIDATE_CYCLE=refine)": (
+        ("streamgmm.core.schedule", "CANDIDATE_CYCLE", ("refine",)),),
+    "every retained row re-scored (SCORED_ROWS=inf)": (
+        ("streamgmm.core.blocks", "SCORED_ROWS", float("inf")),),
     "no re-seeding (RESEED=False)": (("streamgmm.core.schedule", "RESEED", False),),
     "no novelty boost (NOVELTY_CAP=0)": (("streamgmm.core.online", "NOVELTY_CAP", 0.0),),
     "no early boost (WARM_POINTS=0)": (("streamgmm.core.online", "WARM_POINTS", 0),),

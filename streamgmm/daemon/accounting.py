@@ -74,6 +74,8 @@ class SourceStats:
     messages_received: int = 0
     messages_applied: int = 0
     points_applied: int = 0
+    # Of points_applied, those skipped by thinning under overload (summed over the models).
+    points_thinned: int = 0
     messages_rejected: int = 0
     messages_lost: int = 0
     rows_dropped_nonfinite: int = 0

@@ -331,7 +331,7 @@ class Service:
             if time.monotonic() > deadline:
                 break
             if any(i in batches and self.models[i].backlog_rows
-                   + sum(len(x) for x, _, _ in batches[i]) >= self.models[i].coalesce_limit
+                   + sum(len(part[0]) for part in batches[i]) >= self.models[i].coalesce_limit
                    for i in capped):
                 break
         for index, parts in batches.items():
@@ -347,12 +347,16 @@ class Service:
         """
         keep = 1.0
         if model.can_thin:
-            keep = keep_fraction(sum(len(x) for x, _, _ in parts), model.backlog_rows,
+            keep = keep_fraction(sum(len(part[0]) for part in parts), model.backlog_rows,
                                  model.cost.seconds_per_point, model.config.overload_budget_s)
         thinned = 0
-        for X, stamp, frame in parts:
+        for part in parts:
+            # (rows, stamp, frame[, the source's SourceStats, which counts its thinned points])
+            X, stamp, frame = part[:3]
             kept = thin(X, keep, model.thin_rng) if keep < 1.0 else X
             thinned += len(X) - len(kept)
+            if len(part) > 3 and part[3] is not None:
+                part[3].points_thinned += len(X) - len(kept)
             model.backlog.append((kept, len(X), stamp, frame))
             model.backlog_rows += len(kept)
         model.points_thinned += thinned
@@ -542,7 +546,7 @@ class Service:
                     continue
             # Absorbed after the read, as steps of their own when the model publishes after
             # every message (publish_every_s = 0), else coalesced (_absorb_step).
-            batches.setdefault(i, []).append((Xm, msg.stamp, msg.frame))
+            batches.setdefault(i, []).append((Xm, msg.stamp, msg.frame, stats))
             applied = max(applied, len(Xm))
         if applied:
             c.messages_applied += 1

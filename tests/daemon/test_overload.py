@@ -222,6 +222,10 @@ def test_flooded_daemon_thins_keeps_its_ledger_and_answers(daemon_factory):
     assert c["messages_applied"] + sum(c["rejected"].values()) + c["messages_lost"] == sent
     assert c["points_applied"] == 4096 * c["messages_applied"]
     assert 0 < m["points_thinned"] == c["points_thinned"] < c["points_applied"]
+    # ... and so does the source that sent them (its one model thinned them).
+    source = d.request(op="source", source="test")
+    assert source["points_thinned"] == c["points_thinned"]
+    assert source["points_applied"] == c["points_applied"]
     # The model counts every point of the applied messages: the subsets stood for them.
     d.wait_for(lambda s: s["models"]["lidar"]["n_seen"] == c["points_applied"], timeout=30)
     assert m["seconds_per_point"] > 0
