@@ -234,30 +234,34 @@ class ModelRuntime:
 
     def update_payload(self, kind: str, seq: int, **extra: object) -> bytes:
         """The section-2 payload of the current parameters (``extra``: protocol extensions)."""
+        avg = self.ll_sum / self.ll_points if self.ll_points else float("nan")
+        if kind != "snapshot" and math.isfinite(avg):
+            self.last_avg_log_likelihood = avg
+        return codec.encode_update(seq=seq, stamp=time.time(), **self.payload_fields(kind),
+                                   **extra)
+
+    def payload_fields(self, kind: str) -> dict:
+        """The fields of :meth:`update_payload` but ``seq``, ``stamp`` and the extensions,
+        as they are now (copies: a snapshot answered while a step changes the model on the
+        step thread is built from those taken before it)."""
         gm = self.estimator
         avg = self.ll_sum / self.ll_points if self.ll_points else float("nan")
-        if kind == "snapshot":
-            if not self.ll_points:
-                avg = self.last_avg_log_likelihood
-        elif math.isfinite(avg):
-            self.last_avg_log_likelihood = avg
-        return codec.encode_update(
-            model=self.name,
-            seq=seq,
-            stamp=time.time(),
-            n_seen=self.n_seen,
-            kind=kind,
-            covariance_type=self.config.covariance_type,
-            weights=gm.weights_,
-            means=gm.means_,
-            covariances=gm.covariances_,
-            avg_log_likelihood=avg,
-            last_stamp=self.last_stamp,
-            n_reseeded=int(gm.n_reseeded_),
-            n_moves=int(getattr(gm, "n_moves_", 0)),
-            n_change_points=int(getattr(gm, "n_change_points_", 0)),
-            **extra,
-        )
+        if kind == "snapshot" and not self.ll_points:
+            avg = self.last_avg_log_likelihood
+        return {
+            "model": self.name,
+            "n_seen": self.n_seen,
+            "kind": kind,
+            "covariance_type": self.config.covariance_type,
+            "weights": np.array(gm.weights_),
+            "means": np.array(gm.means_),
+            "covariances": np.array(gm.covariances_),
+            "avg_log_likelihood": avg,
+            "last_stamp": self.last_stamp,
+            "n_reseeded": int(gm.n_reseeded_),
+            "n_moves": int(getattr(gm, "n_moves_", 0)),
+            "n_change_points": int(getattr(gm, "n_change_points_", 0)),
+        }
 
     # ------------------------------------------------------------ checkpoint state
 

@@ -421,11 +421,15 @@ class Service:
         """Run one long step on the step thread and answer control meanwhile.
 
         The step is the same call as inline (the model is the same bit for bit); the loop
-        only waits on it. ``status`` is answered at once with the state before the step (a
-        consistent view: nothing of the stepping model is read while it changes); every
-        other request waits and is handled, in order, after the step.
+        only waits on it. ``status``, and ``snapshot`` of the stepping model, are answered at
+        once with the state before the step (a consistent view: nothing of the stepping
+        model is read while it changes); a snapshot of another model is answered as usual
+        (the step touches only its own model); every other request waits and is handled, in
+        order, after the step.
         """
         status = self._status()
+        before = model.payload_fields("snapshot") if model.fitted else model.n_seen
+        extensions = self._extensions(model, take_sample=False)
         waiting: list[ControlRequest] = []
         context = contextvars.copy_context()  # the thread pool of the caller's `using`
         future = self.stepper.submit(context.run, model.absorb, X, stamp, represented)
@@ -437,16 +441,41 @@ class Service:
                 request = self.transport.recv_control()
                 if request is None:
                     break
-                msg = _status_request(request)
-                if msg is not None:
-                    self._reply(request, status, _request_id(msg))
-                else:
+                msg = _servable_request(request)
+                if msg is None:
                     waiting.append(request)
+                elif msg["op"] == "status":
+                    self._reply(request, status, _request_id(msg))
+                elif self._names(msg, model):
+                    self._snapshot_before(request, msg, model, before, extensions)
+                else:
+                    self._handle_control(request)
         try:
             future.result()
         finally:
             for request in waiting:
                 self._handle_control(request)
+
+    def _names(self, msg: dict, model: ModelRuntime) -> bool:
+        """Does the ``snapshot`` request ``msg`` ask for ``model`` (by name, or the only one)?"""
+        name = msg.get("model")
+        return name == model.name or (name is None and len(self.models) == 1)
+
+    def _snapshot_before(self, request: ControlRequest, msg: dict, model: ModelRuntime,
+                         before: dict | int, extensions: dict) -> None:
+        """Answer a snapshot of a stepping model with its parameters before the step
+        (``before``: :meth:`ModelRuntime.payload_fields`, or the points it had seen when it
+        had no parameters yet)."""
+        rid = _request_id(msg)
+        if not isinstance(before, dict):
+            self._reply(request, codec.error_reply(
+                f"model {model.name!r} has no parameters yet "
+                f"({before} of {model.config.components} points needed)",
+                "no_parameters"), rid)
+            return
+        extra = {"ok": True} if rid is None else {"ok": True, "id": rid}
+        self._reply(request, codec.encode_update(seq=model.seq, stamp=time.time(), **before,
+                                                 **extensions, **extra))
 
     def _absorb_backlog(self, model: ModelRuntime,
                         parts: list[tuple[np.ndarray, float, str]]) -> None:
@@ -860,14 +889,14 @@ def _request_id(msg: dict) -> int | str | None:
     return rid if isinstance(rid, (int, str)) and not isinstance(rid, bool) else None
 
 
-def _status_request(request: ControlRequest) -> dict | None:
-    """The decoded request if it is a well-formed ``status`` (answerable during a long
-    step), else ``None``."""
+def _servable_request(request: ControlRequest) -> dict | None:
+    """The decoded request if it is a well-formed ``status`` or ``snapshot`` (answerable
+    during a long step), else ``None``."""
     try:
         msg = codec.decode_request(request.payload)
     except codec.DecodeError:
         return None
-    return msg if msg.get("op") == "status" else None
+    return msg if msg.get("op") in ("status", "snapshot") else None
 
 
 def drop_out_of_range(X: np.ndarray, bound: float) -> tuple[np.ndarray, int]:

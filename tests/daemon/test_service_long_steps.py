@@ -1,4 +1,5 @@
-"""A long online step (a whole sweep) runs on the step thread while the loop answers status.
+"""A long online step (a whole sweep) runs on the step thread while the loop answers status
+and snapshots with the state before the step.
 
 Socket-free: a Service with a stand-in transport and a model whose step waits until the loop
 has answered, so nothing here depends on timing.
@@ -24,6 +25,7 @@ class StandInTransport:
         self.queue = [ControlRequest((b"peer", b""), payload, 3) for payload in requests]
         self.replies: list[dict] = []
         self.answered_status = threading.Event()
+        self.answered_snapshot = threading.Event()
 
     def poll_control(self, timeout_ms: float) -> bool:
         return bool(self.queue)
@@ -33,6 +35,9 @@ class StandInTransport:
 
     def reply(self, request: ControlRequest, payload: bytes) -> None:
         reply = codec.decode_reply(payload)
+        if reply.get("kind") == "snapshot":  # an update message: its arrays decoded
+            reply = {**reply, "means": codec.decode_update(payload)["means"]}
+            self.answered_snapshot.set()
         self.replies.append(reply)
         if "models" in reply:
             self.answered_status.set()
@@ -51,36 +56,43 @@ def _service() -> Service:
     }))
 
 
-def test_status_is_answered_during_a_long_step_and_the_rest_after_it():
+def test_status_and_snapshot_are_answered_during_a_long_step_and_the_rest_after_it():
     service = _service()
     model = service.models[0]
     rng = np.random.default_rng(0)
     service._absorb(model, rng.normal(size=(2000, 3)), 1.0)  # fitted, n_seen = 2000
+    means_before = model.estimator.means_.copy()
     transport = StandInTransport([codec.encode_request("status", id=7),
-                                  codec.encode_request("snapshot", model="lidar", id=8)])
+                                  codec.encode_request("snapshot", model="lidar", id=8),
+                                  codec.encode_request("source", source="robot", id=9)])
     service.transport = transport
     service.stepper = ThreadPoolExecutor(max_workers=1)
     absorb = model.absorb
     seen_during: list[int] = []
 
-    def step_after_status(X, stamp, represented=None):
-        # The step begins only once the loop has answered status: it cannot have raced.
+    def step_after_answers(X, stamp, represented=None):
+        # The step begins only once the loop has answered status and the snapshot: they
+        # cannot have raced it.
         assert transport.answered_status.wait(10.0)
+        assert transport.answered_snapshot.wait(10.0)
         seen_during.append(model.n_seen)
         absorb(X, stamp, represented)
+        seen_during.append(len(transport.replies))
 
-    model.absorb = step_after_status
+    model.absorb = step_after_answers
     try:
         sweep = rng.normal(size=(_SERVE_FROM_ROWS, 3))
         service._absorb(model, sweep, 2.0)
     finally:
         service.stepper.shutdown(wait=True)
-    status, snapshot = transport.replies
-    # Status: the state before the step, answered while it ran.
+    status, snapshot, source = transport.replies
+    # Status and snapshot: the state before the step, answered while it ran.
     assert status["id"] == 7 and status["models"]["lidar"]["n_seen"] == 2000
-    assert seen_during == [2000]
-    # Snapshot waited for the step: it carries the model after it.
-    assert snapshot["id"] == 8 and snapshot["ok"] and snapshot["n_seen"] == 2000 + len(sweep)
+    assert snapshot["id"] == 8 and snapshot["ok"] and snapshot["n_seen"] == 2000
+    np.testing.assert_array_equal(snapshot["means"], means_before)
+    # The source request waited for the step (two replies when it ended).
+    assert seen_during == [2000, 2]
+    assert source["id"] == 9 and source["ok"] and source["known"] is False
     assert model.n_seen == 2000 + len(sweep)
 
 
