@@ -209,8 +209,8 @@ DAEMON_MODEL = {"dim": D, "components": K, "covariance_type": "full",
 
 
 def daemon_run(tmp: Path, name: str, train: np.ndarray, test: np.ndarray,
-               rate: float | None) -> dict:
-    with CliDaemon(tmp, name, **DAEMON_MODEL) as daemon, \
+               rate: float | None, **overrides) -> dict:
+    with CliDaemon(tmp, name, **{**DAEMON_MODEL, **overrides}) as daemon, \
             StreamFeeder(daemon, batch=BATCH) as feed:
         t0 = time.perf_counter()
         feed.send(train, train.shape[0], rate=rate)
@@ -233,8 +233,12 @@ def figure_2(ctx: Context) -> None:
     rows = []
     notes_extra = []
     seed = ctx.sizes["seeds"][0]
+    # The last run keeps the protocol's default window_points (200,000, for refits), as a
+    # newcomer's config would: the online model re-scores a subsample of 8,192 of them, so
+    # it ends near the library's, though not bit for bit (another reservoir).
+    default_window = "full speed, 2 hogs, window_points default"
     runs = (("full speed", None, 0), (f"paced {PACED_RATE / 1e3:g}k/s", PACED_RATE, 0),
-            ("full speed, 2 CPU hogs", None, 2))
+            ("full speed, 2 CPU hogs", None, 2), (default_window, None, 2))
     with tempfile.TemporaryDirectory(prefix="sgorder-") as tmp:
         for name in DAEMON_STREAMS:
             st = ctx.study(name)
@@ -242,12 +246,13 @@ def figure_2(ctx: Context) -> None:
             ref = st["refs"][-1]["score"]
             lib = st["runs"][("default", seed)]["gaps"][-1]
             for label, rate, hogs in runs:
-                tag = f"{name.split()[0]}-{rate or 0:.0f}-{hogs}"
+                tag = f"{name.split()[0]}-{rate or 0:.0f}-{hogs}-{len(rows)}"
+                overrides = {"window_points": 200_000} if label == default_window else {}
                 if hogs:
                     with cpu_hogs(hogs, 120.0):
-                        r = daemon_run(Path(tmp), tag, train, test, rate)
+                        r = daemon_run(Path(tmp), tag, train, test, rate, **overrides)
                 else:
-                    r = daemon_run(Path(tmp), tag, train, test, rate)
+                    r = daemon_run(Path(tmp), tag, train, test, rate, **overrides)
                 loss = r["loss"]
                 zero = loss["lost"] == 0 and loss["missing"] == 0
                 og, rg = ref - r["online"], ref - r["refit"]["score"]
@@ -257,7 +262,8 @@ def figure_2(ctx: Context) -> None:
                     name, label, fmt_rate(r["rate"]), f"{loss['applied']}/{loss['sent']}",
                     str(loss["lost"]), work, str(r["moves"]), f"{og:+.4f}", f"{lib:+.4f}",
                     f"{og - lib:+.4f}", f"{rg:+.4f}", fmt_seconds(r["refit"]["seconds"]),
-                    verdict(zero), verdict(zero and og - lib <= GOAL_DAEMON),
+                    verdict(zero), "info" if overrides else verdict(zero and og - lib
+                                                                    <= GOAL_DAEMON),
                     verdict(zero and og <= GOAL_GAP), verdict(zero and rg <= GOAL_REFIT_GAP),
                 ])
                 notes_extra.append(
@@ -293,6 +299,10 @@ def figure_2(ctx: Context) -> None:
             "one online step (up to its coalescing limit), so at",
             "full speed its steps are larger than 4,096 points and its model differs from the "
             "paced run's and from the library's (figure 1).",
+            "'window_points default' = the same with the protocol's default window_points = "
+            "200,000 (retained for refits; the online model",
+            "re-scores a subsample of 8,192 of them): another reservoir than the library's, "
+            "so daemon-lib is for information there.",
             "Reference: figure 1's at the end of the stream. Config: "
             f"{DAEMON_MODEL}.",
         ] + notes_extra,
