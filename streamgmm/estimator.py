@@ -145,6 +145,8 @@ class GaussianMixture(_ParamsMixin):
         latest points (a robot that changes place: what leaves the window leaves the model).
     retain_size : int, default=20000
         Points retained (>= ``n_components``); memory is bounded by it, not by the stream.
+        The online update re-scores a uniform subsample of at most 8,192 of them, so a
+        larger ``retain_size`` costs memory, not time per point.
     effort : float, default=1.0
         E-step evaluations per absorbed point spent on re-scoring retained points and on
         moves, beyond the point's own, once the stream is under way: early points and

@@ -217,8 +217,9 @@ class ModelConfig:
     refit_every_s : float
         Seconds between batch refits on the retained points; ``0`` refits only on request.
     window_points : int
-        Points retained (at least ``components``): the online model's memory and what refits
-        fit. Also spelled ``retain_size``.
+        Points retained (at least ``components``): the online model's memory (it re-scores
+        a uniform subsample of at most 8,192 of them) and what refits fit. Also spelled
+        ``retain_size``.
     retain : str
         ``"reservoir"`` (uniform sample of the whole stream) or ``"window"`` (latest points).
     reg_covar : float
