@@ -147,6 +147,20 @@ def estimate_log_prob_resp(
     return log_norm, log_resp
 
 
+def mean_log_likelihood(X: np.ndarray, params: MixtureParams) -> float:
+    """``mean_i log p(x_i)``: :func:`estimate_log_prob_resp`'s first half, averaged, without
+    the responsibilities (what judging a move on a sample needs)."""
+    scorer = _Scorer(params, default_shift(params))
+    n = X.shape[0]
+    total = 0.0
+    step = _chunk_rows(max(scorer.W.shape))
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        FT = design_columns(X[start:stop], scorer.shift, params.covariance_type)
+        total += float(logsumexp_columns(scorer.weighted_log_prob(X[start:stop], FT)).sum())
+    return total / n if n else float("nan")
+
+
 def e_step(X: np.ndarray, params: MixtureParams) -> tuple[float, np.ndarray]:
     """E-step: mean log-likelihood of ``X`` and its log-responsibilities (n, K)."""
     log_norm, log_resp = estimate_log_prob_resp(X, params)

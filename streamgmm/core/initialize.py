@@ -2,7 +2,9 @@
 
 Each takes a ``numpy.random.RandomState`` (scikit-learn's convention, so the same seed picks
 the same points as scikit-learn's ``GaussianMixture``) and returns hard or soft
-responsibilities of shape (n, K) from which the first M-step builds the parameters.
+responsibilities of shape (n, K) from which the first M-step builds the parameters. The
+k-means functions also take a ``numpy.random.Generator`` (the online model's moves pass
+theirs: a ``RandomState`` costs 0.1 ms to make, a tenth of a birth trial).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ def _sq_distances(centers: np.ndarray, X: np.ndarray, x_sq: np.ndarray) -> np.nd
 
 
 def kmeans_plusplus(
-    X: np.ndarray, n_clusters: int, random_state: np.random.RandomState
+    X: np.ndarray, n_clusters: int,
+    random_state: np.random.RandomState | np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007, with 2 + log k local trials).
 
@@ -50,7 +53,7 @@ def kmeans_plusplus(
 def kmeans_labels(
     X: np.ndarray,
     n_clusters: int,
-    random_state: np.random.RandomState,
+    random_state: np.random.RandomState | np.random.Generator,
     max_iter: int = 300,
     tol: float = 1e-4,
 ) -> np.ndarray:

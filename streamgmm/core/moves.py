@@ -21,7 +21,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streamgmm.core.em import batch_statistics, estimate_log_prob_resp, robust_m_step, run_em
+from streamgmm.core.em import (
+    batch_statistics,
+    estimate_log_prob_resp,
+    mean_log_likelihood,
+    robust_m_step,
+    run_em,
+)
 from streamgmm.core.gaussian import log_gaussian_prob, precision_cholesky
 from streamgmm.core.initialize import kmeans_labels, kmeans_plusplus
 from streamgmm.core.params import MixtureParams
@@ -60,21 +66,25 @@ def merge_costs(stats: SufficientStats, reg_covar: float) -> np.ndarray:
     scatter = _full_scatter(stats)
     k, d = means.shape
     eye = reg_covar * np.eye(d)
-    n = counts[:, None] + counts[None, :]
+    # The cost is symmetric: each pair once (the upper triangle), mirrored below.
+    i, j = np.triu_indices(k, 1)
+    ni, nj = counts[i], counts[j]
+    n = ni + nj
     # A share that underflows (a component of no weight beside one of some) costs nothing.
-    fa = np.clip(counts[:, None] / n, 1e-300, 1.0)
+    fa = np.clip(ni / n, 1e-300, 1.0)
     fb = np.clip(1.0 - fa, 1e-300, 1.0)
-    delta = means[None, :, :] - means[:, None, :]
-    merged = (fa[..., None, None] * scatter[:, None] + fb[..., None, None] * scatter[None, :]
-              + (fa * fb)[..., None, None] * delta[..., :, None] * delta[..., None, :])
+    delta = means[j] - means[i]
+    merged = (fa[:, None, None] * scatter[i] + fb[:, None, None] * scatter[j]
+              + (fa * fb)[:, None, None] * delta[:, :, None] * delta[:, None, :])
     _, logdet_pair = np.linalg.slogdet(merged + eye)
     _, logdet = np.linalg.slogdet(scatter + eye)
     with np.errstate(invalid="ignore", over="ignore"):
-        cost = (0.5 * n * logdet_pair - 0.5 * counts[:, None] * logdet[:, None]
-                - 0.5 * counts[None, :] * logdet[None, :]
-                + counts[:, None] * np.log(fa) + counts[None, :] * np.log(fb))
-    cost[~np.isfinite(cost)] = np.inf  # far outliers: a merge that cannot be judged
-    cost[np.arange(k), np.arange(k)] = np.inf
+        upper = (0.5 * n * logdet_pair - 0.5 * ni * logdet[i] - 0.5 * nj * logdet[j]
+                 + ni * np.log(fa) + nj * np.log(fb))
+    upper[~np.isfinite(upper)] = np.inf  # far outliers: a merge that cannot be judged
+    cost = np.full((k, k), np.inf)
+    cost[i, j] = upper
+    cost[j, i] = upper
     return cost
 
 
@@ -84,8 +94,9 @@ def merge_losses(Y: np.ndarray, log_norm: np.ndarray, log_resp: np.ndarray,
     """Mean log-likelihood per point of ``Y`` lost by merging each pair, exactly.
 
     The merged component is the Chan merge of the pair's statistics with the sum of their
-    weights; the other components stay. One single-component evaluation of ``Y`` per pair
-    (bnpy judges merges exactly on its memoized statistics the same way).
+    weights; the other components stay. One single-component evaluation of ``Y`` per pair,
+    all pairs in one pass (bnpy judges merges exactly on its memoized statistics the same
+    way).
     """
     ctype = stats.covariance_type
     # The others' share of each point's density, sum_{k != i, j} r_k, as the total less the
@@ -95,24 +106,40 @@ def merge_losses(Y: np.ndarray, log_norm: np.ndarray, log_resp: np.ndarray,
     # (Clamped below: exp() of a far tail is zero to the sum, and slow when subnormal.)
     resp = np.exp(np.maximum(log_resp.T, -300.0))
     total = resp.sum(axis=0)
-    losses = np.empty(len(pairs))
-    for n, (i, j) in enumerate(pairs):
-        joined = stats.select([i]).merge(stats.select([j]))
-        if ctype == "tied":
-            chol = params.precisions_cholesky
-        else:
-            try:
-                chol = precision_cholesky(joined.covariances(reg_covar), ctype)
-            except ValueError:  # rounding left the union indefinite: not a merge to make
-                losses[n] = np.inf
-                continue
-        log_n = log_gaussian_prob(Y, joined.means, chol, ctype)[:, 0]
-        rest = np.maximum(total - resp[i] - resp[j], 0.0)
-        with np.errstate(divide="ignore"):
-            merged = np.logaddexp(log_norm + np.log(rest),
-                                  np.log(params.weights[i] + params.weights[j]) + log_n)
-        loss = float(np.mean(log_norm - merged))
-        losses[n] = loss if np.isfinite(loss) else np.inf
+    if not pairs:
+        return np.empty(0)
+    first = np.array([i for i, _ in pairs])
+    second = np.array([j for _, j in pairs])
+    # Every candidate's union at once (the Chan merge is vectorised over components).
+    joined = stats.select(first).merge(stats.select(second))
+    losses = np.full(len(pairs), np.inf)
+    if ctype == "tied":
+        chol, ok = params.precisions_cholesky, np.arange(len(pairs))
+    else:
+        covariances = joined.covariances(reg_covar)
+        try:
+            chol, ok = precision_cholesky(covariances, ctype), np.arange(len(pairs))
+        except ValueError:  # rounding left a union indefinite: not a merge to make
+            ok = []
+            for n in range(len(pairs)):
+                try:
+                    precision_cholesky(covariances[n : n + 1], ctype)
+                    ok.append(n)
+                except ValueError:
+                    pass
+            ok = np.array(ok, dtype=np.intp)
+            if not len(ok):
+                return losses
+            chol = precision_cholesky(covariances[ok], ctype)
+    # Centred on the sample (the expanded form's rounding grows with the distance to the
+    # centre; for a merge's ranking it stays far below what decides it).
+    log_n = log_gaussian_prob(Y, joined.means[ok], chol, ctype, Y.mean(axis=0)).T
+    rest = np.maximum(total - resp[first[ok]] - resp[second[ok]], 0.0)
+    weight = np.log(params.weights[first[ok]] + params.weights[second[ok]])
+    with np.errstate(divide="ignore"):
+        merged = np.logaddexp(log_norm + np.log(rest), weight[:, None] + log_n)
+    found = np.mean(log_norm - merged, axis=1)
+    losses[ok] = np.where(np.isfinite(found), found, np.inf)
     return losses
 
 
@@ -126,10 +153,13 @@ def cheapest_pairs(stats: SufficientStats, reg_covar: float, n_pairs: int,
     """
     cost = merge_costs(stats, reg_covar)
     k = cost.shape[0]
-    upper = np.triu_indices(k, 1)
-    order = np.argsort(cost[upper], kind="stable")
-    candidates = [(int(upper[0][o]), int(upper[1][o])) for o in order
-                  if int(upper[0][o]) not in exclude and int(upper[1][o]) not in exclude]
+    rows, cols = np.triu_indices(k, 1)
+    order = np.argsort(cost[rows, cols], kind="stable")
+    rows, cols = rows[order], cols[order]
+    if exclude:
+        kept = ~(np.isin(rows, exclude) | np.isin(cols, exclude))
+        rows, cols = rows[kept], cols[kept]
+    candidates = list(zip(rows.tolist(), cols.tolist()))
     if exact is not None and candidates and PAIR_CANDIDATES > 0:
         candidates = candidates[:PAIR_CANDIDATES * max(1, n_pairs)]
         candidates = [candidates[o] for o in np.argsort(exact(candidates), kind="stable")]
@@ -175,8 +205,7 @@ def birth_statistics(Y: np.ndarray, log_norm: np.ndarray, covariance_type: str,
     n_bad = max(int(0.05 * len(Y)), min(len(Y), 2 * d + 2))
     bad = np.argpartition(log_norm, n_bad - 1)[:n_bad]
     n_births = max(1, min(n_births, n_bad // (d + 1)))
-    state = np.random.RandomState(int(rng.integers(0, 2**31 - 1)))
-    centres, _ = kmeans_plusplus(Y[bad], n_births, state)
+    centres, _ = kmeans_plusplus(Y[bad], n_births, rng)
     n_near = max(n_bad // (4 * n_births), d + 1)
     born = []
     for centre in centres:
@@ -203,8 +232,7 @@ def split_statistics(Y: np.ndarray, log_norm: np.ndarray, log_resp: np.ndarray,
         pts = Y[labels == c]
         if len(pts) < 2 * (d + 1):
             continue
-        state = np.random.RandomState(int(rng.integers(0, 2**31 - 1)))
-        halves = kmeans_labels(pts, 2, state, max_iter=20)
+        halves = kmeans_labels(pts, 2, rng, max_iter=20)
         centre = pts.mean(axis=0)
         far = max((h for h in (0, 1) if np.sum(halves == h) > d),
                   key=lambda h: float(((pts[halves == h].mean(axis=0) - centre) ** 2).sum()),
@@ -298,8 +326,7 @@ def propose_move(
     fitted = batch_statistics(Y, settled.params).stats.scale(1.0 / len(Y))
     newborns = [fitted.select([j]) for _, j in pairs]
     moved, repaired_final = robust_m_step(with_moves(stats, pairs, newborns), reg_covar)
-    gain = float(np.mean(estimate_log_prob_resp(V, moved)[0])
-                 - np.mean(estimate_log_prob_resp(V, params)[0]))
+    gain = mean_log_likelihood(V, moved) - mean_log_likelihood(V, params)
     # The exact merge losses: one component on Y per candidate pair.
     merge_checks = (len(Y) * PAIR_CANDIDATES * max(1, len(pairs))) // stats.n_components
     evaluations = len(Y) + merge_checks + len(Y) * (settled.n_iter + 1) + 2 * len(V)

@@ -2,7 +2,9 @@
 
 Step 5 of :class:`~streamgmm.core.online.OnlineEM`'s update (and the re-seeding of step 6).
 The online model pays a share of every point's effort into a move credit; this mixin spends
-it, never more than it holds, so the work per point stays what the settings say:
+it, never more than it holds (but for a finished candidate's judgement and adoption, which
+may overdraw it once: nothing else is spent until that is repaid), so the work per point
+stays what the settings say:
 
 - **birth trials** (:func:`~streamgmm.core.moves.propose_move`): merge the cheapest pairs
   (judged exactly on a retained sample) and give birth on the worst-explained points or inside
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamgmm.core.em import estimate_log_prob_resp, run_em
+from streamgmm.core.em import estimate_log_prob_resp, mean_log_likelihood, run_em
 from streamgmm.core.moves import empty, merge_pair, one_component, propose_move
 from streamgmm.core.refit import align_components, seed_params
 from streamgmm.core.suffstats import SufficientStats
@@ -198,8 +200,7 @@ class MoveSchedule:
         params = self.candidate["params"]
         self.candidate = None
         V = self._sample(self._move_points())
-        gain = float(np.mean(estimate_log_prob_resp(V, params)[0])
-                     - np.mean(estimate_log_prob_resp(V, self.params)[0]))
+        gain = mean_log_likelihood(V, params) - mean_log_likelihood(V, self.params)
         spent = 2 * len(V)
         self.move_credit -= spent
         self.n_restart_trials += 1
