@@ -328,6 +328,9 @@ class RetainedBlocks:
             "capacity": self.capacity,
             "n_features": self.n_features,
             "n_offered": int(self.n_offered),
+            # A reservoir block's rows are in a random order (add()); states written before
+            # that kept them in stream order and are shuffled on load (from_state).
+            "rows_shuffled": self.kind == "reservoir",
             "blocks": [{
                 "rows": b.rows.copy(), "stats": b.stats.to_state(), "weight": b.weight,
                 "points": b.points, "log_likelihood": b.log_likelihood,
@@ -348,4 +351,11 @@ class RetainedBlocks:
         ) for b in state["blocks"]]
         if len(obj) > obj.capacity + MAX_BLOCKS:
             raise ValueError("retained rows exceed the capacity")
+        if obj.kind == "reservoir" and not state.get("rows_shuffled", False):
+            # Written when reservoir rows were kept in stream order: a prefix of them would
+            # be the oldest points of each block, not a uniform subset. Shuffled once, by a
+            # fixed generator, so that the same state always loads the same.
+            rng = np.random.default_rng(0)
+            for b in obj.blocks:
+                b.rows = b.rows[rng.permutation(len(b.rows))]
         return obj

@@ -232,3 +232,21 @@ def test_below_scored_rows_every_row_is_scored() -> None:
     rb.add(block(tagged(0, 300)), np.random.default_rng(0))
     assert rb.scored_share == 1.0
     assert rb.scored_rows(rb.blocks[0]) is rb.blocks[0].rows
+
+
+def test_a_reservoir_state_in_stream_order_is_shuffled_on_load() -> None:
+    """A state written when reservoir rows were kept in stream order loads with each block's
+    rows shuffled (the same way every time), so that thinning by prefix stays uniform."""
+    rb = RetainedBlocks("reservoir", 1000, D)
+    rb.add(block(tagged(0, 400)), np.random.default_rng(0))
+    state = rb.to_state()
+    state.pop("rows_shuffled")
+    state["blocks"][0]["rows"] = tagged(0, 400)  # the old layout: stream order
+    first = RetainedBlocks.from_state(state).blocks[0].rows
+    again = RetainedBlocks.from_state(state).blocks[0].rows
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first[:, 0], np.arange(400))
+    np.testing.assert_array_equal(np.sort(first[:, 0]), np.arange(400))
+    # A state of this version loads as it was written.
+    np.testing.assert_array_equal(RetainedBlocks.from_state(rb.to_state()).blocks[0].rows,
+                                  rb.blocks[0].rows)
