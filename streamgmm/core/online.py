@@ -45,8 +45,10 @@ re-scores the stalest of them at every step (Neal & Hinton 1998). One update of 
 5. **Birth and merge moves** (:mod:`streamgmm.core.moves`), one at a time whenever their
    share of the credit pays for one: the cheapest pair is merged exactly in every block, the
    freed component is born on the worst-explained retained points, and the move is kept only
-   if an independent retained sample fits better. The newborn enters as a block without rows
-   until every block has been re-scored with it.
+   if an independent retained sample fits better. The newborn enters as a block without
+   rows; after a step's accepted births every block is re-scored under the new parameters
+   (else the newborn's points count twice until then). Candidates (EM run ahead on retained
+   samples, from the model or from a fresh k-means start) are judged the same way.
 
 6. **Re-seeding**: a component whose weight falls below ``1e-3 / K`` is moved onto the
    worst-explained point of the batch (with the moves on).
@@ -449,6 +451,7 @@ class OnlineEM(MoveSchedule):
         self.prior_points = float(prior_points)
         self._m_step()
         self.params = params  # the model until the next update, as adopted
+        self._unsettled = False  # every block was just re-scored
         return spent
 
     # ------------------------------------------------------------------ persistence

@@ -175,6 +175,29 @@ def test_a_pass_rescores_the_scored_subsample_not_every_retained_row(monkeypatch
     np.testing.assert_allclose(online.stats.means, expected.means, rtol=1e-9)
 
 
+def test_accepted_births_are_settled_by_a_full_pass(monkeypatch):
+    """After a step's accepted births every block with rows is re-scored under the new
+    parameters, so no newborn's points stay counted twice (in its block without rows and
+    in the old components of the stale blocks): the newborns' blocks are gone."""
+    settled = []
+    settle = schedule_module.MoveSchedule._settle
+
+    def record(self):
+        born_at = max(b.scored_at for b in self.retained.blocks if b.expires is not None)
+        spent = settle(self)
+        rows = [b for b in self.retained.blocks if len(b)]
+        assert all(b.scored_at > born_at for b in rows)
+        assert not [b for b in self.retained.blocks if b.expires is not None]
+        assert spent == self.retained.total_scored
+        settled.append(spent)
+        return spent
+
+    monkeypatch.setattr(schedule_module.MoveSchedule, "_settle", record)
+    X = lidar_scene(60_000, seed=3)
+    online = _stream(OnlineEM(OnlineSettings(8), 3, seed=0), X, 2048)
+    assert settled and online.n_moves > 0
+
+
 def test_refine_candidates_alternate_with_restarts(monkeypatch):
     """The candidate cycle: EM run ahead from the model ("refine"), then a fresh k-means
     start ("restart"), each judged on an independent sample."""
