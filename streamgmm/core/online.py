@@ -92,7 +92,7 @@ NOVELTY_NATS = 0.5  # novelty that doubles the effort
 NOVELTY_CAP = 4.0  # the novelty factor is at most 1 + NOVELTY_CAP
 MOVE_SHARE = 0.75  # of the credit goes to moves, with the moves on
 MAX_PASSES = 4  # re-scoring passes over the retained points in one update at most
-M_STEPS_PER_PASS = 4  # M-steps per pass of re-scoring
+M_STEPS_PER_PASS = 8  # M-steps per pass of re-scoring (8 left the window closer than 4)
 INIT_POINTS = 4096  # the first batch EM runs on at most this many buffered points
 INIT_ITER = 15
 CHANGE_NATS = 1.0  # novelty that marks a change point
@@ -336,7 +336,7 @@ class OnlineEM(MoveSchedule):
             if s.moves:
                 self.move_credit += self.rescore_credit - cap
             self.rescore_credit = cap
-        # 4. ... with the M-step of the memoized sum after every quarter pass.
+        # 4. ... with the M-step of the memoized sum after every eighth of a pass.
         evaluations = m + self._rescore()
         # 5. Moves, paid from their credit.
         moved = False
@@ -384,12 +384,12 @@ class OnlineEM(MoveSchedule):
 
     def _rescore(self) -> int:
         """Steps 3-4: re-score blocks while the credit lasts, newest-scored-once first, then
-        the stalest, with an M-step after every quarter pass (incremental EM: each M-step
+        the stalest, with an M-step after every eighth of a pass (incremental EM: each M-step
         uses the freshest statistics). Returns the rows re-scored."""
         spent = since = 0
         # The rows retained do not change while blocks are re-scored: nor does the share.
         share = self.retained.scored_share
-        quarter = max(1, self.retained.total_scored // M_STEPS_PER_PASS)
+        rhythm = max(1, self.retained.total_scored // M_STEPS_PER_PASS)
         scorer = make_scorer(self.params)
         group: list[Block] = []  # chosen for scoring under the current parameters
         while True:
@@ -406,7 +406,7 @@ class OnlineEM(MoveSchedule):
             self.rescore_credit -= cost
             spent += cost
             since += cost
-            if since >= quarter:
+            if since >= rhythm:
                 self._score(group, self.params, scorer)
                 group = []
                 self.retained.drop_expired()
