@@ -245,16 +245,7 @@ def moments_pass(
         ``sum_i w_i log p(x_i)``.
     """
     n_cols, k = scorer.W.shape
-    n = X.shape[0]
-    step = _chunk_rows(max(n_cols, k))
-    starts = range(0, n, step)
-    threads = 1 if pool is None else min(pool.threads, len(starts))
-    if threads < 2:
-        parts = [_score_chunks(X, scorer, sample_weight, starts, step)]
-    else:
-        spans = np.array_split(np.arange(len(starts)), threads)
-        parts = pool.map(lambda span: _score_chunks(
-            X, scorer, sample_weight, starts[span[0] : span[-1] + 1], step), spans)
+    parts = _chunked(X, scorer, sample_weight, pool)
     # The reduce, in chunk order whatever thread scored each chunk.
     moments = np.zeros((k, n_cols))
     total_ll = 0.0
@@ -263,6 +254,21 @@ def moments_pass(
             moments += chunk_moments
             total_ll += chunk_ll
     return moments, total_ll
+
+
+def _chunked(X: np.ndarray, scorer: _Scorer, sample_weight: np.ndarray | None,
+             pool: ChunkPool | None, bounds: np.ndarray | None = None) -> list:
+    """:func:`_score_chunks` over fixed row chunks of ``X``, split into contiguous spans of
+    chunks, one per thread of ``pool``; the spans' results in chunk order."""
+    n_cols, k = scorer.W.shape
+    step = _chunk_rows(max(n_cols, k))
+    starts = range(0, X.shape[0], step)
+    threads = 1 if pool is None else min(pool.threads, len(starts))
+    if threads < 2:
+        return [_score_chunks(X, scorer, sample_weight, starts, step, bounds)]
+    spans = np.array_split(np.arange(len(starts)), threads)
+    return pool.map(lambda span: _score_chunks(
+        X, scorer, sample_weight, starts[span[0] : span[-1] + 1], step, bounds), spans)
 
 
 def _score_chunks(X: np.ndarray, scorer: _Scorer, sample_weight: np.ndarray | None,
@@ -332,16 +338,7 @@ def segment_statistics(
     bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     X = np.concatenate(segments) if len(segments) > 1 else segments[0]
     n_cols, k = scorer.W.shape
-    n = X.shape[0]
-    step = _chunk_rows(max(n_cols, k))
-    starts = range(0, n, step)
-    threads = 1 if pool is None else min(pool.threads, len(starts))
-    if threads < 2:
-        parts = [_score_chunks(X, scorer, None, starts, step, bounds)]
-    else:
-        spans = np.array_split(np.arange(len(starts)), threads)
-        parts = pool.map(lambda span: _score_chunks(
-            X, scorer, None, starts[span[0] : span[-1] + 1], step, bounds), spans)
+    parts = _chunked(X, scorer, None, pool, bounds)
     moments = np.zeros((len(segments), k, n_cols))
     totals = np.zeros(len(segments))
     for part in parts:  # in chunk order whatever thread scored each chunk
