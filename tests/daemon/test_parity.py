@@ -4,8 +4,8 @@ A daemon fed over its socket, one message per batch, and ``partial_fit`` fed the
 from the same seed reach the same parameters bit for bit, moves included, however busy the
 machine: the daemon runs the whole online update inline through the same
 :class:`~streamgmm.core.online.OnlineEM`, and nothing of it depends on timing. When the daemon
-coalesces queued messages into larger steps, the model changes only by the noise that a
-different batch size allows.
+coalesces queued messages into larger steps, another step schedule can end in another local
+optimum: that model is checked not to be worse by more than a bound measured on the stream.
 """
 
 from __future__ import annotations
