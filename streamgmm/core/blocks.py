@@ -47,9 +47,9 @@ MAX_BLOCKS = 32
 RESCORE_PRIORITY = 2
 # Rows the online EM re-scores at most: a nested uniform subsample of the retained rows
 # (:meth:`RetainedBlocks.scored_rows`). Incremental EM climbs one pass at a time, and a
-# pass over 8,192 rows costs a fortieth of one over the 200,000 a daemon retains for its
-# refits: measured on sensor-ordered streams (benchmarks/README.md), re-scoring more rows
-# than this left the model further from batch EM at the same effort, not closer.
+# pass over the 200,000 rows a daemon retains for its refits costs 24 passes over 8,192:
+# measured on sensor-ordered streams (benchmarks/README.md), re-scoring more rows than this
+# left the model further from batch EM at the same effort, not closer.
 SCORED_ROWS = 8192
 
 

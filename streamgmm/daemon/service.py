@@ -428,7 +428,8 @@ class Service:
         order, after the step.
         """
         status = self._status()
-        before = model.payload_fields("snapshot") if model.fitted else model.n_seen
+        before = model.payload_fields("snapshot") if model.fitted else None
+        seen = model.n_seen
         extensions = self._extensions(model, take_sample=False)
         waiting: list[ControlRequest] = []
         context = contextvars.copy_context()  # the thread pool of the caller's `using`
@@ -446,8 +447,12 @@ class Service:
                     waiting.append(request)
                 elif msg["op"] == "status":
                     self._reply(request, status, _request_id(msg))
-                elif self._names(msg, model):
-                    self._snapshot_before(request, msg, model, before, extensions)
+                elif self._stepping_target(msg, model):
+                    rid = _request_id(msg)
+                    try:
+                        self._send_snapshot(request, model, before, seen, extensions, rid)
+                    except Refusal as err:
+                        self._reply(request, codec.error_reply(str(err.args[0]), err.code), rid)
                 else:
                     self._handle_control(request)
         try:
@@ -456,26 +461,12 @@ class Service:
             for request in waiting:
                 self._handle_control(request)
 
-    def _names(self, msg: dict, model: ModelRuntime) -> bool:
-        """Does the ``snapshot`` request ``msg`` ask for ``model`` (by name, or the only one)?"""
-        name = msg.get("model")
-        return name == model.name or (name is None and len(self.models) == 1)
-
-    def _snapshot_before(self, request: ControlRequest, msg: dict, model: ModelRuntime,
-                         before: dict | int, extensions: dict) -> None:
-        """Answer a snapshot of a stepping model with its parameters before the step
-        (``before``: :meth:`ModelRuntime.payload_fields`, or the points it had seen when it
-        had no parameters yet)."""
-        rid = _request_id(msg)
-        if not isinstance(before, dict):
-            self._reply(request, codec.error_reply(
-                f"model {model.name!r} has no parameters yet "
-                f"({before} of {model.config.components} points needed)",
-                "no_parameters"), rid)
-            return
-        extra = {"ok": True} if rid is None else {"ok": True, "id": rid}
-        self._reply(request, codec.encode_update(seq=model.seq, stamp=time.time(), **before,
-                                                 **extensions, **extra))
+    def _stepping_target(self, msg: dict, model: ModelRuntime) -> bool:
+        """Does the ``snapshot`` request ``msg`` ask for ``model``, the one stepping?"""
+        try:
+            return self._find_model(msg) is model
+        except LookupError:
+            return False  # answered as usual: the refusal names what is wrong
 
     def _absorb_backlog(self, model: ModelRuntime,
                         parts: list[tuple[np.ndarray, float, str]]) -> None:
@@ -700,16 +691,24 @@ class Service:
 
     def _op_snapshot(self, request: ControlRequest, msg: dict, rid: object) -> None:
         model = self._find_model(msg)
-        if not model.fitted:
+        fields = model.payload_fields("snapshot") if model.fitted else None
+        self._send_snapshot(request, model, fields, model.n_seen,
+                            self._extensions(model, take_sample=False), rid)
+
+    def _send_snapshot(self, request: ControlRequest, model: ModelRuntime,
+                       fields: dict | None, n_seen: int, extensions: dict, rid: object) -> None:
+        """Reply with a snapshot of ``fields`` (:meth:`ModelRuntime.payload_fields`, taken
+        now or, during a long step, before it); ``None``: no parameters yet (a Refusal)."""
+        if fields is None:
             raise Refusal(
                 f"model {model.name!r} has no parameters yet "
-                f"({model.n_seen} of {model.config.components} points needed)",
+                f"({n_seen} of {model.config.components} points needed)",
                 "no_parameters",
             )
         # Labelled with the seq of the last published update (the Clone pattern).
         extra = {"ok": True} if rid is None else {"ok": True, "id": rid}
-        extra.update(self._extensions(model, take_sample=False))
-        self._reply(request, model.update_payload("snapshot", model.seq, **extra))
+        self._reply(request, codec.encode_update(seq=model.seq, stamp=time.time(), **fields,
+                                                 **extensions, **extra))
 
     def _op_status(self, request: ControlRequest, msg: dict, rid: object) -> None:
         self._reply(request, self._status(), rid)
