@@ -112,6 +112,8 @@ class RetainedBlocks:
         self.n_offered = 0  # stream points ever added
         self._total_scored: tuple[int, int] | None = None  # (rows version, total_scored)
         self._rows_version = 0  # changes whenever a block's rows do
+        # (the row arrays, their concatenation): see _concatenated.
+        self._rows_cache: tuple[tuple, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ reading
 
@@ -168,26 +170,39 @@ class RetainedBlocks:
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` retained rows drawn uniformly with replacement."""
-        sizes = np.array([len(b) for b in self.blocks], dtype=np.int64)
-        total = int(sizes.sum())
+        total = len(self)
         if total == 0 or n <= 0:
             return np.empty((0, self.n_features))
+        # Sorted, so that the rows come out oldest block first.
         picks = np.sort(rng.integers(0, total, size=n))
-        ends = np.cumsum(sizes)
-        # The picks are sorted: each block's share of them is one contiguous run.
-        bounds = np.searchsorted(picks, ends)
-        out = np.empty((n, self.n_features))
-        lo = 0
-        for b, hi in enumerate(bounds):
-            if hi > lo:
-                out[lo:hi] = self.blocks[b].rows[picks[lo:hi] - (ends[b] - sizes[b])]
-            lo = hi
-        return out
+        return np.take(self._concatenated(), picks, axis=0)
+
+    def _concatenated(self) -> np.ndarray:
+        """Every retained row in one array, kept until a block's rows change.
+
+        The moves draw several samples per step; gathering them from one array costs a
+        tenth of gathering them block by block.
+        """
+        arrays = tuple(b.rows for b in self.blocks if len(b))
+        cached = self._rows_cache
+        if cached is not None and len(cached[0]) == len(arrays) and all(
+                a is b for a, b in zip(cached[0], arrays)):
+            return cached[1]
+        joined = np.concatenate(arrays) if arrays else np.empty((0, self.n_features))
+        self._rows_cache = (arrays, joined)
+        return joined
 
     def pooled(self) -> SufficientStats:
         """The model's statistics: the weighted sum of every block's, normalised."""
-        parts = [b.stats.scale(b.weight) for b in self.blocks if b.weight > 0]
-        return SufficientStats.pool(parts).normalized()
+        kept = [b for b in self.blocks if b.weight > 0]
+        # As SufficientStats.pool([b.stats.scale(b.weight) ...]), without an object per
+        # block: this runs at every M-step.
+        weights = np.array([b.weight for b in kept])
+        counts = np.stack([b.stats.counts for b in kept]) * weights[:, None]
+        return SufficientStats.pool_arrays(
+            kept[0].stats.covariance_type, counts,
+            np.stack([b.stats.means for b in kept]),
+            np.stack([b.stats.scatter for b in kept])).normalized()
 
     def history_log_likelihood(self) -> float:
         """Weighted mean log-likelihood of the blocks with rows, as last scored."""

@@ -226,21 +226,27 @@ class SufficientStats:
             n = sum_b n_b,   mu = sum_b n_b mu_b / n,
             C = sum_b (n_b / n) (C_b + (mu_b - mu)(mu_b - mu)')
         """
-        first = parts[0]
-        counts = np.stack([p.counts for p in parts])  # (B, K)
-        means = np.stack([p.means for p in parts])  # (B, K, d)
-        scatter = np.stack([p.scatter for p in parts])
+        return cls.pool_arrays(parts[0].covariance_type,
+                               np.stack([p.counts for p in parts]),
+                               np.stack([p.means for p in parts]),
+                               np.stack([p.scatter for p in parts]))
+
+    @classmethod
+    def pool_arrays(cls, covariance_type: str, counts: np.ndarray, means: np.ndarray,
+                    scatter: np.ndarray) -> SufficientStats:
+        """:meth:`pool` of parts given as stacked arrays: counts (B, K), means (B, K, d) and
+        scatters (B, ...), the same bits (the online model pools its blocks this way, with
+        no statistics object per block)."""
         total = counts.sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            share = np.where(total > 0, counts / total, 1.0 / len(parts))
+            share = np.where(total > 0, counts / total, 1.0 / len(counts))
         pooled_means = np.einsum("bk,bkd->kd", share, means)
         delta = means - pooled_means[None]
         b, k, d = delta.shape
-        between = _outer(delta.reshape(b * k, d), first.covariance_type).reshape(
-            scatter.shape)
+        between = _outer(delta.reshape(b * k, d), covariance_type).reshape(scatter.shape)
         weights = share.reshape(share.shape + (1,) * (scatter.ndim - 2))
         pooled_scatter = np.sum(weights * (scatter + between), axis=0)
-        return cls(first.covariance_type, total, pooled_means, pooled_scatter)
+        return cls(covariance_type, total, pooled_means, pooled_scatter)
 
     def select(self, components: Sequence[int]) -> SufficientStats:
         """The statistics of some components only (in the given order)."""
