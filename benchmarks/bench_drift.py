@@ -5,8 +5,10 @@ Figures
      31,761 + 20,870 points, each in recorded order) and three 3-D rooms one after another
      (``synthetic.rooms_stream``): gap to batch EM on the window (the last 8,000 points) at
      1/4, 1/2 and the end of each place, for partial_fit (seeds 0-4) and for the daemon at
-     full speed (seed 0), in the drift setting (retain="window", retain_size=8000,
-     step_constant=0.05), textbook stepwise EM beside it (goal: gap <= 0.1)
+     full speed (seed 0), in the drift setting (retain="window", retain_size=8000, the
+     default step: the window alone forgets), textbook stepwise EM beside it with the same
+     window and a constant step of 0.05 (it keeps no blocks: only a constant step makes it
+     forget) (goal: gap <= 0.1)
   2. rate of the drift setting over the whole stream and within a place once settled (the
      second half of the last place), as ratios to textbook stepwise EM with the same window
      settings on the same batches (goals: whole stream >= 0.2x, settled >= 0.5x), with
@@ -49,16 +51,21 @@ from _ordered import (  # noqa: E402
 K = 16
 BATCH = 512
 WINDOW = 8000
-STEP = 0.05
+STEP = 0.05  # textbook's constant step: the window does not make it forget
 GOAL_GAP = 0.1
 GOAL_WHOLE = 0.2  # x textbook, whole stream
 GOAL_SETTLED = 0.5  # x textbook, second half of the last place
 
-DRIFT = {"retain": "window", "retain_size": WINDOW, "step_constant": STEP}
-#: Textbook stepwise EM with the drift setting's window and constant step.
-TEXTBOOK_DRIFT = {**TEXTBOOK, **DRIFT}
-DAEMON_DRIFT = {"retain": "window", "window_points": WINDOW, "step_constant": STEP,
-                "seed": 0}
+# The drift setting: the window is what forgets. With the default step every point in the
+# window weighs the same, so the model's statistics are batch EM's on the window (what the
+# gaps are measured against). Measured 2026-12-07 (seeds 0-4): a constant step of 0.05 on
+# top, an exponential memory inside the window, left the models 0.05 (two buildings) and
+# 0.10 (rooms) nats/point further from batch EM on the window on average.
+DRIFT = {"retain": "window", "retain_size": WINDOW}
+#: Textbook stepwise EM with the drift setting's window and a constant step (textbook keeps
+#: no blocks: the window alone does not make it forget).
+TEXTBOOK_DRIFT = {**TEXTBOOK, **DRIFT, "step_constant": STEP}
+DAEMON_DRIFT = {"retain": "window", "window_points": WINDOW, "seed": 0}
 
 SIZES = {
     False: {"rooms_n": 90_000, "repeat": 2, "seeds": (0, 1, 2, 3, 4), "sk_fits": 2},
@@ -211,12 +218,12 @@ def figure_1(ctx: Context) -> None:
             "how far the k-means starts alone fall short of it). Each gap column = batch EM "
             "LL - the model's held-out LL there (nats/point, positive =",
             f"online worse). lib sN = GaussianMixture(retain='window', retain_size={WINDOW}, "
-            f"step_constant={STEP}, random_state=N); daemon s0 = the same",
-            f"keys in a daemon (retain = 'window', window_points = {WINDOW}, step_constant = "
-            f"{STEP}, seed = 0) fed at full speed (not paced) with",
+            "random_state=N); daemon s0 = the same",
+            f"keys in a daemon (retain = 'window', window_points = {WINDOW}, seed = 0) fed "
+            "at full speed (not paced) with",
             "PointPublisher up to each checkpoint; once status n_seen reaches it, a snapshot "
             "is scored. textbook = effort=0, moves=False with the same",
-            "window and constant step. Verdicts: every seed at the checkpoint; the daemon "
+            f"window and a constant step of {STEP}. Verdicts: every seed at the checkpoint; the daemon "
             "also needs zero loss (messages_lost, messages_applied).",
             "The daemon folds queued messages into one online step up to its coalescing "
             "limit (for a window: window_points // 16 = 500 < 512, so",

@@ -142,7 +142,9 @@ class GaussianMixture(_ParamsMixin):
     verbose_interval : int, default=10
     retain : {"reservoir", "window"}, default="reservoir"
         What ``partial_fit`` remembers of the stream: a uniform sample of all of it, or the
-        latest points (a robot that changes place: what leaves the window leaves the model).
+        latest points (a robot that changes place: what leaves the window leaves the model;
+        with the default step every point in the window weighs the same, as in batch EM on
+        the window).
     retain_size : int, default=20000
         Points retained (>= ``n_components``); memory is bounded by it, not by the stream.
         The online update re-scores a uniform subsample of at most 8,192 of them, so a
@@ -164,7 +166,9 @@ class GaussianMixture(_ParamsMixin):
         ``t0`` of the online step.
     step_constant : float or None, default=None
         A constant online step in (0, 1] instead: an exponential memory of about
-        ``1 / step_constant`` batches, for drifting streams.
+        ``1 / step_constant`` batches, for drifting streams. With ``retain="window"`` it is
+        not needed (the window forgets) and costs fit: a step of 0.05 left the models of
+        ``bench_drift`` 0.05-0.10 nats/point further from batch EM on the window.
 
     Attributes
     ----------

@@ -227,7 +227,8 @@ class ModelConfig:
     step_decay, step_offset, step_constant
         The online step schedule (extension; ``GaussianMixture``'s parameters of the same
         names): ``eta = (n / m + t0) ** -alpha`` for a batch of ``m`` points after ``n``;
-        ``step_constant`` in (0, 1] is a constant step that keeps tracking drifting data,
+        ``step_constant`` in (0, 1] is a constant step that keeps tracking drifting data
+        (with ``retain = "window"`` leave it at ``0``: the window forgets by itself),
         ``0`` (``None`` in the library) the decaying one.
     effort : float
         E-step evaluations per absorbed point spent on re-scoring retained points and on
