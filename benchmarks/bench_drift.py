@@ -223,8 +223,8 @@ def figure_1(ctx: Context) -> None:
             "at full speed (not paced) with",
             "PointPublisher up to each checkpoint; once status n_seen reaches it, a snapshot "
             "is scored. textbook = effort=0, moves=False with the same",
-            f"window and a constant step of {STEP}. Verdicts: every seed at the checkpoint; the daemon "
-            "also needs zero loss (messages_lost, messages_applied).",
+            f"window and a constant step of {STEP}. Verdicts: every seed at the checkpoint; "
+            "the daemon also needs zero loss (messages_lost, messages_applied).",
             "The daemon folds queued messages into one online step up to its coalescing "
             "limit (for a window: window_points // 16 = 500 < 512, so",
             "one message per step, as in the library).",

@@ -48,7 +48,9 @@ re-scores the stalest of them at every step (Neal & Hinton 1998). One update of 
    if an independent retained sample fits better. The newborn enters as a block without
    rows; after a step's accepted births every block is re-scored under the new parameters
    (else the newborn's points count twice until then). Candidates (EM run ahead on retained
-   samples, from the model or from a fresh k-means start) are judged the same way.
+   samples, from the model or from a fresh k-means start) are judged the same way. A step
+   runs at most ``MAX_MOVES_PER_STEP`` rounds, and move credit beyond what they cost lapses
+   (a whole sweep in one message buys more than its rounds spend).
 
 6. **Re-seeding**: a component whose weight falls below ``1e-3 / K`` is moved onto the
    worst-explained point of the batch (with the moves on).
@@ -348,6 +350,8 @@ class OnlineEM(MoveSchedule):
         if s.moves:
             reseeded, spent = self._reseed_dead(X)
             evaluations += spent
+            # What this step's rounds could not spend lapses (MoveSchedule._credit_cap).
+            self.move_credit = min(self.move_credit, self._credit_cap())
         self.work += evaluations
         if change_point:
             self.n_change_points += 1

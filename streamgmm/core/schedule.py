@@ -96,6 +96,16 @@ class MoveSchedule:
         n = self._move_points()
         return float(n * (MOVE_ITER + 2) + 2 * n)
 
+    def _credit_cap(self) -> float:
+        """The most move credit a step may leave: what ``MAX_MOVES_PER_STEP`` rounds cost.
+
+        A step of many points (a whole sweep in one message) buys more than its rounds can
+        spend; the rest lapses, so that it does not pile up (measured: 340,000 evaluations
+        a sweep of 131,072 points) into bursts of moves in the steps after it.
+        """
+        return MAX_MOVES_PER_STEP * (self._move_cost()
+                                     + RESTART_STEP_ITER * self._restart_points())
+
     def _movable(self) -> bool:
         return len(self.retained) > 4 * self.settings.n_components
 

@@ -154,6 +154,33 @@ def test_work_is_fixed_by_the_settings():
     assert 0.5 * bought <= extra <= bought + overdraft
 
 
+def test_a_whole_sweep_step_spends_a_bounded_round_and_its_excess_credit_lapses():
+    """A step of many points (a driver's whole sweep in one message) buys more move credit
+    than MAX_MOVES_PER_STEP rounds can spend: the step stays bounded and what is left after
+    it never exceeds the cost of those rounds, however many such steps come (it would
+    otherwise pile up and burst into the steps after them)."""
+    sweep = 131_072  # an OS1-64's sweep
+    X = lidar_scene(4 * sweep + 2048, seed=1)
+    online = OnlineEM(OnlineSettings(16), 3, seed=0)
+    online.update(X[:2048])
+    bought, spent = [], 0
+    for s in range(2048, len(X), sweep):
+        batch = X[s:s + sweep]
+        represented_after = online.retained.represented + len(batch)
+        info = online.update(batch)
+        bought.append(len(batch) * effort_per_point(online.settings.effort, represented_after,
+                                                    online.novelty))
+        cap = online._credit_cap()
+        assert online.move_credit <= cap
+        # The batch, at most MAX_PASSES passes of re-scoring, the rounds and one overdraft.
+        bound = (len(batch) + online_module.MAX_PASSES * online.retained.total_scored
+                 + 2 * cap + 2 * schedule_module.MOVE_POINTS)
+        assert info.evaluations <= bound
+        spent += info.evaluations - len(batch)
+    # The cap is what bounds them: these steps bought more than they spent by more than it.
+    assert sum(bought) - spent > 2 * cap
+
+
 def test_a_pass_rescores_the_scored_subsample_not_every_retained_row(monkeypatch):
     """Past SCORED_ROWS, a pass of re-scoring costs the scored rows, whatever the retained
     size (a daemon keeps 200,000 rows for its refits), and the memoized statistics are
