@@ -112,8 +112,7 @@ class RetainedBlocks:
         self.n_offered = 0  # stream points ever added
         self._total_scored: tuple[int, int] | None = None  # (rows version, total_scored)
         self._rows_version = 0  # changes whenever a block's rows do
-        # (the row arrays, their concatenation): see _concatenated.
-        self._rows_cache: tuple[tuple, np.ndarray] | None = None
+        self._rows_cache: tuple[int, np.ndarray] | None = None  # (rows version, all rows)
 
     # ------------------------------------------------------------------ reading
 
@@ -183,14 +182,11 @@ class RetainedBlocks:
         The moves draw several samples per step; gathering them from one array costs a
         tenth of gathering them block by block.
         """
-        arrays = tuple(b.rows for b in self.blocks if len(b))
         cached = self._rows_cache
-        if cached is not None and len(cached[0]) == len(arrays) and all(
-                a is b for a, b in zip(cached[0], arrays)):
-            return cached[1]
-        joined = np.concatenate(arrays) if arrays else np.empty((0, self.n_features))
-        self._rows_cache = (arrays, joined)
-        return joined
+        if cached is None or cached[0] != self._rows_version:
+            cached = (self._rows_version, self.points)
+            self._rows_cache = cached
+        return cached[1]
 
     def pooled(self) -> SufficientStats:
         """The model's statistics: the weighted sum of every block's, normalised."""
@@ -252,7 +248,7 @@ class RetainedBlocks:
         else:
             self._thin()
         self._merge_neighbours(rng)
-        self._rows_version += 1  # the rows changed: total_scored is recomputed
+        self._rows_version += 1  # the rows changed: total_scored and _concatenated follow
 
     def add_virtual(self, stats: SufficientStats, weight: float, points: float,
                     expires: int | None, now: int) -> None:
