@@ -463,17 +463,31 @@ def robust_m_step(stats: SufficientStats, reg_covar: float) -> tuple[MixturePara
     """
     try:
         params = stats.to_params(reg_covar)
-        if _well_conditioned(params.covariances, params.covariance_type):
+        if _well_conditioned(params):
             return params, False
     except ValueError:
         pass
     return stats.repaired(reg_covar).to_params(reg_covar), True
 
 
-def _well_conditioned(covariances: np.ndarray, covariance_type: str,
-                      rcond: float = 1e-12) -> bool:
-    """Cholesky can succeed on a matrix that rounding made indefinite: check eigenvalues."""
-    if covariance_type in ("full", "tied"):
+def _well_conditioned(params: MixtureParams, rcond: float = 1e-12) -> bool:
+    """Cholesky can succeed on a matrix that rounding made indefinite: check eigenvalues.
+
+    The eigenvalues are needed only where a cheap bound cannot vouch for the covariance:
+    ``trace(Sigma) * |U|_F^2`` bounds the condition number of ``L L'`` (the matrix the
+    Cholesky factor ``L = U^-T`` stands for), and ``Sigma`` differs from it by rounding, about
+    ``eps * |Sigma|``. Below ``1e-3 / rcond`` the smallest eigenvalue of ``Sigma`` is then
+    far above ``rcond`` times the largest: the eigenvalue test would pass, so the result is
+    the same (the M-steps of a LiDAR sweep and the rooms stream bounded at most 3e6; the
+    eigenvalues were a quarter of an M-step's cost).
+    """
+    covariances, ctype = params.covariances, params.covariance_type
+    if ctype in ("full", "tied"):
+        U = params.precisions_cholesky
+        bound = (np.trace(covariances, axis1=-2, axis2=-1)
+                 * np.einsum("...ij,...ij->...", U, U))
+        if np.all(bound < 1e-3 / rcond):
+            return True
         vals = np.linalg.eigvalsh(covariances)
         return bool(np.all(vals.min(axis=-1) > rcond * np.abs(vals).max(axis=-1)))
     return bool(np.all(covariances > rcond * np.max(covariances)))

@@ -7,6 +7,7 @@ from scipy.stats import multivariate_normal
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 from streamgmm.core.em import (
+    _well_conditioned,
     batch_statistics,
     e_step,
     estimate_log_prob_resp,
@@ -157,3 +158,31 @@ def test_segment_statistics_are_each_segments_batch_statistics(ctype):
                                    atol=1e-12)
         assert got.log_likelihood == pytest.approx(want.log_likelihood, rel=1e-12)
         assert got.n_points == len(segment)
+
+
+@pytest.mark.parametrize("ctype", ["full", "tied"])
+def test_conditioning_check_agrees_with_the_eigenvalues(ctype):
+    """robust_m_step's check skips the eigenvalues only where a bound vouches for them: on
+    covariances from well to barely conditioned (condition 1e2 to 1e15) it decides as the
+    eigenvalue rule does."""
+    rng = np.random.default_rng(0)
+    rcond = 1e-12
+    decisions = set()
+    for exponent in np.linspace(2, 15, 27):
+        for _ in range(4):
+            q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+            scale = 10.0 ** rng.uniform(-4, 4)
+            vals = scale * np.array([1.0, 10.0 ** (-exponent / 2), 10.0 ** -exponent])
+            cov = (q * vals) @ q.T
+            cov = 0.5 * (cov + cov.T)
+            covariances = cov if ctype == "tied" else np.stack([np.eye(3) * scale, cov])
+            try:
+                params = MixtureParams.from_covariances(
+                    np.full(2, 0.5), np.zeros((2, 3)), covariances, ctype)
+            except ValueError:
+                continue  # not positive definite to Cholesky: never checked
+            eig = np.linalg.eigvalsh(covariances)
+            expected = bool(np.all(eig.min(axis=-1) > rcond * np.abs(eig).max(axis=-1)))
+            assert _well_conditioned(params, rcond) == expected, exponent
+            decisions.add(expected)
+    assert decisions == {True, False}  # both sides of the rule were exercised
