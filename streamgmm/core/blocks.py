@@ -113,6 +113,7 @@ class RetainedBlocks:
         self._total_scored: tuple[int, int] | None = None  # (rows version, total_scored)
         self._rows_version = 0  # changes whenever a block's rows do
         self._rows_cache: tuple[int, np.ndarray] | None = None  # (rows version, all rows)
+        self._stats_cache: tuple | None = None  # (statistics, their stacked arrays): pooled
 
     # ------------------------------------------------------------------ reading
 
@@ -192,13 +193,24 @@ class RetainedBlocks:
         """The model's statistics: the weighted sum of every block's, normalised."""
         kept = [b for b in self.blocks if b.weight > 0]
         # As SufficientStats.pool([b.stats.scale(b.weight) ...]), without an object per
-        # block: this runs at every M-step.
+        # block and without restacking the blocks whose statistics did not change since the
+        # last call (an M-step follows every eighth of a re-scoring pass).
+        stats = [b.stats for b in kept]
+        cached = self._stats_cache
+        if cached is None or len(cached[0]) != len(stats):
+            counts = np.stack([st.counts for st in stats])
+            means = np.stack([st.means for st in stats])
+            scatter = np.stack([st.scatter for st in stats])
+        else:
+            old, counts, means, scatter = cached
+            for i, (before, now) in enumerate(zip(old, stats)):
+                if before is not now:  # statistics are immutable: replaced, never edited
+                    counts[i], means[i], scatter[i] = now.counts, now.means, now.scatter
+        self._stats_cache = (stats, counts, means, scatter)
         weights = np.array([b.weight for b in kept])
-        counts = np.stack([b.stats.counts for b in kept]) * weights[:, None]
-        return SufficientStats.pool_arrays(
-            kept[0].stats.covariance_type, counts,
-            np.stack([b.stats.means for b in kept]),
-            np.stack([b.stats.scatter for b in kept])).normalized()
+        return SufficientStats.pool_arrays(kept[0].stats.covariance_type,
+                                           counts * weights[:, None], means,
+                                           scatter).normalized()
 
     def history_log_likelihood(self) -> float:
         """Weighted mean log-likelihood of the blocks with rows, as last scored."""
