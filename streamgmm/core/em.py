@@ -24,7 +24,7 @@ from streamgmm.core.gaussian import (
 )
 from streamgmm.core.parallel import ChunkPool
 from streamgmm.core.params import MixtureParams
-from streamgmm.core.suffstats import SufficientStats, centered_scatter
+from streamgmm.core.suffstats import SufficientStats, centered_scatter, moments_to_arrays
 
 # Rows per chunk: the chunk's (rows, K) and (rows, features) arrays stay in cache.
 _CHUNK_ELEMENTS = 1 << 16
@@ -346,10 +346,9 @@ def segment_statistics(
             for seg, chunk_moments, chunk_ll in pieces:
                 moments[seg] += chunk_moments
                 totals[seg] += chunk_ll
-    return [finish_statistics(
-        moments[i], float(totals[i]), float(sizes[i]), scorer,
-        lambda means, components, seg=segments[i]: scatter_pass(seg, scorer, means, components),
-    ) for i in range(len(segments))]
+    return _finish_stack(moments, totals, sizes, scorer, [
+        lambda means, components, seg=seg: scatter_pass(seg, scorer, means, components)
+        for seg in segments])
 
 
 def _exp_normalize_into(LT: np.ndarray, top: np.ndarray, total: np.ndarray
@@ -388,29 +387,46 @@ def finish_statistics(
         Summed :func:`scatter_pass` of the whole data; called only when a one-pass
         scatter lost its digits (a second pass over the data).
     """
-    stats = SufficientStats.from_moments(moments, scorer.shift, scorer.params.covariance_type)
-    lost = _lost_digits(stats, scorer.shift)
-    if len(lost):
-        total = exact_scatter(stats.means, lost)
-        scatter = stats.scatter.copy()
-        counts = stats.counts[lost].reshape((-1,) + (1,) * (scatter.ndim - 1))
-        scatter[lost] = total[lost] / counts
-        stats = SufficientStats(stats.covariance_type, stats.counts, stats.means, scatter)
-    return BatchStatistics(stats, log_likelihood, n_points)
+    return _finish_stack(moments[None], [log_likelihood], [n_points], scorer,
+                         [exact_scatter])[0]
 
 
-def _lost_digits(stats: SufficientStats, shift: np.ndarray) -> np.ndarray:
-    """Components whose one-pass scatter cancelled away most of its digits."""
-    s = stats.scatter
-    if s.ndim == 3:
-        var = np.trace(s, axis1=1, axis2=2)
-    elif s.ndim == 2:
-        var = s.sum(axis=1)
+def _finish_stack(moments: np.ndarray, log_likelihoods, n_points, scorer: _Scorer,
+                  exact_scatters) -> list[BatchStatistics]:
+    """:func:`finish_statistics` of several batches at once: ``moments`` (B, K, columns),
+    one log-likelihood, point count and exact-scatter callable per batch. The arrays of all
+    of them are computed in one pass (re-scoring scores a few blocks per M-step)."""
+    ctype = scorer.params.covariance_type
+    counts, means, scatter = moments_to_arrays(moments, scorer.shift, ctype)
+    lost = _lost_digits(means, scatter, scorer.shift, ctype)
+    out = []
+    for i, any_lost in enumerate(lost.any(axis=-1)):
+        batch_scatter = scatter[i]
+        if any_lost:
+            components = np.flatnonzero(lost[i])
+            total = exact_scatters[i](means[i], components)
+            batch_scatter = batch_scatter.copy()
+            lost_counts = counts[i][components].reshape(
+                (-1,) + (1,) * (batch_scatter.ndim - 1))
+            batch_scatter[components] = total[components] / lost_counts
+        out.append(BatchStatistics(SufficientStats(ctype, counts[i], means[i], batch_scatter),
+                                   float(log_likelihoods[i]), float(n_points[i])))
+    return out
+
+
+def _lost_digits(means: np.ndarray, scatter: np.ndarray, shift: np.ndarray,
+                 covariance_type: str) -> np.ndarray:
+    """Which components' one-pass scatter cancelled away most of its digits (a boolean
+    array over the components, with any leading axes of ``means``)."""
+    if covariance_type in ("full", "tied"):
+        var = np.trace(scatter, axis1=-2, axis2=-1)
+    elif covariance_type == "diag":
+        var = scatter.sum(axis=-1)
     else:
-        var = s * stats.n_features
-    m = stats.means - shift
-    raw = np.maximum(var, 0.0) + np.einsum("ki,ki->k", m, m)
-    return np.flatnonzero(var <= _SCATTER_DIGITS * raw)
+        var = scatter * means.shape[-1]
+    m = means - shift
+    raw = np.maximum(var, 0.0) + np.einsum("...i,...i->...", m, m)
+    return var <= _SCATTER_DIGITS * raw
 
 
 def scatter_pass(X: np.ndarray, scorer: _Scorer, means: np.ndarray, components: np.ndarray,

@@ -73,6 +73,32 @@ def centered_scatter(
     return out
 
 
+def moments_to_arrays(moments: np.ndarray, shift: np.ndarray, covariance_type: str
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Counts, means and scatters from raw moments, over any leading axes.
+
+    ``moments`` is (..., n_components, 1 + d + n_quadratic), as
+    :meth:`SufficientStats.from_moments` takes it; a stack of several batches' moments gives
+    the arrays of each, in one pass (the online model's re-scored blocks).
+    """
+    d = shift.shape[0]
+    counts = moments[..., 0] + COUNT_EPS
+    offset = moments[..., 1 : 1 + d] / counts[..., None]
+    second = moments[..., 1 + d :] / counts[..., None]
+    if covariance_type in ("full", "tied"):
+        rows, cols = triu(d)
+        m2 = np.empty(moments.shape[:-1] + (d, d))
+        m2[..., rows, cols] = second
+        m2[..., cols, rows] = second
+        # Var = E[z z'] - E[z] E[z]'; the shift keeps both terms small.
+        scatter = m2 - offset[..., :, None] * offset[..., None, :]
+    elif covariance_type == "diag":
+        scatter = second - offset**2
+    else:
+        scatter = (second[..., 0] - np.einsum("...i,...i->...", offset, offset)) / d
+    return counts, offset + shift, scatter
+
+
 @dataclass(frozen=True, eq=False)
 class SufficientStats:
     """Counts, means and scatters of a mixture's components: accumulate, scale, merge.
@@ -131,23 +157,7 @@ class SufficientStats:
         shift : ndarray of shape (n_features,)
         covariance_type : str
         """
-        d = shift.shape[0]
-        counts = moments[:, 0] + COUNT_EPS
-        offset = moments[:, 1 : 1 + d] / counts[:, None]
-        second = moments[:, 1 + d :] / counts[:, None]
-        if covariance_type in ("full", "tied"):
-            k = moments.shape[0]
-            rows, cols = triu(d)
-            m2 = np.empty((k, d, d))
-            m2[:, rows, cols] = second
-            m2[:, cols, rows] = second
-            # Var = E[z z'] - E[z] E[z]'; the shift keeps both terms small.
-            scatter = m2 - offset[:, :, None] * offset[:, None, :]
-        elif covariance_type == "diag":
-            scatter = second - offset**2
-        else:
-            scatter = (second[:, 0] - np.einsum("ki,ki->k", offset, offset)) / d
-        return cls(covariance_type, counts, offset + shift, scatter)
+        return cls(covariance_type, *moments_to_arrays(moments, shift, covariance_type))
 
     @classmethod
     def from_responsibilities(

@@ -160,6 +160,29 @@ def test_segment_statistics_are_each_segments_batch_statistics(ctype):
         assert got.n_points == len(segment)
 
 
+@pytest.mark.parametrize("ctype", COVARIANCE_TYPES)
+def test_a_scatter_that_lost_its_digits_is_recomputed_exactly(ctype):
+    """A thin component far from the scoring shift (a 1 mm thick cluster 1 km away): the
+    one-pass scatter cancels, and the exact second pass restores it, alone and in a segment
+    among others, as the two-pass statistics of its responsibilities give it."""
+    rng = np.random.default_rng(5)
+    near = rng.normal(0, 1, (3000, 3))
+    far = 1000.0 + 1e-3 * rng.normal(0, 1, (600, 3))
+    X = np.vstack([near, far])
+    means = np.array([[0.0, 0.0, 0.0], [1000.0, 1000.0, 1000.0]])
+    covariances = {"full": np.stack([np.eye(3), 1e-6 * np.eye(3)]),
+                   "tied": np.eye(3), "diag": np.array([[1.0] * 3, [1e-6] * 3]),
+                   "spherical": np.array([1.0, 1e-6])}[ctype]
+    params = MixtureParams.from_covariances(np.array([0.8, 0.2]), means, covariances, ctype)
+    _, log_resp = estimate_log_prob_resp(X, params)
+    want = SufficientStats.from_responsibilities(X, np.exp(log_resp), ctype)
+    alone = batch_statistics(X, params).stats
+    in_segments = segment_statistics([near[:5], X, far[:7]], params)[1].stats
+    for got in (alone, in_segments):
+        np.testing.assert_allclose(got.counts, want.counts, rtol=1e-9)
+        np.testing.assert_allclose(got.scatter[1], want.scatter[1], rtol=1e-6, atol=1e-15)
+
+
 @pytest.mark.parametrize("ctype", ["full", "tied"])
 def test_conditioning_check_agrees_with_the_eigenvalues(ctype):
     """robust_m_step's check skips the eigenvalues only where a bound vouches for them: on
