@@ -291,7 +291,7 @@ def figure_3(sizes: dict) -> None:
          f"that p (an upper bound). Cores usable here: {available_cores()}; load average "
          f"{load_line()}.",
          "The online steps' serial share is the moves (births, merges, restarts on samples of "
-         "2,048 points): numpy calls too short to release the GIL for long."],
+         "1,024 points): numpy calls too short to release the GIL for long."],
     )
     sweep_speedup = speedups[-1]
     print_table(
