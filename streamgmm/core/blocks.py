@@ -115,6 +115,13 @@ class RetainedBlocks:
         self._rows_cache: tuple[int, np.ndarray] | None = None  # (rows version, all rows)
         self._stats_cache: tuple | None = None  # (statistics, their stacked arrays): pooled
 
+    def __getstate__(self) -> dict:
+        # The caches are derived from the blocks: a pickled estimator leaves them out (the
+        # rows' concatenation would double the size of its retained points).
+        state = self.__dict__.copy()
+        state["_rows_cache"] = state["_stats_cache"] = None
+        return state
+
     # ------------------------------------------------------------------ reading
 
     def __len__(self) -> int:

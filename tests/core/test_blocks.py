@@ -186,6 +186,39 @@ def test_state_round_trip(kind: str) -> None:
     np.testing.assert_array_equal(again.points, rb.points)
 
 
+def test_samples_and_pooled_statistics_follow_every_change_of_the_blocks() -> None:
+    """sample() gathers from a cached concatenation of the rows and pooled() from cached
+    stacks of the blocks' statistics: after adds, merges, thinning, re-scored and dropped
+    blocks they give what the blocks themselves give, and a pickle leaves the caches out."""
+    import pickle
+
+    rng = np.random.default_rng(4)
+    rb = RetainedBlocks("reservoir", 400, D)
+    for i in range(3 * MAX_BLOCKS):
+        rb.decay(0.9)
+        rb.add(block(tagged(50 * i, 50), weight=0.1, scored_at=i), rng)
+        if i % 5 == 0:  # a re-scored block: new statistics, same rows
+            rb.blocks[i % len(rb.blocks)].stats = stats_of(tagged(7 * i, 30))
+        if i % 7 == 0:
+            rb.add_virtual(stats_of(tagged(0, 10)), 0.05, 10.0, expires=i, now=i)
+        if i % 11 == 0:
+            rb.blocks = [b for b in rb.blocks if len(b)]
+        pooled = rb.pooled()
+        want = SufficientStats.pool([b.stats.scale(b.weight) for b in rb.blocks
+                                     if b.weight > 0]).normalized()
+        np.testing.assert_array_equal(pooled.counts, want.counts)
+        np.testing.assert_array_equal(pooled.means, want.means)
+        np.testing.assert_array_equal(pooled.scatter, want.scatter)
+        seed = int(rng.integers(1 << 30))
+        drawn = rb.sample(64, np.random.default_rng(seed))
+        picks = np.sort(np.random.default_rng(seed).integers(0, len(rb), size=64))
+        np.testing.assert_array_equal(drawn, rb.points[picks])
+    clone = pickle.loads(pickle.dumps(rb))
+    assert clone._rows_cache is None and clone._stats_cache is None
+    np.testing.assert_array_equal(clone.sample(64, np.random.default_rng(1)),
+                                  rb.sample(64, np.random.default_rng(1)))
+
+
 def test_state_with_too_many_rows_is_refused() -> None:
     rb = RetainedBlocks("window", 10, D)
     rb.blocks.append(block(tagged(0, 10 + MAX_BLOCKS + 1)))
