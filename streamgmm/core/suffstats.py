@@ -75,11 +75,17 @@ def centered_scatter(
 
 def moments_to_arrays(moments: np.ndarray, shift: np.ndarray, covariance_type: str
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Counts, means and scatters from raw moments, over any leading axes.
+    """Counts, means and scatters (as :class:`SufficientStats` holds them) from raw weighted
+    moments ``R^T F`` of shifted data, over any leading axes: a stack of several batches'
+    moments gives the arrays of each in one pass (the online model's re-scored blocks).
 
-    ``moments`` is (..., n_components, 1 + d + n_quadratic), as
-    :meth:`SufficientStats.from_moments` takes it; a stack of several batches' moments gives
-    the arrays of each, in one pass (the online model's re-scored blocks).
+    Parameters
+    ----------
+    moments : ndarray of shape (..., n_components, 1 + d + n_quadratic)
+        ``resp.T @ design_matrix(X, shift, covariance_type)``: per component the summed
+        responsibility, the summed ``z = x - shift`` and the summed ``q(z)``.
+    shift : ndarray of shape (n_features,)
+    covariance_type : str
     """
     d = shift.shape[0]
     counts = moments[..., 0] + COUNT_EPS
@@ -142,22 +148,6 @@ class SufficientStats:
             np.zeros((n_components, n_features)),
             np.zeros(_scatter_shape(covariance_type, n_components, n_features)),
         )
-
-    @classmethod
-    def from_moments(
-        cls, moments: np.ndarray, shift: np.ndarray, covariance_type: str
-    ) -> SufficientStats:
-        """Statistics from raw weighted moments ``R^T F`` of shifted data.
-
-        Parameters
-        ----------
-        moments : ndarray of shape (n_components, 1 + d + n_quadratic)
-            ``resp.T @ design_matrix(X, shift, covariance_type)``: per component the summed
-            responsibility, the summed ``z = x - shift`` and the summed ``q(z)``.
-        shift : ndarray of shape (n_features,)
-        covariance_type : str
-        """
-        return cls(covariance_type, *moments_to_arrays(moments, shift, covariance_type))
 
     @classmethod
     def from_responsibilities(
