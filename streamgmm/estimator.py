@@ -21,7 +21,7 @@ import numpy as np
 from streamgmm.core.constraints import validate_params
 from streamgmm.core.em import estimate_log_prob_resp, run_em
 from streamgmm.core.gaussian import precision_cholesky_from_precisions
-from streamgmm.core.initialize import initial_responsibilities
+from streamgmm.core.initialize import initial_statistics
 from streamgmm.core.online import OnlineEM, OnlineSettings
 from streamgmm.core.params import MixtureParams, covariance_shape
 from streamgmm.core.suffstats import SufficientStats
@@ -386,8 +386,8 @@ class GaussianMixture(_ParamsMixin):
         given = (self.weights_init, self.means_init, self.precisions_init)
         weights = means = covariances = None
         if any(v is None for v in given):
-            resp = initial_responsibilities(X, self.n_components, self.init_params, random_state)
-            stats = SufficientStats.from_responsibilities(X, resp, ctype)
+            stats = initial_statistics(X, self.n_components, self.init_params, random_state,
+                                       ctype)
             weights = stats.counts / X.shape[0]
             means = stats.means
             covariances = stats.covariances(self.reg_covar)

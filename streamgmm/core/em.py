@@ -8,6 +8,7 @@ array of the whole batch is ever held, and nothing loops over points in Python.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -47,6 +48,13 @@ _EXPANSION_BUDGET = 1e-7
 # this fraction of E[|z|^2]; those components are recomputed about their own means.
 _SCATTER_DIGITS = 1e-7
 _EPS = np.finfo(np.float64).eps
+# The moments pass scores log-densities relative to the scorer's peak (below). Terms are
+# clamped at _PEAK_FLOOR (exp() of less would be subnormal: 40x slower); a point whose total
+# stays under _FAR_TOTAL (its best component more than ~600 nats below the peak: an outlier
+# ~35 standard deviations from every component) is normalised the exact way, so for every
+# other point a clamped term is > 90 nats below its best one and cannot count.
+_PEAK_FLOOR = -700.0
+_FAR_TOTAL = math.exp(-600.0)
 
 
 class _Scorer:
@@ -76,19 +84,31 @@ class _Scorer:
         self.lam = lam
         self.m2 = np.einsum("ki,ki->k", m, m)
         self.log_det = log_det_cholesky(U, ctype, params.n_features)
+        # The peak: no weighted log-density exceeds log pi_k + log det U_k - d/2 log 2 pi
+        # (its value at x = mu_k). Scored relative to it, a point's terms are all <= 0 and
+        # exp() needs no per-point maximum first (two passes of the E-step's six).
+        peak = float(np.max(self.log_weights + np.broadcast_to(self.log_det, (k,))))
+        peak -= 0.5 * params.n_features * math.log(2.0 * math.pi)
+        self.peak = peak if math.isfinite(peak) else None
+        if self.peak is not None:
+            self.WT_peaked = self.WT.copy()
+            self.WT_peaked[:, 0] -= peak
 
     def weighted_log_prob(self, X: np.ndarray, FT: np.ndarray, out: np.ndarray | None = None,
-                          scratch: np.ndarray | None = None) -> np.ndarray:
+                          scratch: np.ndarray | None = None, peaked: bool = False
+                          ) -> np.ndarray:
         """``log pi_k + log N(x_i | k)`` as a (K, n) array, from the transposed design
         ``FT`` (features, n) of ``X`` (written into ``out`` if given; ``scratch``, if given,
-        is an (n,) work array)."""
+        is an (n,) work array). ``peaked=True`` (when ``self.peak`` is not None) gives it
+        minus ``self.peak``."""
         d = X.shape[1]
-        LT = np.matmul(self.WT, FT, out=out)
+        LT = np.matmul(self.WT_peaked if peaked else self.WT, FT, out=out)
         z = FT[1 : 1 + d]
         z2 = float(np.max(np.einsum("ij,ij->j", z, z, out=scratch))) if len(X) else 0.0
         risky = np.flatnonzero(4.0 * _EPS * (z2 + self.m2) * self.lam > _EXPANSION_BUDGET)
         if len(risky):
-            LT[risky] = self._direct(X, risky).T + self.log_weights[risky, None]
+            offset = self.log_weights[risky, None] - (self.peak if peaked else 0.0)
+            LT[risky] = self._direct(X, risky).T + offset
         return LT
 
     def _direct(self, X: np.ndarray, components: np.ndarray) -> np.ndarray:
@@ -296,9 +316,14 @@ def _score_chunks(X: np.ndarray, scorer: _Scorer, sample_weight: np.ndarray | No
         m = stop - start
         FT = _fill_design_columns(F_buf[: m * n_cols].reshape(n_cols, m), X[start:stop],
                                   scorer.shift, ctype)
+        peaked = scorer.peak is not None
         LT = scorer.weighted_log_prob(X[start:stop], FT, out=LT_buf[: m * k].reshape(k, m),
-                                      scratch=vec[0, :m])
-        resp, log_norm = _exp_normalize_into(LT, vec[1, :m], vec[2, :m])
+                                      scratch=vec[0, :m], peaked=peaked)
+        if peaked:
+            resp, log_norm = _exp_normalize_peaked(LT, scorer, X[start:stop], FT,
+                                                   vec[1, :m], vec[2, :m])
+        else:
+            resp, log_norm = _exp_normalize_into(LT, vec[1, :m], vec[2, :m])
         if sample_weight is None:
             ll = float(log_norm.sum())
         else:
@@ -365,6 +390,33 @@ def _exp_normalize_into(LT: np.ndarray, top: np.ndarray, total: np.ndarray
     LT /= total
     np.log(total, out=total)
     total += top
+    return LT, total
+
+
+def _exp_normalize_peaked(LT: np.ndarray, scorer: _Scorer, X: np.ndarray, FT: np.ndarray,
+                          inverse: np.ndarray, total: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """Responsibilities and log-normaliser of a chunk scored relative to ``scorer.peak``.
+
+    ``LT`` (K, n) holds ``log pi_k + log N(x_i | k) - peak``, all <= 0: clamp, exp, sum and
+    one multiply by the reciprocal, without the per-point maximum of
+    :func:`_exp_normalize_into`. Columns whose sum is below ``_FAR_TOTAL`` (far outliers)
+    are redone the exact way. ``inverse`` and ``total`` are (n,) buffers; returns
+    ``(LT, log_norm)`` with ``log_norm`` written into ``total``.
+    """
+    np.maximum(LT, _PEAK_FLOOR, out=LT)
+    np.exp(LT, out=LT)
+    np.sum(LT, axis=0, out=total)
+    far = np.flatnonzero(total < _FAR_TOTAL)
+    total[far] = 1.0  # overwritten below; keeps 1/0 and log(0) out of the vector passes
+    np.reciprocal(total, out=inverse)
+    LT *= inverse
+    np.log(total, out=total)
+    total += scorer.peak
+    if len(far):
+        resp, log_norm = exp_normalize_columns(scorer.weighted_log_prob(X[far], FT[:, far]))
+        LT[:, far] = resp
+        total[far] = log_norm
     return LT, total
 
 

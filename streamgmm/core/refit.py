@@ -14,7 +14,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from streamgmm.core.em import batch_statistics, robust_m_step, run_em
-from streamgmm.core.initialize import initial_responsibilities
+from streamgmm.core.initialize import initial_statistics
 from streamgmm.core.params import MixtureParams
 from streamgmm.core.suffstats import SufficientStats
 
@@ -98,9 +98,9 @@ def seed_params(
 
     ``method`` is ``"k-means++"`` (a seeding) or ``"kmeans"`` (Lloyd's k-means from it).
     """
-    resp = initial_responsibilities(X, n_components, method, _random_state(rng))
     return robust_m_step(
-        SufficientStats.from_responsibilities(X, resp, covariance_type), reg_covar
+        initial_statistics(X, n_components, method, _random_state(rng), covariance_type),
+        reg_covar,
     )
 
 

@@ -80,6 +80,36 @@ def test_batch_statistics_is_e_step_then_statistics(ctype):
         assert got.mean_log_likelihood == pytest.approx(total / got.n_points, rel=1e-11)
 
 
+@pytest.mark.parametrize("ctype", COVARIANCE_TYPES)
+def test_far_outliers_beside_a_sharp_component_get_exact_statistics(ctype):
+    # The moments pass scores relative to the model's peak density, not each point's best
+    # component: points hundreds of standard deviations from everything (whose every term
+    # underflows there) must be normalised exactly, and a component sharper than the rest
+    # (which sets the peak) must not starve the broad ones of their points.
+    rng = np.random.default_rng(4)
+    params = random_params(rng, ctype, 4, 3, offset=50.0)
+    if ctype != "tied":
+        covariances = params.covariances.copy()
+        covariances[0] *= 1e-6
+        params = MixtureParams.from_covariances(params.weights, params.means, covariances,
+                                                ctype)
+    covs = params.full_covariances()
+    labels = rng.integers(0, 4, 6000)
+    bulk = np.vstack([rng.multivariate_normal(params.means[k], covs[k], np.sum(labels == k))
+                      for k in range(4)])
+    far = 50.0 + rng.normal(0, 1.0, (40, 3)) + np.array([3e3, -2e3, 1e3])
+    X = rng.permutation(np.vstack([bulk, far]))
+    ref_norm, ref_resp = reference_log_resp(X, params)
+    got = batch_statistics(X, params)
+    ref = SufficientStats.from_responsibilities(X, np.exp(ref_resp), ctype)
+    np.testing.assert_allclose(got.stats.counts, ref.counts, rtol=1e-9)
+    np.testing.assert_allclose(got.stats.means, ref.means, rtol=1e-9)
+    np.testing.assert_allclose(got.stats.scatter, ref.scatter, rtol=1e-7, atol=1e-9)
+    assert got.log_likelihood == pytest.approx(ref_norm.sum(), rel=1e-11)
+    # Every point counts once, the far ones included.
+    assert got.stats.counts.sum() == pytest.approx(len(X), rel=1e-12)
+
+
 def _sklearn_em_step(X, params, reg_covar):
     """One EM iteration by scikit-learn from ``params``: (lower bound, new parameters)."""
     sk = SkGaussianMixture(

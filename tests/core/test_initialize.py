@@ -8,7 +8,13 @@ from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 from streamgmm import GaussianMixture
 from streamgmm.core.gaussian import COVARIANCE_TYPES
-from streamgmm.core.initialize import initial_responsibilities, kmeans_plusplus
+from streamgmm.core.initialize import (
+    initial_responsibilities,
+    initial_statistics,
+    kmeans_labels,
+    kmeans_plusplus,
+)
+from streamgmm.core.suffstats import SufficientStats
 
 
 def _wine():
@@ -37,6 +43,33 @@ def test_initial_responsibilities_shape_and_rows(init):
         np.testing.assert_allclose(resp.sum(axis=1), 1.0)
     else:  # one point per component
         np.testing.assert_array_equal(resp.sum(axis=0), 1.0)
+
+
+@pytest.mark.parametrize("init", ["kmeans", "k-means++", "random", "random_from_data"])
+def test_initial_statistics_are_those_of_the_initial_responsibilities(init):
+    X = _wine()
+    got = initial_statistics(X, 3, init, np.random.RandomState(0), "full")
+    resp = initial_responsibilities(X, 3, init, np.random.RandomState(0))
+    ref = SufficientStats.from_responsibilities(X, resp, "full")
+    np.testing.assert_allclose(got.counts, ref.counts, rtol=1e-14)
+    np.testing.assert_allclose(got.means, ref.means, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(got.scatter, ref.scatter, rtol=1e-10, atol=1e-14)
+
+
+def test_kmeans_labels_match_sklearns_far_from_the_origin():
+    # Lloyd's iterations run centred on the data's mean: 5 km from the origin, blobs 30 cm
+    # apart are still told apart, and the labels are scikit-learn's from the same seeding.
+    from sklearn.cluster import KMeans
+
+    rng = np.random.default_rng(2)
+    centres = rng.normal(0.0, 0.3, (4, 3))
+    X = 5e3 + centres[rng.integers(0, 4, 4000)] + rng.normal(0.0, 0.02, (4000, 3))
+    labels = kmeans_labels(X, 4, np.random.RandomState(1))
+    sk = KMeans(4, init="k-means++", n_init=1, random_state=np.random.RandomState(1),
+                algorithm="lloyd").fit(X)
+    # Same partition, whatever the numbering.
+    pairs = set(zip(labels.tolist(), sk.labels_.tolist()))
+    assert len(pairs) == 4 and len({a for a, _ in pairs}) == 4
 
 
 def test_initial_responsibilities_rejects_unknown_init():

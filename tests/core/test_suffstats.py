@@ -72,6 +72,23 @@ def test_from_responsibilities_matches_reference(ctype):
 
 
 @pytest.mark.parametrize("ctype", COVARIANCE_TYPES)
+def test_from_labels_is_from_responsibilities_of_hard_labels(ctype):
+    # Far from the origin, thin in one direction, and one label never used.
+    rng = np.random.default_rng(3)
+    X = 1e4 + rng.normal(size=(3000, 3)) * [1.0, 2.0, 0.01]
+    labels = rng.integers(0, 5, len(X))
+    labels[labels == 3] = 4
+    resp = np.zeros((len(X), 5))
+    resp[np.arange(len(X)), labels] = 1.0
+    got = SufficientStats.from_labels(X, labels, 5, ctype)
+    ref = SufficientStats.from_responsibilities(X, resp, ctype)
+    np.testing.assert_array_equal(got.counts, ref.counts)
+    np.testing.assert_allclose(got.means, ref.means, rtol=1e-15)
+    np.testing.assert_allclose(got.scatter, ref.scatter, rtol=1e-12, atol=0)
+    assert got.counts[3] == COUNT_EPS
+
+
+@pytest.mark.parametrize("ctype", COVARIANCE_TYPES)
 def test_sample_weight_equals_repeated_rows(ctype):
     rng = np.random.default_rng(1)
     X, resp = random_batch(rng, 50, 3, 2)
