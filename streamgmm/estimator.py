@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from streamgmm.core.constraints import validate_params
-from streamgmm.core.em import estimate_log_prob_resp, run_em
+from streamgmm.core.em import estimate_log_prob_resp, log_likelihoods, run_em
 from streamgmm.core.gaussian import precision_cholesky_from_precisions
 from streamgmm.core.initialize import initial_statistics
 from streamgmm.core.online import OnlineEM, OnlineSettings
@@ -608,7 +608,9 @@ class GaussianMixture(_ParamsMixin):
 
     def score_samples(self, X) -> np.ndarray:
         """Log-density of each row under the mixture, shape (n_samples,)."""
-        return self._log_prob_resp(X)[0]
+        params = self._check_is_fitted()
+        X = self._validate_data(X, reset=False)
+        return log_likelihoods(X.astype(np.float64, copy=False), params)
 
     def score(self, X, y=None) -> float:
         """Mean log-density per row of ``X``."""

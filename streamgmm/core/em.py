@@ -167,18 +167,38 @@ def estimate_log_prob_resp(
     return log_norm, log_resp
 
 
-def mean_log_likelihood(X: np.ndarray, params: MixtureParams) -> float:
-    """``mean_i log p(x_i)``: :func:`estimate_log_prob_resp`'s first half, averaged, without
-    the responsibilities (what judging a move on a sample needs)."""
+def log_likelihoods(X: np.ndarray, params: MixtureParams) -> np.ndarray:
+    """``log p(x_i)`` of every row, shape (n,): :func:`estimate_log_prob_resp`'s first half
+    without the responsibilities, scored relative to the model's peak (one exp pass, no
+    per-point maximum; far outliers exactly, as in :func:`_exp_normalize_peaked`)."""
     scorer = _Scorer(params, default_shift(params))
     n = X.shape[0]
-    total = 0.0
+    out = np.empty(n)
     step = _chunk_rows(max(scorer.W.shape))
     for start in range(0, n, step):
         stop = min(start + step, n)
-        FT = design_columns(X[start:stop], scorer.shift, params.covariance_type)
-        total += float(logsumexp_columns(scorer.weighted_log_prob(X[start:stop], FT)).sum())
-    return total / n if n else float("nan")
+        Xc = X[start:stop]
+        FT = design_columns(Xc, scorer.shift, params.covariance_type)
+        if scorer.peak is None:
+            out[start:stop] = logsumexp_columns(scorer.weighted_log_prob(Xc, FT))
+            continue
+        LT = scorer.weighted_log_prob(Xc, FT, peaked=True)
+        np.maximum(LT, _PEAK_FLOOR, out=LT)
+        total = np.sum(np.exp(LT, out=LT), axis=0)
+        far = np.flatnonzero(total < _FAR_TOTAL)
+        total[far] = 1.0
+        chunk = out[start:stop]
+        np.log(total, out=chunk)
+        chunk += scorer.peak
+        if len(far):
+            chunk[far] = logsumexp_columns(scorer.weighted_log_prob(Xc[far], FT[:, far]))
+    return out
+
+
+def mean_log_likelihood(X: np.ndarray, params: MixtureParams) -> float:
+    """``mean_i log p(x_i)`` (:func:`log_likelihoods`, averaged): what judging a move on a
+    sample needs."""
+    return float(np.mean(log_likelihoods(X, params))) if X.shape[0] else float("nan")
 
 
 def e_step(X: np.ndarray, params: MixtureParams) -> tuple[float, np.ndarray]:

@@ -11,7 +11,9 @@ from streamgmm.core.em import (
     batch_statistics,
     e_step,
     estimate_log_prob_resp,
+    log_likelihoods,
     m_step,
+    mean_log_likelihood,
     run_em,
     segment_statistics,
 )
@@ -108,6 +110,9 @@ def test_far_outliers_beside_a_sharp_component_get_exact_statistics(ctype):
     assert got.log_likelihood == pytest.approx(ref_norm.sum(), rel=1e-11)
     # Every point counts once, the far ones included.
     assert got.stats.counts.sum() == pytest.approx(len(X), rel=1e-12)
+    # The log-likelihoods alone (score_samples, the moves' judging) take the same path.
+    np.testing.assert_allclose(log_likelihoods(X, params), ref_norm, rtol=1e-12)
+    assert mean_log_likelihood(X, params) == pytest.approx(ref_norm.mean(), rel=1e-12)
 
 
 def _sklearn_em_step(X, params, reg_covar):
