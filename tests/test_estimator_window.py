@@ -31,9 +31,9 @@ def _window_gap(model, X, held, cut):
     return reference.score(X[test]) - model.score(X[test])
 
 
-def _gaps(**kwargs):
+def _gaps(seed=0, **kwargs):
     X, start, held = _stream()
-    gm = GaussianMixture(K, random_state=0, **kwargs)
+    gm = GaussianMixture(K, random_state=seed, **kwargs)
     train = np.flatnonzero(~held)
     gaps = {}
     done = 0
@@ -48,20 +48,25 @@ def _gaps(**kwargs):
 
 def test_window_model_describes_the_new_place():
     """The window model describes the new place; the reservoir, which keeps the old one, does
-    not. Measured (2026-12-07, seeds 0-2): window 0.13-1.18 half-way into the new place,
-    0.10-0.43 at its end; reservoir 0.97-1.81 and 3.67-3.69. Half-way the window has not
-    caught up yet (for seed 0 the two are within 0.07 of each other, either way, as the
-    random draws fall), so only the end is compared. (The goal, 0.1 from batch EM on the
-    window, is not met.)"""
-    window, window_gaps = _gaps(retain="window", retain_size=WINDOW, step_constant=0.05)
+    not. Measured (2026-12-07, fifth session, the documented drift setting: the window with
+    the default step): window seeds 0-2 1.02 / 0.00 / 0.68 half-way into the new place, 0.04 /
+    0.04 / 0.03 at its end; reservoir (seed 0) 1.20 and 3.66. Half-way the window may not
+    have caught up yet, so it is held to a loose bound there. Single runs of this short
+    stream swing by tenths of a nat with the random draws (seed 0 with the old constant step
+    0.05: 0.43 at the end before the split moves were ranked by their gain, 1.75 after, while
+    the mean of seeds 0-5 went 0.33 -> 0.64 with that step and 0.65 -> 0.20 with the default
+    one): hence three seeds. (The goal, 0.1 from batch EM on the window, is not met.)"""
     _, reservoir_gaps = _gaps()
     assert reservoir_gaps["end"] > 1.0
-    assert window_gaps["end"] < reservoir_gaps["end"] - 1.0, (window_gaps, reservoir_gaps)
-    assert window_gaps["end"] < 1.0, window_gaps
-    assert window_gaps["half"] < 1.5, window_gaps
-    # The change of place was seen and acted on.
-    assert window.n_change_points_ >= 1
-    assert window.n_moves_ >= 1
+    for seed in (0, 1, 2):
+        window, window_gaps = _gaps(seed, retain="window", retain_size=WINDOW)
+        assert window_gaps["end"] < reservoir_gaps["end"] - 1.0, (seed, window_gaps,
+                                                                  reservoir_gaps)
+        assert window_gaps["end"] < 1.0, (seed, window_gaps)
+        assert window_gaps["half"] < 1.5, (seed, window_gaps)
+        # The change of place was seen and acted on.
+        assert window.n_change_points_ >= 1
+        assert window.n_moves_ >= 1
 
 
 def test_points_that_leave_the_window_leave_the_statistics():

@@ -215,20 +215,57 @@ def birth_statistics(Y: np.ndarray, log_norm: np.ndarray, covariance_type: str,
     return born
 
 
-def split_statistics(Y: np.ndarray, log_norm: np.ndarray, log_resp: np.ndarray,
-                     covariance_type: str, rng: np.random.Generator
-                     ) -> tuple[int, list[SufficientStats]]:
-    """A newborn on one half of the component that carries most of ``Y``'s loss.
+def split_gains(Y: np.ndarray, labels: np.ndarray, n_components: int,
+                reg_covar: float = 1e-6) -> np.ndarray:
+    """Log-likelihood (nats, on ``Y``) each component would gain split in two, hard-assigned.
 
-    The component whose points (hard-assigned) sum the largest negative log-likelihood is
-    cut in two by 2-means; the newborn takes the half farther from its mean, and EM then
-    shares the component's points between the two. Returns the component and the newborn
-    (counts in points of ``Y``); ``(-1, [])`` when no component has enough points.
+    The mirror of :func:`merge_costs`: a component's points (``labels``) are cut at their
+    mean across their principal axis, and the gain is that of two Gaussians over one::
+
+        n/2 log|C| - n_a/2 log|C_a| - n_b/2 log|C_b| - n_a log(n/n_a) - n_b log(n/n_b)
+
+    About zero for a component whose points are spread evenly (a floor, a wall: halving a
+    uniform spread halves each half's variance, which the two weights pay back), large for
+    one that covers two structures (a box and the wall behind it). ``-inf`` where a
+    component or a half has too few points. Shape (n_components,).
+    """
+    d = Y.shape[1]
+    whole = SufficientStats.from_labels(Y, labels, n_components, "full")
+    eye = reg_covar * np.eye(d)
+    _, vecs = np.linalg.eigh(whole.scatter + eye)
+    axis = vecs[:, :, -1]  # principal axis of each component, (K, d)
+    side = np.einsum("ij,ij->i", Y - whole.means[labels], axis[labels]) > 0
+    halves = SufficientStats.from_labels(Y, 2 * labels + side, 2 * n_components, "full")
+    n = np.bincount(labels, minlength=n_components).astype(np.float64)
+    n_half = np.bincount(2 * labels + side, minlength=2 * n_components).astype(np.float64)
+    n_half = n_half.reshape(n_components, 2)
+    _, logdet = np.linalg.slogdet(whole.scatter + eye)
+    _, logdet_half = np.linalg.slogdet(halves.scatter + eye)
+    logdet_half = logdet_half.reshape(n_components, 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.log(np.maximum(n_half, 1.0) / np.maximum(n, 1.0)[:, None])
+        gain = (0.5 * n * logdet - 0.5 * np.sum(n_half * logdet_half, axis=1)
+                + np.sum(n_half * share, axis=1))
+    enough = (n >= 2 * (d + 1)) & np.all(n_half > d, axis=1)
+    return np.where(enough & np.isfinite(gain), gain, -np.inf)
+
+
+def split_statistics(Y: np.ndarray, log_resp: np.ndarray, covariance_type: str,
+                     rng: np.random.Generator, reg_covar: float = 1e-6
+                     ) -> tuple[int, list[SufficientStats]]:
+    """A newborn on one half of the component that most gains from a split.
+
+    Components are ranked by :func:`split_gains` on ``Y`` (hard-assigned); the first with
+    enough points is cut in two by 2-means; the newborn takes the half farther from its
+    mean, and EM then shares the component's points between the two. Returns the component
+    and the newborn (counts in points of ``Y``); ``(-1, [])`` when no component has enough
+    points. (Ranked by the loss they carry instead, heavy even components, a floor, came
+    first: on the rooms stream the worst gap of seeds 0-9 was 0.33 nats/point, 0.19 by gain.)
     """
     d = Y.shape[1]
     labels = log_resp.argmax(axis=1)
-    loss = np.bincount(labels, weights=-log_norm, minlength=log_resp.shape[1])
-    for c in np.argsort(-loss, kind="stable"):
+    gains = split_gains(Y, labels, log_resp.shape[1], reg_covar)
+    for c in np.argsort(-gains, kind="stable"):
         pts = Y[labels == c]
         if len(pts) < 2 * (d + 1):
             continue
@@ -303,7 +340,7 @@ def propose_move(
     n_births : int
         Components to move at once (fewer when there are not enough components or points).
     split : bool, default=False
-        Give birth inside the component that carries most of the loss
+        Give birth inside the component that gains most from a split
         (:func:`split_statistics`) instead of on the worst-explained points.
     """
     log_norm, log_resp = estimate_log_prob_resp(Y, params)
@@ -312,7 +349,8 @@ def propose_move(
 
     if split:
         # The split component keeps its place: the freed one comes from another pair.
-        target, born = split_statistics(Y, log_norm, log_resp, stats.covariance_type, rng)
+        target, born = split_statistics(Y, log_resp, stats.covariance_type, rng,
+                                        reg_covar)
         pairs = cheapest_pairs(stats, reg_covar, len(born), exclude=(target,), exact=exact)
     else:
         pairs = cheapest_pairs(stats, reg_covar, max(1, min(n_births, stats.n_components // 2)),

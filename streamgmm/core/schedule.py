@@ -8,7 +8,7 @@ stays what the settings say:
 
 - **birth trials** (:func:`~streamgmm.core.moves.propose_move`): merge the cheapest pairs
   (judged exactly on a retained sample) and give birth on the worst-explained points or inside
-  the component that carries most of the loss (``BIRTH_CYCLE`` alternates the two); kept only
+  the component that gains most from a split (``BIRTH_CYCLE`` alternates the two); kept only
   if an independent sample fits better. After an accepted one the next moves twice as many
   components (up to ``MAX_BIRTHS``). Once a step's births are done, every block is
   re-scored under the new parameters (``SETTLE_BIRTHS``, :meth:`MoveSchedule._settle`).
@@ -113,7 +113,7 @@ class MoveSchedule:
         """Step 5: birth or split trials, then the restart candidate, as the credit pays.
 
         A *birth* trial merges the cheapest pairs and gives birth on misfits or inside the
-        component that carries most of the loss (``BIRTH_CYCLE`` alternates the two), kept
+        component that gains most from a split (``BIRTH_CYCLE`` alternates the two), kept
         if an independent sample fits better. A *restart* is a fresh k-means start, refined
         by EM iterations on fresh retained samples, at most ``RESTART_STEP_ITER`` at a time
         (the candidate follows the stream while it is fitted), then judged the same way:

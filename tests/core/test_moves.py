@@ -1,6 +1,7 @@
 """Merge moves (``streamgmm.core.moves``): the cost ranks the redundant pair cheapest, the
 merge is the exact union of the pair's statistics, the exact loss agrees, and the pairs
-chosen are disjoint and avoid the excluded components."""
+chosen are disjoint and avoid the excluded components; a split targets the component that
+covers two structures, not the heaviest one."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ import numpy as np
 import pytest
 
 from streamgmm.core.em import estimate_log_prob_resp, m_step
-from streamgmm.core.moves import cheapest_pairs, merge_costs, merge_losses, merge_pair
+from streamgmm.core.moves import (
+    cheapest_pairs,
+    merge_costs,
+    merge_losses,
+    merge_pair,
+    split_gains,
+    split_statistics,
+)
 from streamgmm.core.suffstats import SufficientStats
 
 REG = 1e-6
@@ -111,3 +119,38 @@ def test_cheapest_pairs_rerank_by_the_exact_losses() -> None:
     assert len(seen) == 1 and seen[0][0] == (0, 3)
     assert 1 < len(seen[0]) <= 4  # only the few cheapest by the statistics are checked
     assert {frozenset(p) for p in pairs} == {frozenset(seen[0][-1])}
+
+
+def two_structures(seed: int = 0):
+    """A heavy, evenly spread floor (component 0), a component covering a box and a pole 3 m
+    apart (1), one Gaussian blob (2) and an unused component (3); hard labels."""
+    rng = np.random.default_rng(seed)
+    floor = np.column_stack([rng.uniform(-8, 8, 600), rng.uniform(-8, 8, 600),
+                             rng.normal(0, 0.02, 600)])
+    box = rng.normal([3.0, 2.0, 0.5], 0.3, (150, 3))
+    pole = rng.normal([6.0, 2.0, 1.2], [0.08, 0.08, 0.7], (150, 3))
+    blob = rng.normal([0.0, 20.0, 1.0], 1.0, (200, 3))
+    Y = np.vstack([floor, box, pole, blob])
+    labels = np.repeat([0, 1, 1, 2], [600, 150, 150, 200])
+    return Y, labels
+
+
+def test_split_gains_rank_the_component_that_covers_two_structures_first() -> None:
+    Y, labels = two_structures()
+    gains = split_gains(Y, labels, 4)
+    assert np.argmax(gains) == 1
+    # Halving an even spread gains little (here it loses); one Gaussian loses by being cut.
+    assert abs(gains[0]) < 0.2 * gains[1]
+    assert gains[2] < 0
+    assert gains[3] == -np.inf  # no points
+
+
+def test_split_statistics_gives_birth_on_one_of_the_two_structures() -> None:
+    Y, labels = two_structures(1)
+    log_resp = np.log(np.eye(4)[labels] + 1e-300)
+    target, born = split_statistics(Y, log_resp, "full", np.random.default_rng(0))
+    assert target == 1 and len(born) == 1
+    newborn = born[0].means[0]
+    # On the box or on the pole, not between them.
+    assert min(np.linalg.norm(newborn - [3.0, 2.0, 0.5]),
+               np.linalg.norm(newborn - [6.0, 2.0, 1.2])) < 0.3
