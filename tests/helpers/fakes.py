@@ -130,9 +130,12 @@ def update_payload(seq: int, *, model: str = MODEL, kind: str = "online", **extr
 
 
 def snapshot_handler(state: dict) -> Handler:
-    """Snapshots of seq ``state["seq"]``, or an ok:false reply while it is None."""
+    """Snapshots of seq ``state["seq"]``, or an ok:false reply while it is None; a status
+    without models (``watch --plot`` asks one for the model's axis names)."""
 
     def handle(request: dict) -> list:
+        if request["op"] == "status":
+            return [{"ok": True, "models": {}} | _id(request)]
         assert request["op"] == "snapshot"
         if state["seq"] is None:
             return [codec.error_reply(f"model {MODEL!r} has no parameters yet", "no_parameters")
