@@ -111,6 +111,7 @@ class RetainedBlocks:
         self.blocks: list[Block] = []
         self.n_offered = 0  # stream points ever added
         self._total_scored: tuple[int, int] | None = None  # (rows version, total_scored)
+        self._n_rows: tuple[int, int] | None = None  # (rows version, len(self))
         self._rows_version = 0  # changes whenever a block's rows do
         self._rows_cache: tuple[int, np.ndarray] | None = None  # (rows version, all rows)
         self._rows_buffer: np.ndarray | None = None  # the memory of _rows_cache's rows
@@ -126,7 +127,13 @@ class RetainedBlocks:
     # ------------------------------------------------------------------ reading
 
     def __len__(self) -> int:
-        return sum(b.rows.shape[0] for b in self.blocks)
+        # Asked several times a step; the rows change only when the version does.
+        cached = getattr(self, "_n_rows", None)  # (absent from pickles of older versions)
+        if cached is not None and cached[0] == self._rows_version:
+            return cached[1]
+        n_rows = sum(b.rows.shape[0] for b in self.blocks)
+        self._n_rows = (self._rows_version, n_rows)
+        return n_rows
 
     @property
     def points(self) -> np.ndarray:
@@ -274,6 +281,7 @@ class RetainedBlocks:
         else:
             rows = rows[rng.permutation(len(rows))]
         self.blocks.append(replace(block, rows=rows))
+        self._rows_version += 1  # len(self) below counts the new rows
         if self.kind == "window":
             self._evict()
         else:

@@ -64,13 +64,12 @@ class _Scorer:
         self.params = params
         self.shift = shift
         self.log_weights = np.log(params.weights)
-        self.W = log_prob_coefficients(
-            params.means, params.precisions_cholesky, params.covariance_type, shift,
-            self.log_weights,
-        )
-        self.WT = np.ascontiguousarray(self.W.T)
         U, ctype = params.precisions_cholesky, params.covariance_type
         k = params.n_components
+        self.log_det = log_det_cholesky(U, ctype, params.n_features)
+        self.W = log_prob_coefficients(params.means, U, ctype, shift, self.log_weights,
+                                       self.log_det)
+        self.WT = np.ascontiguousarray(self.W.T)
         # An upper bound of the largest eigenvalue of each precision.
         if ctype == "full":
             lam = np.einsum("kij,kij->k", U, U)
@@ -83,11 +82,10 @@ class _Scorer:
         m = params.means - shift
         self.lam = lam
         self.m2 = np.einsum("ki,ki->k", m, m)
-        self.log_det = log_det_cholesky(U, ctype, params.n_features)
         # The peak: no weighted log-density exceeds log pi_k + log det U_k - d/2 log 2 pi
         # (its value at x = mu_k). Scored relative to it, a point's terms are all <= 0 and
         # exp() needs no per-point maximum first (two passes of the E-step's six).
-        peak = float(np.max(self.log_weights + np.broadcast_to(self.log_det, (k,))))
+        peak = float(np.max(self.log_weights + self.log_det))  # (a scalar log_det if tied)
         peak -= 0.5 * params.n_features * math.log(2.0 * math.pi)
         self.peak = peak if math.isfinite(peak) else None
         if self.peak is not None:

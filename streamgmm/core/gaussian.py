@@ -220,6 +220,7 @@ def log_prob_coefficients(
     covariance_type: str,
     shift: np.ndarray,
     log_weights: np.ndarray | None = None,
+    log_det: np.ndarray | None = None,
 ) -> np.ndarray:
     """Coefficients ``W`` such that ``design_matrix(X) @ W`` is the log-density matrix.
 
@@ -230,13 +231,15 @@ def log_prob_coefficients(
     so the constant, linear and quadratic rows of ``W`` are the three groups of terms. Off-
     diagonal quadratic features appear once in ``F`` but twice in ``z'P z``, hence ``-P_ij``
     for ``i < j`` and ``-P_ii / 2`` on the diagonal. ``log_weights`` (if given) are added to
-    the constant row, giving the weighted log-probabilities of the E-step.
+    the constant row, giving the weighted log-probabilities of the E-step. ``log_det``, if
+    given, is :func:`log_det_cholesky` of ``precisions_chol`` (the caller has it already).
     """
     n_components, d = means.shape
     m = means - shift
     n_quad = n_quadratic_features(covariance_type, d)
     W = np.empty((1 + d + n_quad, n_components), dtype=np.float64)
-    log_det = log_det_cholesky(precisions_chol, covariance_type, d)
+    if log_det is None:
+        log_det = log_det_cholesky(precisions_chol, covariance_type, d)
     if covariance_type in ("full", "tied"):
         P = precisions_from_cholesky(precisions_chol, covariance_type)
         if covariance_type == "tied":

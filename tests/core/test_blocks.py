@@ -219,6 +219,19 @@ def test_samples_and_pooled_statistics_follow_every_change_of_the_blocks() -> No
                                   rb.sample(64, np.random.default_rng(1)))
 
 
+@pytest.mark.parametrize("kind", ["window", "reservoir"])
+def test_the_row_count_follows_every_add_and_stays_within_the_capacity(kind) -> None:
+    # len() is cached per version of the rows; an add must count its own block before it
+    # evicts or thins (a stale count let the rows overrun the capacity).
+    rng = np.random.default_rng(5)
+    rb = RetainedBlocks(kind, 300, D)
+    for i in range(3 * MAX_BLOCKS):
+        rb.decay(0.9)
+        rb.add(block(tagged(40 * i, 40), weight=0.1, scored_at=i), rng)
+        assert len(rb) == sum(len(b) for b in rb.blocks) == len(rb.points)
+        assert len(rb) <= 300
+
+
 def test_state_with_too_many_rows_is_refused() -> None:
     rb = RetainedBlocks("window", 10, D)
     rb.blocks.append(block(tagged(0, 10 + MAX_BLOCKS + 1)))
