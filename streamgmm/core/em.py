@@ -181,10 +181,8 @@ def log_likelihoods(X: np.ndarray, params: MixtureParams) -> np.ndarray:
             out[start:stop] = logsumexp_columns(scorer.weighted_log_prob(Xc, FT))
             continue
         LT = scorer.weighted_log_prob(Xc, FT, peaked=True)
-        np.maximum(LT, _PEAK_FLOOR, out=LT)
-        total = np.sum(np.exp(LT, out=LT), axis=0)
-        far = np.flatnonzero(total < _FAR_TOTAL)
-        total[far] = 1.0
+        total = np.empty(stop - start)
+        far = _peaked_totals(LT, total)
         chunk = out[start:stop]
         np.log(total, out=chunk)
         chunk += scorer.peak
@@ -411,6 +409,19 @@ def _exp_normalize_into(LT: np.ndarray, top: np.ndarray, total: np.ndarray
     return LT, total
 
 
+def _peaked_totals(LT: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """Clamp and exponentiate ``LT`` (K, n) in place (log-densities relative to the peak)
+    and write each column's sum into ``total``; returns the far columns (sum below
+    ``_FAR_TOTAL``), whose total is set to 1 (their caller redoes them the exact way; 1
+    keeps 1/0 and log(0) out of the vector passes)."""
+    np.maximum(LT, _PEAK_FLOOR, out=LT)
+    np.exp(LT, out=LT)
+    np.sum(LT, axis=0, out=total)
+    far = np.flatnonzero(total < _FAR_TOTAL)
+    total[far] = 1.0
+    return far
+
+
 def _exp_normalize_peaked(LT: np.ndarray, scorer: _Scorer, X: np.ndarray, FT: np.ndarray,
                           inverse: np.ndarray, total: np.ndarray
                           ) -> tuple[np.ndarray, np.ndarray]:
@@ -422,11 +433,7 @@ def _exp_normalize_peaked(LT: np.ndarray, scorer: _Scorer, X: np.ndarray, FT: np
     are redone the exact way. ``inverse`` and ``total`` are (n,) buffers; returns
     ``(LT, log_norm)`` with ``log_norm`` written into ``total``.
     """
-    np.maximum(LT, _PEAK_FLOOR, out=LT)
-    np.exp(LT, out=LT)
-    np.sum(LT, axis=0, out=total)
-    far = np.flatnonzero(total < _FAR_TOTAL)
-    total[far] = 1.0  # overwritten below; keeps 1/0 and log(0) out of the vector passes
+    far = _peaked_totals(LT, total)
     np.reciprocal(total, out=inverse)
     LT *= inverse
     np.log(total, out=total)

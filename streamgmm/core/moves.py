@@ -236,9 +236,10 @@ def split_gains(Y: np.ndarray, labels: np.ndarray, n_components: int,
     axis = vecs[:, :, -1]  # principal axis of each component, (K, d)
     side = np.einsum("ij,ij->i", Y - whole.means[labels], axis[labels]) > 0
     halves = SufficientStats.from_labels(Y, 2 * labels + side, 2 * n_components, "full")
-    n = np.bincount(labels, minlength=n_components).astype(np.float64)
+    # Exact point counts (the statistics' counts carry COUNT_EPS).
     n_half = np.bincount(2 * labels + side, minlength=2 * n_components).astype(np.float64)
     n_half = n_half.reshape(n_components, 2)
+    n = n_half.sum(axis=1)
     _, logdet = np.linalg.slogdet(whole.scatter + eye)
     _, logdet_half = np.linalg.slogdet(halves.scatter + eye)
     logdet_half = logdet_half.reshape(n_components, 2)
