@@ -19,7 +19,12 @@ from typing import Any
 import numpy as np
 
 from streamgmm.core.constraints import validate_params
-from streamgmm.core.em import estimate_log_prob_resp, log_likelihoods, run_em
+from streamgmm.core.em import (
+    estimate_log_prob_resp,
+    log_likelihoods,
+    most_likely_components,
+    run_em,
+)
 from streamgmm.core.gaussian import precision_cholesky_from_precisions
 from streamgmm.core.initialize import initial_statistics
 from streamgmm.core.online import OnlineEM, OnlineSettings
@@ -414,7 +419,7 @@ class GaussianMixture(_ParamsMixin):
         if type(Xf).__module__.startswith("dask.array"):
             # Labels stay on the workers, chunk by chunk.
             return Xf.map_blocks(self.predict, drop_axis=1, dtype=np.intp)
-        return estimate_log_prob_resp(Xf, self._params)[1].argmax(axis=1)
+        return most_likely_components(Xf, self._params)
 
     def _fit(self, X) -> np.ndarray:
         """Batch EM; returns the validated float64 data (a dask array: the array itself)."""
@@ -618,7 +623,9 @@ class GaussianMixture(_ParamsMixin):
 
     def predict(self, X) -> np.ndarray:
         """Most likely component of each row."""
-        return self._log_prob_resp(X)[1].argmax(axis=1)
+        params = self._check_is_fitted()
+        X = self._validate_data(X, reset=False)
+        return most_likely_components(X.astype(np.float64, copy=False), params)
 
     def predict_proba(self, X) -> np.ndarray:
         """Responsibilities: probability of each component for each row, shape (n, K)."""

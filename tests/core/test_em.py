@@ -14,6 +14,7 @@ from streamgmm.core.em import (
     log_likelihoods,
     m_step,
     mean_log_likelihood,
+    most_likely_components,
     run_em,
     segment_statistics,
 )
@@ -113,6 +114,8 @@ def test_far_outliers_beside_a_sharp_component_get_exact_statistics(ctype):
     # The log-likelihoods alone (score_samples, the moves' judging) take the same path.
     np.testing.assert_allclose(log_likelihoods(X, params), ref_norm, rtol=1e-12)
     assert mean_log_likelihood(X, params) == pytest.approx(ref_norm.mean(), rel=1e-12)
+    # predict's labels: the responsibilities' argmax, far points and the sharp component too.
+    np.testing.assert_array_equal(most_likely_components(X, params), ref_resp.argmax(axis=1))
 
 
 def _sklearn_em_step(X, params, reg_covar):
