@@ -153,38 +153,38 @@ def estimate_log_prob_resp(
     log_resp : ndarray of shape (n, K)
         ``log p(k | x_i)``.
     """
+    log_norm = np.empty(X.shape[0])
+    log_resp = np.empty((X.shape[0], params.n_components))
+    for scorer, start, stop, FT in _scored_chunks(X, params):
+        log_norm[start:stop], log_resp[start:stop] = _log_resp_chunk(scorer, X[start:stop], FT)
+    return log_norm, log_resp
+
+
+def _scored_chunks(X: np.ndarray, params: MixtureParams):
+    """For each fixed row chunk of ``X``: ``(scorer, start, stop, FT)``, one scorer of
+    ``params`` for all of them and the chunk's transposed design ``FT``."""
     scorer = _Scorer(params, default_shift(params))
     n = X.shape[0]
-    log_norm = np.empty(n)
-    log_resp = np.empty((n, params.n_components))
     step = _chunk_rows(max(scorer.W.shape))
     for start in range(0, n, step):
         stop = min(start + step, n)
-        FT = design_columns(X[start:stop], scorer.shift, params.covariance_type)
-        log_norm[start:stop], log_resp[start:stop] = _log_resp_chunk(scorer, X[start:stop], FT)
-    return log_norm, log_resp
+        yield scorer, start, stop, design_columns(X[start:stop], scorer.shift,
+                                                  params.covariance_type)
 
 
 def log_likelihoods(X: np.ndarray, params: MixtureParams) -> np.ndarray:
     """``log p(x_i)`` of every row, shape (n,): :func:`estimate_log_prob_resp`'s first half
     without the responsibilities, scored relative to the model's peak (one exp pass, no
     per-point maximum; far outliers exactly, as in :func:`_exp_normalize_peaked`)."""
-    scorer = _Scorer(params, default_shift(params))
-    n = X.shape[0]
-    out = np.empty(n)
-    step = _chunk_rows(max(scorer.W.shape))
-    for start in range(0, n, step):
-        stop = min(start + step, n)
-        Xc = X[start:stop]
-        FT = design_columns(Xc, scorer.shift, params.covariance_type)
+    out = np.empty(X.shape[0])
+    for scorer, start, stop, FT in _scored_chunks(X, params):
+        Xc, chunk = X[start:stop], out[start:stop]
         if scorer.peak is None:
-            out[start:stop] = logsumexp_columns(scorer.weighted_log_prob(Xc, FT))
+            chunk[:] = logsumexp_columns(scorer.weighted_log_prob(Xc, FT))
             continue
         LT = scorer.weighted_log_prob(Xc, FT, peaked=True)
-        total = np.empty(stop - start)
-        far = _peaked_totals(LT, total)
-        chunk = out[start:stop]
-        np.log(total, out=chunk)
+        far = _peaked_totals(LT, chunk)
+        np.log(chunk, out=chunk)
         chunk += scorer.peak
         if len(far):
             chunk[far] = logsumexp_columns(scorer.weighted_log_prob(Xc[far], FT[:, far]))
@@ -194,16 +194,10 @@ def log_likelihoods(X: np.ndarray, params: MixtureParams) -> np.ndarray:
 def most_likely_components(X: np.ndarray, params: MixtureParams) -> np.ndarray:
     """The component of highest responsibility for every row, shape (n,): the argmax of
     the weighted log-densities (a point's normaliser is the same for every component, so no
-    exponential is needed; 2.7x faster than through the responsibilities)."""
-    scorer = _Scorer(params, default_shift(params))
-    n = X.shape[0]
-    out = np.empty(n, dtype=np.intp)
-    step = _chunk_rows(max(scorer.W.shape))
-    for start in range(0, n, step):
-        stop = min(start + step, n)
-        Xc = X[start:stop]
-        LT = scorer.weighted_log_prob(Xc, design_columns(Xc, scorer.shift,
-                                                         params.covariance_type))
+    exponential is needed; 2x faster than through the responsibilities)."""
+    out = np.empty(X.shape[0], dtype=np.intp)
+    for scorer, start, stop, FT in _scored_chunks(X, params):
+        LT = scorer.weighted_log_prob(X[start:stop], FT)
         # (rows, K): numpy's argmax along the last axis is 2x faster than along the first.
         out[start:stop] = np.ascontiguousarray(LT.T).argmax(axis=1)
     return out
