@@ -338,13 +338,13 @@ def _score_chunks(X: np.ndarray, scorer: _Scorer, sample_weight: np.ndarray | No
     F_buf = np.empty(rows * n_cols)
     LT_buf = np.empty(rows * k)
     vec = np.empty((3, rows))
+    peaked = scorer.peak is not None  # else the per-point maximum (a degenerate model)
     out = []
     for start in starts:
         stop = min(start + step, n)
         m = stop - start
         FT = _fill_design_columns(F_buf[: m * n_cols].reshape(n_cols, m), X[start:stop],
                                   scorer.shift, ctype)
-        peaked = scorer.peak is not None
         LT = scorer.weighted_log_prob(X[start:stop], FT, out=LT_buf[: m * k].reshape(k, m),
                                       scratch=vec[0, :m], peaked=peaked)
         if peaked:
