@@ -62,8 +62,9 @@ def _upper_inverse_cholesky(covariances: np.ndarray) -> np.ndarray:
         cov_chol = np.linalg.cholesky(covariances)
     except np.linalg.LinAlgError:
         raise ValueError(_ILL_DEFINED) from None
-    eye = np.eye(covariances.shape[-1])
-    return np.swapaxes(np.linalg.solve(cov_chol, np.broadcast_to(eye, cov_chol.shape)), -1, -2)
+    # inv() is LAPACK's gesv against the identity, as solve(L, I) is: the same bits, without
+    # broadcasting an identity per component.
+    return np.swapaxes(np.linalg.inv(cov_chol), -1, -2)
 
 
 def _precision_cholesky_full(covariances: np.ndarray) -> np.ndarray:
