@@ -179,7 +179,8 @@ def dask_figures(X, params, n_workers, chunk, n_iter, shards_dir):
 
 
 def chunk_seconds(X, params, chunk):
-    from streamgmm.core.em import make_scorer, moments_pass
+    from streamgmm.core.em import moments_pass
+    from streamgmm.core.scoring import make_scorer
 
     scorer = make_scorer(params, X.mean(axis=0))
     block = np.ascontiguousarray(X[:chunk])

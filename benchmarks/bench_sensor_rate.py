@@ -136,8 +136,8 @@ def figure_1(sizes: dict) -> None:
 def _chunk_scorers(params, shift: np.ndarray, X64: np.ndarray):
     """The log-densities of one chunk, three ways: float64 expanded form (what streamgmm
     does), the same in float32, and float32 centred per component (whitened)."""
-    from streamgmm.core.em import make_scorer
     from streamgmm.core.gaussian import _fill_design_columns
+    from streamgmm.core.scoring import make_scorer
 
     scorer = make_scorer(params, shift)
     X32 = X64.astype(np.float32)
@@ -231,7 +231,8 @@ def _timed(threads: int, fn, repeat: int):
 
 
 def figure_3(sizes: dict) -> None:
-    from streamgmm.core.em import make_scorer, moments_pass
+    from streamgmm.core.em import moments_pass
+    from streamgmm.core.scoring import make_scorer
     from streamgmm.parallel import available_cores, current_pool
 
     X, _ = _scene(sizes["thread_n"])

@@ -34,11 +34,11 @@ from streamgmm.core.em import (
     EMResult,
     em_loop,
     finish_statistics,
-    make_scorer,
     moments_pass,
     scatter_pass,
 )
 from streamgmm.core.params import MixtureParams
+from streamgmm.core.scoring import make_scorer
 
 __all__ = [
     "INIT_SAMPLE",

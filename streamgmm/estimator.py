@@ -19,16 +19,12 @@ from typing import Any
 import numpy as np
 
 from streamgmm.core.constraints import validate_params
-from streamgmm.core.em import (
-    estimate_log_prob_resp,
-    log_likelihoods,
-    most_likely_components,
-    run_em,
-)
+from streamgmm.core.em import run_em
 from streamgmm.core.gaussian import precision_cholesky_from_precisions
 from streamgmm.core.initialize import initial_statistics
 from streamgmm.core.online import OnlineEM, OnlineSettings
 from streamgmm.core.params import MixtureParams, covariance_shape
+from streamgmm.core.scoring import estimate_log_prob_resp, log_likelihoods, most_likely_components
 from streamgmm.core.suffstats import SufficientStats
 from streamgmm.parallel import current_pool
 

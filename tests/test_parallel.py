@@ -10,8 +10,9 @@ from threadpoolctl import threadpool_limits
 
 import streamgmm
 from streamgmm import GaussianMixture
-from streamgmm.core.em import make_scorer, moments_pass, segment_statistics
+from streamgmm.core.em import moments_pass, segment_statistics
 from streamgmm.core.params import MixtureParams
+from streamgmm.core.scoring import make_scorer
 from streamgmm.parallel import ThreadPool, available_cores, current_pool
 
 

@@ -21,16 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streamgmm.core.em import (
-    batch_statistics,
-    estimate_log_prob_resp,
-    mean_log_likelihood,
-    robust_m_step,
-    run_em,
-)
+from streamgmm.core.em import batch_statistics, robust_m_step, run_em
 from streamgmm.core.gaussian import log_gaussian_prob, precision_cholesky
 from streamgmm.core.initialize import kmeans_labels, kmeans_plusplus
 from streamgmm.core.params import MixtureParams
+from streamgmm.core.scoring import estimate_log_prob_resp, mean_log_likelihood
 from streamgmm.core.suffstats import SufficientStats
 
 # Pairs (per pair wanted) whose merge is checked exactly on the sample.

@@ -71,17 +71,12 @@ import numpy as np
 
 from streamgmm.core.blocks import Block, RetainedBlocks
 from streamgmm.core.constraints import validate_online_settings
-from streamgmm.core.em import (
-    batch_statistics,
-    make_scorer,
-    robust_m_step,
-    run_em,
-    segment_statistics,
-)
+from streamgmm.core.em import batch_statistics, robust_m_step, run_em, segment_statistics
 from streamgmm.core.parallel import ChunkPool
 from streamgmm.core.params import MixtureParams
 from streamgmm.core.refit import seed_params
 from streamgmm.core.schedule import RESTART_ITER, MoveSchedule
+from streamgmm.core.scoring import make_scorer
 from streamgmm.core.stepwise import step_size
 from streamgmm.core.suffstats import SufficientStats
 

@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamgmm.core.em import estimate_log_prob_resp, make_scorer, mean_log_likelihood, run_em
+from streamgmm.core.em import run_em
 from streamgmm.core.moves import empty, merge_pair, one_component, propose_move
 from streamgmm.core.refit import align_components, seed_params
+from streamgmm.core.scoring import estimate_log_prob_resp, make_scorer, mean_log_likelihood
 from streamgmm.core.suffstats import SufficientStats
 
 MOVE_POINTS = 2048  # rows of each of the two samples a move is fitted and judged on

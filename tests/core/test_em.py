@@ -1,67 +1,26 @@
-"""E-step, fused statistics pass and the batch EM loop against scipy and scikit-learn."""
+"""Fused E-step statistics pass and the batch EM loop against scipy and scikit-learn."""
 
 import numpy as np
 import pytest
-from scipy.special import logsumexp
-from scipy.stats import multivariate_normal
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 from streamgmm.core.em import (
     _well_conditioned,
     batch_statistics,
-    e_step,
-    estimate_log_prob_resp,
-    log_likelihoods,
     m_step,
-    mean_log_likelihood,
-    most_likely_components,
     run_em,
     segment_statistics,
 )
 from streamgmm.core.gaussian import COVARIANCE_TYPES
 from streamgmm.core.params import MixtureParams
+from streamgmm.core.scoring import (
+    estimate_log_prob_resp,
+    log_likelihoods,
+    mean_log_likelihood,
+    most_likely_components,
+)
 from streamgmm.core.suffstats import SufficientStats
-
-
-def random_params(rng, ctype, k, d, offset=0.0):
-    means = offset + rng.normal(0, 3, (k, d))
-    weights = rng.dirichlet(np.ones(k) * 3)
-    if ctype == "full":
-        A = rng.normal(size=(k, d, d))
-        covs = A @ np.swapaxes(A, 1, 2) / d + 0.5 * np.eye(d)
-    elif ctype == "tied":
-        A = rng.normal(size=(d, d))
-        covs = A @ A.T / d + 0.5 * np.eye(d)
-    elif ctype == "diag":
-        covs = rng.uniform(0.3, 2.0, (k, d))
-    else:
-        covs = rng.uniform(0.3, 2.0, k)
-    return MixtureParams.from_covariances(weights, means, covs, ctype)
-
-
-def reference_log_resp(X, params):
-    covs = params.full_covariances()
-    weighted = np.column_stack([
-        np.log(w) + multivariate_normal(m, c).logpdf(X)
-        for w, m, c in zip(params.weights, params.means, covs)
-    ])
-    norm = logsumexp(weighted, axis=1)
-    return norm, weighted - norm[:, None]
-
-
-@pytest.mark.parametrize("ctype", COVARIANCE_TYPES)
-def test_estimate_log_prob_resp_matches_scipy(ctype):
-    rng = np.random.default_rng(0)
-    params = random_params(rng, ctype, 4, 3, offset=100.0)
-    # More rows than one chunk, so the chunked loop is exercised.
-    X = 100.0 + rng.normal(0, 3, (20_000, 3))
-    norm, log_resp = estimate_log_prob_resp(X, params)
-    ref_norm, ref_resp = reference_log_resp(X, params)
-    np.testing.assert_allclose(norm, ref_norm, rtol=1e-10)
-    np.testing.assert_allclose(np.exp(log_resp), np.exp(ref_resp), atol=1e-10)
-    mean, log_resp2 = e_step(X, params)
-    assert mean == pytest.approx(ref_norm.mean(), rel=1e-12)
-    np.testing.assert_array_equal(log_resp2, log_resp)
+from tests.helpers.mixtures import random_params, reference_log_resp
 
 
 @pytest.mark.parametrize("ctype", COVARIANCE_TYPES)

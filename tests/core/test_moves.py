@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamgmm.core.em import estimate_log_prob_resp, m_step
+from streamgmm.core.em import m_step
 from streamgmm.core.moves import (
     cheapest_pairs,
     merge_costs,
@@ -17,6 +17,7 @@ from streamgmm.core.moves import (
     split_gains,
     split_statistics,
 )
+from streamgmm.core.scoring import estimate_log_prob_resp
 from streamgmm.core.suffstats import SufficientStats
 
 REG = 1e-6

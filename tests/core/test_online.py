@@ -8,9 +8,10 @@ import pytest
 from streamgmm.core import blocks as blocks_module
 from streamgmm.core import online as online_module
 from streamgmm.core import schedule as schedule_module
-from streamgmm.core.em import batch_statistics, estimate_log_prob_resp, run_em
+from streamgmm.core.em import batch_statistics, run_em
 from streamgmm.core.online import OnlineEM, OnlineSettings, effort_per_point
 from streamgmm.core.params import MixtureParams
+from streamgmm.core.scoring import estimate_log_prob_resp
 from streamgmm.core.stepwise import step_size
 from streamgmm.core.suffstats import SufficientStats
 from streamgmm.synthetic import lidar_scene
