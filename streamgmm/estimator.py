@@ -153,7 +153,7 @@ class GaussianMixture(_ParamsMixin):
     effort : float, default=1.0
         E-step evaluations per absorbed point spent on re-scoring retained points and on
         moves, beyond the point's own, once the stream is under way: early points and
-        points where the model has no components buy up to 5x more (the formula is in
+        points where the model has no components buy up to 10x more (the formula is in
         :mod:`streamgmm.core.online`). Higher is slower and closer to batch EM.
     moves : bool, default=True
         Birth and merge moves, and re-seeding of components that lost their weight.
