@@ -3,7 +3,8 @@
 The E-step and the statistics pass are fused and run over row chunks: for each chunk, one
 product ``F @ W`` gives the weighted log-probabilities, a log-sum-exp turns them into
 responsibilities ``R``, and one product ``R^T F`` gives that chunk's moments. No (n, K)
-array of the whole batch is ever held, and nothing loops over points in Python.
+array of the whole batch is ever held, and nothing loops over points in Python. The
+log-densities of a chunk come from the parameters' :class:`~streamgmm.core.scoring.Scorer`.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from streamgmm.core.gaussian import (
 from streamgmm.core.parallel import ChunkPool
 from streamgmm.core.params import MixtureParams
 from streamgmm.core.scoring import (
-    _chunk_rows,
-    _exp_normalize_into,
-    _exp_normalize_peaked,
-    _Scorer,
+    Scorer,
+    chunk_rows,
+    exp_normalize_into,
+    exp_normalize_peaked,
     make_scorer,
 )
 from streamgmm.core.suffstats import SufficientStats, centered_scatter, moments_to_arrays
@@ -52,7 +53,7 @@ def batch_statistics(
     params: MixtureParams,
     sample_weight: np.ndarray | None = None,
     shift: np.ndarray | None = None,
-    scorer: _Scorer | None = None,
+    scorer: Scorer | None = None,
     pool: ChunkPool | None = None,
 ) -> BatchStatistics:
     """Fused E-step and sufficient statistics of a batch under ``params``.
@@ -82,7 +83,7 @@ def batch_statistics(
 
 
 def moments_pass(
-    X: np.ndarray, scorer: _Scorer, sample_weight: np.ndarray | None = None,
+    X: np.ndarray, scorer: Scorer, sample_weight: np.ndarray | None = None,
     pool: ChunkPool | None = None,
 ) -> tuple[np.ndarray, float]:
     """Raw weighted moments ``R^T F`` (K, 1 + d + n_quad) and summed log-likelihood of ``X``.
@@ -118,12 +119,12 @@ def moments_pass(
     return moments, total_ll
 
 
-def _chunked(X: np.ndarray, scorer: _Scorer, sample_weight: np.ndarray | None,
+def _chunked(X: np.ndarray, scorer: Scorer, sample_weight: np.ndarray | None,
              pool: ChunkPool | None, bounds: np.ndarray | None = None) -> list:
     """:func:`_score_chunks` over fixed row chunks of ``X``, split into contiguous spans of
     chunks, one per thread of ``pool``; the spans' results in chunk order."""
     n_cols, k = scorer.W.shape
-    step = _chunk_rows(max(n_cols, k))
+    step = chunk_rows(max(n_cols, k))
     starts = range(0, X.shape[0], step)
     threads = 1 if pool is None else min(pool.threads, len(starts))
     if threads < 2:
@@ -133,7 +134,7 @@ def _chunked(X: np.ndarray, scorer: _Scorer, sample_weight: np.ndarray | None,
         X, scorer, sample_weight, starts[span[0] : span[-1] + 1], step, bounds), spans)
 
 
-def _score_chunks(X: np.ndarray, scorer: _Scorer, sample_weight: np.ndarray | None,
+def _score_chunks(X: np.ndarray, scorer: Scorer, sample_weight: np.ndarray | None,
                   starts: range, step: int, bounds: np.ndarray | None = None) -> list:
     """Moments and summed log-likelihood of each chunk ``X[start : start + step]``.
 
@@ -162,10 +163,10 @@ def _score_chunks(X: np.ndarray, scorer: _Scorer, sample_weight: np.ndarray | No
         LT = scorer.weighted_log_prob(X[start:stop], FT, out=LT_buf[: m * k].reshape(k, m),
                                       scratch=vec[0, :m], peaked=peaked)
         if peaked:
-            resp, log_norm = _exp_normalize_peaked(LT, scorer, X[start:stop], FT,
+            resp, log_norm = exp_normalize_peaked(LT, scorer, X[start:stop], FT,
                                                    vec[1, :m], vec[2, :m])
         else:
-            resp, log_norm = _exp_normalize_into(LT, vec[1, :m], vec[2, :m])
+            resp, log_norm = exp_normalize_into(LT, vec[1, :m], vec[2, :m])
         if sample_weight is None:
             ll = float(log_norm.sum())
         else:
@@ -188,7 +189,7 @@ def _score_chunks(X: np.ndarray, scorer: _Scorer, sample_weight: np.ndarray | No
 
 
 def segment_statistics(
-    segments: list[np.ndarray], params: MixtureParams, scorer: _Scorer | None = None,
+    segments: list[np.ndarray], params: MixtureParams, scorer: Scorer | None = None,
     pool: ChunkPool | None = None,
 ) -> list[BatchStatistics]:
     """:func:`batch_statistics` of each of several batches, in one pass over all of them.
@@ -222,7 +223,7 @@ def finish_statistics(
     moments: np.ndarray,
     log_likelihood: float,
     n_points: float,
-    scorer: _Scorer,
+    scorer: Scorer,
     exact_scatter,
 ) -> BatchStatistics:
     """The reduce half: statistics from summed moments, with the exact-scatter fallback.
@@ -241,7 +242,7 @@ def finish_statistics(
                          [exact_scatter])[0]
 
 
-def _finish_stack(moments: np.ndarray, log_likelihoods, n_points, scorer: _Scorer,
+def _finish_stack(moments: np.ndarray, log_likelihoods, n_points, scorer: Scorer,
                   exact_scatters) -> list[BatchStatistics]:
     """:func:`finish_statistics` of several batches at once: ``moments`` (B, K, columns),
     one log-likelihood, point count and exact-scatter callable per batch. The arrays of all
@@ -279,7 +280,7 @@ def _lost_digits(means: np.ndarray, scatter: np.ndarray, shift: np.ndarray,
     return var <= _SCATTER_DIGITS * raw
 
 
-def scatter_pass(X: np.ndarray, scorer: _Scorer, means: np.ndarray, components: np.ndarray,
+def scatter_pass(X: np.ndarray, scorer: Scorer, means: np.ndarray, components: np.ndarray,
                  sample_weight: np.ndarray | None = None) -> np.ndarray:
     """Summed scatter of some components about ``means``, the direct way (a second pass).
 
@@ -298,7 +299,7 @@ def scatter_pass(X: np.ndarray, scorer: _Scorer, means: np.ndarray, components: 
         Shaped as :class:`SufficientStats` scatter, not divided by the counts.
     """
     ctype = scorer.params.covariance_type
-    step = _chunk_rows(max(scorer.W.shape))
+    step = chunk_rows(max(scorer.W.shape))
     total = np.zeros(_scatter_like(means, ctype))
     for start in range(0, X.shape[0], step):
         Xc = X[start : start + step]

@@ -1,6 +1,6 @@
 """Log-densities of a mixture, row chunk by row chunk: the scorer and what is read from it.
 
-One :class:`_Scorer` per parameters holds the coefficients ``W`` of the expanded quadratic
+One :class:`Scorer` per parameters holds the coefficients ``W`` of the expanded quadratic
 form, so that one product ``F @ W`` of a chunk's design ``F`` (:mod:`streamgmm.core.gaussian`)
 gives every weighted log-density ``log pi_k + log N(x_i | k)``. From them come the
 per-point log-likelihoods, the log-responsibilities and the most likely components
@@ -29,7 +29,7 @@ from streamgmm.core.params import MixtureParams
 _CHUNK_ELEMENTS = 1 << 16
 
 
-def _chunk_rows(n_columns: int) -> int:
+def chunk_rows(n_columns: int) -> int:
     return max(64, _CHUNK_ELEMENTS // max(n_columns, 1))
 
 
@@ -52,7 +52,7 @@ _PEAK_FLOOR = -700.0
 _FAR_TOTAL = math.exp(-600.0)
 
 
-class _Scorer:
+class Scorer:
     """Weighted log-probabilities of row chunks: one GEMM, with an exact fallback."""
 
     def __init__(self, params: MixtureParams, shift: np.ndarray) -> None:
@@ -123,7 +123,7 @@ class _Scorer:
 
 
 def _log_resp_chunk(
-    scorer: _Scorer, X: np.ndarray, FT: np.ndarray
+    scorer: Scorer, X: np.ndarray, FT: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-point log-likelihoods (n,) and log-responsibilities (n, K) of one chunk."""
     weighted = scorer.weighted_log_prob(X, FT)
@@ -158,9 +158,9 @@ def estimate_log_prob_resp(
 def _scored_chunks(X: np.ndarray, params: MixtureParams):
     """For each fixed row chunk of ``X``: ``(scorer, start, stop, FT)``, one scorer of
     ``params`` for all of them and the chunk's transposed design ``FT``."""
-    scorer = _Scorer(params, default_shift(params))
+    scorer = Scorer(params, default_shift(params))
     n = X.shape[0]
-    step = _chunk_rows(max(scorer.W.shape))
+    step = chunk_rows(max(scorer.W.shape))
     for start in range(0, n, step):
         stop = min(start + step, n)
         yield scorer, start, stop, design_columns(X[start:stop], scorer.shift,
@@ -170,7 +170,7 @@ def _scored_chunks(X: np.ndarray, params: MixtureParams):
 def log_likelihoods(X: np.ndarray, params: MixtureParams) -> np.ndarray:
     """``log p(x_i)`` of every row, shape (n,): :func:`estimate_log_prob_resp`'s first half
     without the responsibilities, scored relative to the model's peak (one exp pass, no
-    per-point maximum; far outliers exactly, as in :func:`_exp_normalize_peaked`)."""
+    per-point maximum; far outliers exactly, as in :func:`exp_normalize_peaked`)."""
     out = np.empty(X.shape[0])
     for scorer, start, stop, FT in _scored_chunks(X, params):
         Xc, chunk = X[start:stop], out[start:stop]
@@ -210,12 +210,12 @@ def e_step(X: np.ndarray, params: MixtureParams) -> tuple[float, np.ndarray]:
     return float(np.mean(log_norm)), log_resp
 
 
-def make_scorer(params: MixtureParams, shift: np.ndarray | None = None) -> _Scorer:
+def make_scorer(params: MixtureParams, shift: np.ndarray | None = None) -> Scorer:
     """The per-parameters part of the E-step, to share between batches scored alike."""
-    return _Scorer(params, default_shift(params) if shift is None else shift)
+    return Scorer(params, default_shift(params) if shift is None else shift)
 
 
-def _exp_normalize_into(LT: np.ndarray, top: np.ndarray, total: np.ndarray
+def exp_normalize_into(LT: np.ndarray, top: np.ndarray, total: np.ndarray
                         ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`exp_normalize_columns` with its (n,) arrays in given buffers (same bits).
 
@@ -245,14 +245,14 @@ def _peaked_totals(LT: np.ndarray, total: np.ndarray) -> np.ndarray:
     return far
 
 
-def _exp_normalize_peaked(LT: np.ndarray, scorer: _Scorer, X: np.ndarray, FT: np.ndarray,
+def exp_normalize_peaked(LT: np.ndarray, scorer: Scorer, X: np.ndarray, FT: np.ndarray,
                           inverse: np.ndarray, total: np.ndarray
                           ) -> tuple[np.ndarray, np.ndarray]:
     """Responsibilities and log-normaliser of a chunk scored relative to ``scorer.peak``.
 
     ``LT`` (K, n) holds ``log pi_k + log N(x_i | k) - peak``, all <= 0: clamp, exp, sum and
     one multiply by the reciprocal, without the per-point maximum of
-    :func:`_exp_normalize_into`. Columns whose sum is below ``_FAR_TOTAL`` (far outliers)
+    :func:`exp_normalize_into`. Columns whose sum is below ``_FAR_TOTAL`` (far outliers)
     are redone the exact way. ``inverse`` and ``total`` are (n,) buffers; returns
     ``(LT, log_norm)`` with ``log_norm`` written into ``total``.
     """
