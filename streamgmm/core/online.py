@@ -88,7 +88,7 @@ WARM_POINTS = 20_000  # W: the first W points buy twice the effort and more
 NOVELTY_NATS = 0.5  # novelty that doubles the effort
 # The novelty factor is at most 1 + NOVELTY_CAP. Measured (seeds 0-9, benchmarks/README.md,
 # sixth session): a cap of 4 left rooms streams 0.19-0.20 nats/point from batch EM at worst,
-# a cap of 9 0.06-0.10, for 20-45% more work on sensor-ordered streams (none on i.i.d.).
+# a cap of 9 0.06-0.10, for 20-65% more work on sensor-ordered streams (none on i.i.d.).
 NOVELTY_CAP = 9.0
 MOVE_SHARE = 0.75  # of the credit goes to moves, with the moves on
 MAX_PASSES = 4  # re-scoring passes over the retained points in one update at most
