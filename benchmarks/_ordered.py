@@ -27,10 +27,11 @@ from bench_service import Daemon as _ServiceDaemon  # noqa: E402
 #: Textbook stepwise EM: no re-scoring, no moves, step (t + 2) ** -0.6.
 TEXTBOOK = {"effort": 0.0, "moves": False, "step_decay": 0.6, "step_offset": 2.0}
 
-#: Ablation switches (module constants of streamgmm.core.online / .moves): label -> changes.
+#: Ablation switches (module constants of streamgmm.core.effort, .moves, .schedule, .blocks):
+#: label -> changes.
 #: MAX_PASSES = 0 turns re-scoring off; the credit it would have spent then all goes to moves.
 ABLATIONS = {
-    "no re-scoring (MAX_PASSES=0)": (("streamgmm.core.online", "MAX_PASSES", 0),),
+    "no re-scoring (MAX_PASSES=0)": (("streamgmm.core.effort", "MAX_PASSES", 0),),
     "no births/splits (BIRTH_CYCLE=())": (("streamgmm.core.schedule", "BIRTH_CYCLE", ()),),
     "no candidates (RESTARTS=False)": (("streamgmm.core.schedule", "RESTARTS", False),),
     "no refine candidates (CANDIDATE_CYCLE=restart)": (
@@ -42,8 +43,8 @@ ABLATIONS = {
     "no settling of births (SETTLE_BIRTHS=False)": (
         ("streamgmm.core.schedule", "SETTLE_BIRTHS", False),),
     "no re-seeding (RESEED=False)": (("streamgmm.core.schedule", "RESEED", False),),
-    "no novelty boost (NOVELTY_CAP=0)": (("streamgmm.core.online", "NOVELTY_CAP", 0.0),),
-    "no early boost (WARM_POINTS=0)": (("streamgmm.core.online", "WARM_POINTS", 0),),
+    "no novelty boost (NOVELTY_CAP=0)": (("streamgmm.core.effort", "NOVELTY_CAP", 0.0),),
+    "no early boost (WARM_POINTS=0)": (("streamgmm.core.effort", "WARM_POINTS", 0),),
     "no exact merge selection (PAIR_CANDIDATES=0)": (
         ("streamgmm.core.moves", "PAIR_CANDIDATES", 0),),
 }

@@ -5,7 +5,7 @@ Figure
      of bench_order (300,000 points, batches of 4,096, reservoir defaults) and the
      two-buildings drift stream of bench_drift (batches of 512, retain="window",
      retain_size=8000). Rows: the defaults, then each mechanism off in
-     turn (module switches of ``streamgmm.core.online`` / ``streamgmm.core.moves``, set
+     turn (module switches of ``streamgmm.core.effort`` / ``streamgmm.core.moves``, set
      for the run and restored), then textbook stepwise EM: the gap to batch EM at each
      checkpoint, work per point, and the rate as a ratio to textbook on the same batches.
 

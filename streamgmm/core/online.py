@@ -23,20 +23,13 @@ re-scores the stalest of them at every step (Neal & Hinton 1998). One update of 
    for a larger batch (``update(X, represented=...)``, the daemon's thinning under overload)
    counts as the batch it stands for: ``m`` is then ``represented``, in ``n`` too.
 
-3. **Re-scoring at a fixed effort.** ``e`` E-step evaluations per new point are paid into a
-   credit; the stalest blocks are re-scored under ``theta`` while the credit lasts::
+3. **Re-scoring at a fixed effort.** Each new point pays ``e`` E-step evaluations into a
+   credit (:mod:`streamgmm.core.effort`: more for early points and where the stream moved
+   where the model has no components); the stalest blocks are re-scored under ``theta``
+   while the credit lasts, each on the same share of its rows, at most ``SCORED_ROWS =
+   8,192`` rows in all (:meth:`~streamgmm.core.blocks.RetainedBlocks.scored_rows`)::
 
        e = effort * (1 + W / n_r) * (1 + min(9, novelty / 0.5))
-
-   ``W = 20,000`` points, ``n_r`` the points the retained blocks stand for (early points
-   buy more: a model cannot match batch EM after a few thousand points with a couple of
-   evaluations each), ``novelty`` the nats per point by which the new batch fits worse than
-   the retained blocks did (the stream moved where the model has no components). With the
-   moves on, three quarters of the credit pay for moves, and so does what four passes over
-   the retained points a step cannot use. A block is re-scored on the same share of its
-   rows as every other, at most ``SCORED_ROWS = 8,192`` rows in all
-   (:meth:`~streamgmm.core.blocks.RetainedBlocks.scored_rows`): a pass over a daemon's
-   200,000 retained rows would cost 25 passes over those, each of which climbs as far.
 
 4. **M-step of the memoized sum**::
 
@@ -65,37 +58,26 @@ no I/O, a seeded ``numpy`` Generator, :meth:`to_state` / :meth:`from_state` exac
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
 from streamgmm.core.blocks import Block, RetainedBlocks
 from streamgmm.core.constraints import validate_online_settings
+from streamgmm.core.effort import CHANGE_NATS, batch_novelty, effort_per_point, share_credit
 from streamgmm.core.em import batch_statistics, robust_m_step, run_em, segment_statistics
+from streamgmm.core.online_state import check_format, dump_state, restore_state
 from streamgmm.core.parallel import ChunkPool
 from streamgmm.core.params import MixtureParams
 from streamgmm.core.refit import seed_params
-from streamgmm.core.schedule import RESTART_ITER, MoveSchedule
+from streamgmm.core.schedule import MoveSchedule
 from streamgmm.core.scoring import make_scorer
 from streamgmm.core.stepwise import step_size
 from streamgmm.core.suffstats import SufficientStats
 
-#: Version of :meth:`OnlineEM.to_state`; states of another version are refused.
-STATE_FORMAT = 2
-
-# Derived settings (documented in the module docstring and docs/online_em.md).
-WARM_POINTS = 20_000  # W: the first W points buy twice the effort and more
-NOVELTY_NATS = 0.5  # novelty that doubles the effort
-# The novelty factor is at most 1 + NOVELTY_CAP. Measured (seeds 0-9, benchmarks/README.md,
-# sixth session): a cap of 4 left rooms streams 0.19-0.20 nats/point from batch EM at worst,
-# a cap of 9 0.06-0.10, for 20-65% more work on sensor-ordered streams (none on i.i.d.).
-NOVELTY_CAP = 9.0
-MOVE_SHARE = 0.75  # of the credit goes to moves, with the moves on
-MAX_PASSES = 4  # re-scoring passes over the retained points in one update at most
 M_STEPS_PER_PASS = 8  # M-steps per pass of re-scoring (8 left the window closer than 4)
 INIT_POINTS = 4096  # the first batch EM runs on at most this many buffered points
 INIT_ITER = 15
-CHANGE_NATS = 1.0  # novelty that marks a change point
 
 
 @dataclass(frozen=True)
@@ -131,15 +113,6 @@ class UpdateInfo:
     reseeded: int = 0
     moved: bool = False  # a move was accepted
     change_point: bool = False
-
-
-def effort_per_point(effort: float, represented: float, novelty: float) -> float:
-    """Re-scoring and move evaluations bought by each new point (module docstring, step 3)."""
-    if effort <= 0:
-        return 0.0
-    warm = 1.0 + WARM_POINTS / max(represented, 1.0)
-    surprise = 1.0 + min(NOVELTY_CAP, max(0.0, novelty) / NOVELTY_NATS)
-    return effort * warm * surprise
 
 
 class OnlineEM(MoveSchedule):
@@ -309,11 +282,9 @@ class OnlineEM(MoveSchedule):
         # 1. E-step of the batch; the history's fit as last scored, for the novelty.
         scorer = make_scorer(self.params)
         new = batch_statistics(X, self.params, scorer=scorer, pool=self.pool)
-        history_ll = self.retained.history_log_likelihood()
-        history_points = max(self.retained.represented, 1.0)
-        novelty = (history_ll - new.mean_log_likelihood
-                   - self.params.n_parameters() / history_points)
-        novelty = float(novelty) if np.isfinite(novelty) else 0.0
+        novelty = batch_novelty(self.retained.history_log_likelihood(),
+                                new.mean_log_likelihood, self.params.n_parameters(),
+                                self.retained.represented)
         change_point = novelty > CHANGE_NATS >= self.novelty
         self.novelty = novelty
         self.n_updates += 1
@@ -326,16 +297,8 @@ class OnlineEM(MoveSchedule):
         self._m_step()  # the new points' statistics enter the model at once
         # 3. Re-scoring at a fixed effort.
         bought = m * effort_per_point(s.effort, self.retained.represented, novelty)
-        share = MOVE_SHARE if s.moves else 0.0
-        self.move_credit += share * bought
-        # More than MAX_PASSES passes over the retained points in one step would be waste:
-        # with the moves on, the excess pays for moves (a short stream gets them early).
-        self.rescore_credit += (1 - share) * bought
-        cap = float(MAX_PASSES * self.retained.total_scored)
-        if self.rescore_credit > cap:
-            if s.moves:
-                self.move_credit += self.rescore_credit - cap
-            self.rescore_credit = cap
+        self.rescore_credit, self.move_credit = share_credit(
+            bought, s.moves, self.rescore_credit, self.move_credit, self.retained.total_scored)
         # 4. ... with the M-step of the memoized sum after every eighth of a pass.
         evaluations = m + self._rescore()
         # 5. Moves, paid from their credit.
@@ -461,25 +424,8 @@ class OnlineEM(MoveSchedule):
     # ------------------------------------------------------------------ persistence
 
     def to_state(self) -> dict:
-        """Everything needed to resume bit for bit: blocks, parameters, credits, RNG."""
-        p = self.params
-        return {
-            "format": STATE_FORMAT,
-            "settings": asdict(self.settings),
-            "n_features": self.n_features,
-            # Saved as they are, not recomputed from the statistics: after an initialisation
-            # or an adopted refit they are the EM result itself.
-            "params": None if p is None else p.to_state(),
-            "retained": self.retained.to_state(),
-            "buffered": [b.copy() for b in self.buffered],
-            "candidate": None if self.candidate is None else {
-                "params": self.candidate["params"].to_state(),
-                "n_iter": int(self.candidate["n_iter"]),
-                "target": int(self.candidate["target"]),
-            },
-            "counters": {key: getattr(self, key) for key in _COUNTERS},
-            "rng": self.rng.bit_generator.state,
-        }
+        """Everything needed to resume bit for bit (:mod:`streamgmm.core.online_state`)."""
+        return dump_state(self)
 
     @classmethod
     def from_state(cls, state: Mapping) -> OnlineEM:
@@ -490,34 +436,7 @@ class OnlineEM(MoveSchedule):
         ValueError
             For a state of another format (written by an earlier streamgmm).
         """
-        found = state.get("format", 1) if isinstance(state, Mapping) else None
-        if found != STATE_FORMAT:
-            raise ValueError(
-                f"online state format {found!r} was written by an earlier streamgmm (this one "
-                f"reads format {STATE_FORMAT}): refit from the data, or load its mixture with "
-                "`streamgmm load`")
+        check_format(state)
         obj = cls(OnlineSettings(**state["settings"]), int(state["n_features"]))
-        obj.rng.bit_generator.state = state["rng"]
-        obj.retained = RetainedBlocks.from_state(state["retained"])
-        obj.buffered = [np.array(b, dtype=np.float64) for b in state["buffered"]]
-        for key, kind in _COUNTERS.items():
-            setattr(obj, key, kind(state["counters"][key]))
-        if state["candidate"] is not None:
-            c = state["candidate"]
-            obj.candidate = {"params": MixtureParams.from_state(c["params"]),
-                             "n_iter": int(c["n_iter"]),
-                             "target": int(c.get("target", RESTART_ITER))}
-        if state["params"] is not None:
-            obj.params = MixtureParams.from_state(state["params"])
-            obj.stats = obj.retained.pooled()
+        restore_state(obj, state)
         return obj
-
-
-_COUNTERS = {
-    "n_updates": int, "clock": int, "n_seen": int, "rescore_credit": float,
-    "move_credit": float, "work": int, "n_reseeded": int, "n_moves": int,
-    "n_move_trials": int, "n_repaired": int, "n_change_points": int,
-    "last_change_point": int, "novelty": float, "n_births": int,
-    "prior_points": float, "n_restarts": int,
-    "n_restart_trials": int,
-}

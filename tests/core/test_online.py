@@ -8,8 +8,9 @@ import pytest
 from streamgmm.core import blocks as blocks_module
 from streamgmm.core import online as online_module
 from streamgmm.core import schedule as schedule_module
+from streamgmm.core.effort import MAX_PASSES, effort_per_point
 from streamgmm.core.em import batch_statistics, run_em
-from streamgmm.core.online import OnlineEM, OnlineSettings, effort_per_point
+from streamgmm.core.online import OnlineEM, OnlineSettings
 from streamgmm.core.params import MixtureParams
 from streamgmm.core.scoring import estimate_log_prob_resp
 from streamgmm.core.stepwise import step_size
@@ -174,7 +175,7 @@ def test_a_whole_sweep_step_spends_a_bounded_round_and_its_excess_credit_lapses(
         cap = online._credit_cap()
         assert online.move_credit <= cap
         # The batch, at most MAX_PASSES passes of re-scoring, the rounds and one overdraft.
-        bound = (len(batch) + online_module.MAX_PASSES * online.retained.total_scored
+        bound = (len(batch) + MAX_PASSES * online.retained.total_scored
                  + 2 * cap + 2 * schedule_module.MOVE_POINTS)
         assert info.evaluations <= bound
         spent += info.evaluations - len(batch)
@@ -253,17 +254,6 @@ def test_textbook_spends_one_evaluation_per_point():
     _stream(online, X[1000:], 1000)
     assert online.work - before == len(X) - 1000
     assert online.n_moves == online.n_move_trials == online.n_reseeded == 0
-
-
-def test_effort_formula():
-    w = online_module.WARM_POINTS
-    assert effort_per_point(0.0, 10, 5.0) == 0.0
-    assert effort_per_point(1.0, w, 0.0) == 2.0
-    assert effort_per_point(0.5, w, 0.0) == 1.0
-    assert effort_per_point(1.0, 1e4 * w, 0.0) == pytest.approx(1.0, rel=1e-3)
-    # The novelty factor is capped.
-    capped = effort_per_point(1.0, w, 1e9)
-    assert capped == 2.0 * (1 + online_module.NOVELTY_CAP)
 
 
 def test_same_batches_and_seed_give_the_same_model_bit_for_bit():
