@@ -86,6 +86,12 @@ class DecodeError(ValueError):
         Human-readable detail.
     """
 
+    #: The ``seq`` and ``source`` of a point message rejected after they were read (``None``
+    #: and ``""`` otherwise): the daemon's per-source accounting still sees the message, so
+    #: a rejected message is not also counted as lost.
+    seq: int | None = None
+    source: str = ""
+
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
@@ -465,6 +471,17 @@ def decode_points(
     msg = _top_map(_safe_unpack(payload))
     _check_version(msg, required=True)
     seq = _get_count(msg, "seq")
+    try:
+        return _points_message(msg, seq, max_points, max_dim)
+    except DecodeError as err:
+        err.seq = seq
+        source = msg.get("source", "")
+        err.source = source if isinstance(source, str) else ""
+        raise
+
+
+def _points_message(msg: dict, seq: int, max_points: int, max_dim: int) -> PointsMessage:
+    """The rest of :func:`decode_points`, once ``v`` and ``seq`` are read."""
     stamp = _get_float(msg, "stamp")
     source = _get_str(msg, "source", "")
     frame = _get_str(msg, "frame", "")

@@ -16,8 +16,8 @@ __all__ = ["Counters", "ModelIngest", "RejectionLog", "SourceStats", "SourceTrac
 
 # Per-source sequence trackers kept (least recently seen evicted first).
 _MAX_SOURCES = 10_000
-# A forward jump of seq beyond this is a publisher that restarted with another numbering
-# (or a hostile one), not billions of lost messages.
+# A forward jump of seq of this many messages or more is a publisher that restarted with
+# another numbering (or a hostile one), not billions of lost messages.
 _MAX_SEQ_GAP = 2**32
 # Counters are reported as msgpack integers (at most 2**64 - 1); they saturate below that.
 _COUNTER_MAX = 2**63 - 1
@@ -103,7 +103,7 @@ class SourceTracker:
         stats.messages_received += 1
         if new:
             return 0, False
-        if seq <= last or seq - last - 1 > _MAX_SEQ_GAP:
+        if seq <= last or seq - last - 1 >= _MAX_SEQ_GAP:
             stats.restarts += 1
             return 0, True
         stats.messages_lost += seq - last - 1
@@ -121,7 +121,8 @@ class SourceTracker:
         lost, restarted = self.observe(source, seq)
         stats = self._stats[source]
         stats.messages_received -= 1  # a marker is not a message of points
-        if first_seq is not None and 0 <= first_seq <= seq and (not known or restarted):
+        if (first_seq is not None and 0 <= first_seq <= seq < first_seq + _MAX_SEQ_GAP
+                and (not known or restarted)):
             lost += seq - first_seq
             stats.messages_lost += seq - first_seq
         stats.end_seq, stats.end_first_seq = seq, -1 if first_seq is None else first_seq

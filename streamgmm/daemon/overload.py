@@ -133,6 +133,11 @@ class PointCost:
         self.points += _SMOOTHING * (points - self.points)
 
     @property
+    def seconds_per_step(self) -> float:
+        """The moving average of a step's seconds; NaN until a step was observed."""
+        return self.seconds if self.points > 0 else float("nan")
+
+    @property
     def seconds_per_point(self) -> float:
         """NaN until a step was observed."""
         return self.seconds / self.points if self.points > 0 else float("nan")

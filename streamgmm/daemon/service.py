@@ -320,6 +320,12 @@ class Service:
         deadline = time.monotonic() + _DRAIN_SECONDS
         self.last_drain = 0
         capped = [i for i, m in enumerate(self.models) if not m.can_thin]
+        # A model that publishes after every message steps once per message: reading stops
+        # once its backlog holds about _ABSORB_SECONDS of steps at their measured cost, so
+        # that a burst of small messages (each a step and a publish) does not keep control
+        # waiting for 256 steps (up to a second). Each message is its own step either way.
+        per_message = {i: _steps_per_turn(self.models[i]) for i in capped
+                       if self.models[i].config.publish_every_s == 0}
         for _ in range(_DRAIN_MESSAGES):
             if any(len(m.backlog) >= _BACKLOG_MESSAGES for m in self.models):
                 break  # a safety bound; thinning keeps the rows far below it
@@ -333,6 +339,9 @@ class Service:
             if any(i in batches and self.models[i].backlog_rows
                    + sum(len(part[0]) for part in batches[i]) >= self.models[i].coalesce_limit
                    for i in capped):
+                break
+            if any(len(batches.get(i, ())) + len(self.models[i].backlog) >= steps
+                   for i, steps in per_message.items()):
                 break
         for index, parts in batches.items():
             self._admit(self.models[index], parts)
@@ -520,7 +529,11 @@ class Service:
         try:
             msg = codec.decode_points(payload, max_points=limit)
         except codec.DecodeError as err:
-            self._reject(err.reason, topic, None, str(err))
+            source = None
+            if err.seq is not None:  # its seq was read: the source's sequence counts it
+                source = err.source or topic.decode("utf-8", "replace")
+                self._observe_seq(source, err.seq)
+            self._reject(err.reason, topic, source, str(err))
             return
         source = msg.source or topic.decode("utf-8", "replace")
         if msg.end:
@@ -531,10 +544,7 @@ class Service:
             c.messages_lost += lost
             c.publisher_restarts += restarted
             return
-        lost, restarted = self.sources.observe(source, msg.seq)
-        stats = self.sources.stats(source)
-        c.messages_lost += lost
-        c.publisher_restarts += restarted
+        stats = self._observe_seq(source, msg.seq)
         c.rows_dropped_nonfinite += msg.rows_dropped_nonfinite
         stats.rows_dropped_nonfinite += msg.rows_dropped_nonfinite
         X = np.asarray(msg.points, dtype=np.float64)
@@ -583,6 +593,13 @@ class Service:
         else:
             self._reject(reason, topic, source,
                          f"{len(X)} points; more than max_points_per_message")
+
+    def _observe_seq(self, source: str, seq: int) -> SourceStats:
+        """Follow ``source``'s sequence: count lost messages and restarts; its record."""
+        lost, restarted = self.sources.observe(source, seq)
+        self.counters.messages_lost += lost
+        self.counters.publisher_restarts += restarted
+        return self.sources.stats(source)
 
     def _reject(self, reason: str, topic: bytes | None, source: str | None,
                 detail: str) -> None:
@@ -886,6 +903,15 @@ def _request_id(msg: dict) -> int | str | None:
     """The request's ``id`` to echo (extension): an int or a string, else none."""
     rid = msg.get("id")
     return rid if isinstance(rid, (int, str)) and not isinstance(rid, bool) else None
+
+
+def _steps_per_turn(model: ModelRuntime) -> int:
+    """Messages a per-message model reads in one loop turn: about ``_ABSORB_SECONDS`` of
+    its steps at their measured cost (all ``_DRAIN_MESSAGES`` until one was measured)."""
+    cost = model.cost.seconds_per_step
+    if not cost > 0:
+        return _DRAIN_MESSAGES
+    return max(1, min(_DRAIN_MESSAGES, int(_ABSORB_SECONDS / cost)))
 
 
 def _servable_request(request: ControlRequest) -> dict | None:

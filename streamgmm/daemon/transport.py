@@ -15,6 +15,7 @@ before bind/connect to take effect, so they are all set right after the socket i
 from __future__ import annotations
 
 import os
+import socket
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -96,7 +97,32 @@ def _common_options(sock: zmq.Socket, opts: SocketOptions, heartbeats: bool = Tr
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, opts.reconnect_ivl_max_ms)
 
 
+def _ipc_in_use(endpoint: str) -> bool:
+    """Does a live process listen on this ``ipc://`` path?
+
+    libzmq binds an ipc path by deleting whatever file is there, so a second daemon with the
+    same config would silently take a running one's sockets (on tcp the bind fails with
+    "Address already in use"). A path a connect reaches is in use; a stale file left by a
+    killed daemon refuses the connect and is taken over, as libzmq would.
+    """
+    path = endpoint[len("ipc://"):]
+    if not endpoint.startswith("ipc://") or path.startswith("@") or not os.path.exists(path):
+        return False
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(path)
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
 def _bind(sock: zmq.Socket, key: str, endpoint: str, connect: bool = False) -> None:
+    if not connect and _ipc_in_use(endpoint):
+        raise BindError(key, endpoint, "Address already in use (another process listens "
+                        "on this ipc path)")
     try:
         (sock.connect if connect else sock.bind)(endpoint)
     except zmq.ZMQError as exc:

@@ -3,6 +3,7 @@ request and end-of-stream markers, on the real daemon over ipc://."""
 
 from __future__ import annotations
 
+import msgpack
 import numpy as np
 import pytest
 
@@ -127,3 +128,54 @@ def test_first_start_says_there_is_no_checkpoint_yet(daemon_factory, tmp_path) -
     log = d.log()
     assert "no checkpoint yet at" in log and "none usable" not in log
     assert " WARNING " not in log
+
+
+def _points_payload(seq: int, source: str, **changes) -> bytes:
+    """A point message of ``source`` whose fields ``changes`` replace (to break a rule)."""
+    fields = msgpack.unpackb(codec.encode_points(np.zeros((4, 3)), seq=seq, stamp=1.0,
+                                                 source=source))
+    fields.update(changes)
+    return msgpack.packb(fields)
+
+
+def test_a_rejected_message_is_not_also_counted_lost(daemon_factory) -> None:
+    d = daemon_factory()
+    points = ranged(20, seed=1)
+    d.send("points/lidar", points, source="bad", seq=0)
+    good = msgpack.unpackb(codec.encode_points(points, seq=1, stamp=1.0, source="bad"))
+    wrong_dtype = dict(good["points"], dtype="<i4")
+    d.send_raw([b"points/lidar", _points_payload(1, "bad", points=wrong_dtype)])
+    wrong_size = dict(good["points"], data=good["points"]["data"][:-8])
+    d.send_raw([b"points/lidar", _points_payload(2, "bad", points=wrong_size)])
+    d.send("points/lidar", points, source="bad", seq=3)
+    status = d.wait_for(lambda s: s["counters"]["messages_received"] == 4)
+    counters = status["counters"]
+    assert counters["rejected"] == {"dtype": 1, "size": 1}
+    assert (counters["messages_applied"], counters["messages_lost"]) == (2, 0)
+    reply = d.request(op="source", source="bad")
+    assert {k: reply[k] for k in ("messages_received", "messages_applied", "messages_rejected",
+                                  "messages_lost", "last_seq")} == {
+        "messages_received": 4, "messages_applied": 2, "messages_rejected": 2,
+        "messages_lost": 0, "last_seq": 3}
+
+
+def test_decode_error_carries_the_seq_and_source_it_read() -> None:
+    payload = _points_payload(7, "lidar-front", stamp="yesterday")
+    with pytest.raises(codec.DecodeError) as caught:
+        codec.decode_points(payload)
+    assert (caught.value.reason, caught.value.seq, caught.value.source) == (
+        "schema", 7, "lidar-front")
+    with pytest.raises(codec.DecodeError) as caught:  # no seq to read
+        codec.decode_points(msgpack.packb({"v": 1, "stamp": 1.0}))
+    assert caught.value.seq is None
+
+
+def test_tracker_caps_what_a_seq_jump_or_a_marker_can_count_lost() -> None:
+    tracker = SourceTracker()
+    tracker.observe("p", 0)
+    # A jump of 2**32 messages or more is another numbering, not that many losses.
+    assert tracker.observe("p", 2**32 + 1) == (0, True)
+    assert tracker.observe("p", 2**32 + 3) == (1, False)
+    # A new source's marker whose run would span 2**62 messages counts none lost.
+    assert tracker.observe_end("q", 2**62, 0) == (0, False)
+    assert tracker.observe_end("r", 5, 0) == (5, False)

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from streamgmm import codec
 from streamgmm.daemon.config import parse_config
 from streamgmm.daemon.overload import PointCost, keep_fraction, thin
 from streamgmm.daemon.service import Service
@@ -265,3 +266,24 @@ def test_thinning_generator_survives_a_checkpoint():
     fresh = _service().models[0]
     fresh.restore(state)
     assert fresh.thin_rng.random() == _service().models[0].thin_rng.random()
+
+
+def test_per_message_model_reads_what_a_turn_can_step():
+    """publish_every_s = 0 and no budget: every message is a step and a publish, so a turn
+    reads only about _ABSORB_SECONDS of them (control is not kept waiting for 256 steps)."""
+    service = _service(publish_every_s=0.0)
+    queued = [[b"points/lidar", codec.encode_points(_blobs(20, 1 + i), seq=i, stamp=1.0)]
+              for i in range(40)]
+    service.transport = SimpleNamespace(
+        recv_points=lambda: queued.pop(0) if queued else None,
+        publish=lambda topic, payload: None)
+    model = service.models[0]
+    service._absorb_backlog(model, [(_blobs(2000, 0), 1.0, "")])
+    model.cost.seconds, model.cost.points = 0.005, 20.0  # 5 ms a step: 4 steps a turn
+    service._drain_ingest()
+    assert service.last_drain == 4 and len(model.backlog) == 4 and len(queued) == 36
+    service._absorb_backlogs()
+    assert not model.backlog and model.n_seen == 2000 + 4 * 20
+    model.cost.seconds = 1.0  # a slow step: one message a turn, never none
+    service._drain_ingest()
+    assert service.last_drain == 1 and len(queued) == 35

@@ -48,7 +48,7 @@ def test_restore_names_the_generation_actually_used(tmp_path, daemon_factory) ->
 
 def test_second_daemon_on_a_used_port_restores_nothing(tmp_path, daemon_factory) -> None:
     ckpt, model = _checkpointed(tmp_path, daemon_factory)
-    # A port in use (ipc:// paths are taken over by a new bind, so this needs tcp).
+    # A port in use by another process (not a daemon: nothing answers on it).
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -63,6 +63,42 @@ def test_second_daemon_on_a_used_port_restores_nothing(tmp_path, daemon_factory)
     assert "restored" not in proc.stderr and "restored" not in proc.stdout
     (line,) = proc.stderr.strip().splitlines()
     assert "service.control" in line and "cannot use endpoint" in line
+
+
+def test_second_daemon_on_a_running_ones_ipc_paths_exits_and_leaves_it_serving(
+        tmp_path, daemon_factory) -> None:
+    ckpt = tmp_path / "lidar.ckpt"
+    model = dict(MODEL, checkpoint=str(ckpt))
+    first = daemon_factory([model])
+    first.send("points/lidar", blobs(300))
+    first.wait_for(lambda s: s["models"]["lidar"]["n_seen"] == 300)
+    # libzmq would delete the running daemon's socket files and bind anew: it must refuse.
+    (tmp_path / "second").mkdir()
+    config = write_config(tmp_path / "second", [model])
+    text = config.read_text().replace(str(tmp_path / "second"), str(tmp_path))
+    config.write_text(text)
+    proc = subprocess.run([sys.executable, "-m", "streamgmm", "run", str(config)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert "cannot use endpoint" in line and "already in use" in line, line
+    assert "restored" not in proc.stderr
+    first.send("points/lidar", blobs(100, seed=1))
+    assert first.wait_for(lambda s: s["models"]["lidar"]["n_seen"] == 400)
+
+
+def test_stale_ipc_file_of_a_killed_daemon_is_taken_over(tmp_path) -> None:
+    from streamgmm.daemon.transport import _ipc_in_use
+
+    path = tmp_path / "control"
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(path))
+    stale.listen()
+    assert _ipc_in_use(f"ipc://{path}")
+    stale.close()  # the file stays, as after a SIGKILL, with nobody listening
+    assert path.exists() and not _ipc_in_use(f"ipc://{path}")
+    assert not _ipc_in_use(f"ipc://{tmp_path}/absent")
+    assert not _ipc_in_use("tcp://127.0.0.1:5555")
 
 
 def test_checkpoint_of_another_shape_is_named_like_every_model_key(tmp_path,
