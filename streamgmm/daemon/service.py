@@ -88,6 +88,9 @@ _DRAIN_SECONDS = 0.01
 # timers get their turn, for a model that can thin; what is left waits in its backlog. About
 # one step of 4,096 points (K=16 full), what a turn absorbed before the backlog existed.
 _ABSORB_SECONDS = 0.02
+# Messages a model that publishes after every message reads in a turn before its steps' cost
+# is measured (its first turns: the first step seeds it and can take 0.1-1 s).
+_UNMEASURED_STEPS = 8
 # Messages a model's backlog holds at most: reading stops there (ZeroMQ's queue then fills).
 # Thinning keeps a backlog to about overload_budget_s of work, far below this.
 _BACKLOG_MESSAGES = 8192
@@ -907,10 +910,10 @@ def _request_id(msg: dict) -> int | str | None:
 
 def _steps_per_turn(model: ModelRuntime) -> int:
     """Messages a per-message model reads in one loop turn: about ``_ABSORB_SECONDS`` of
-    its steps at their measured cost (all ``_DRAIN_MESSAGES`` until one was measured)."""
+    its steps at their measured cost (``_UNMEASURED_STEPS`` until one was measured)."""
     cost = model.cost.seconds_per_step
     if not cost > 0:
-        return _DRAIN_MESSAGES
+        return _UNMEASURED_STEPS
     return max(1, min(_DRAIN_MESSAGES, int(_ABSORB_SECONDS / cost)))
 
 

@@ -287,3 +287,7 @@ def test_per_message_model_reads_what_a_turn_can_step():
     model.cost.seconds = 1.0  # a slow step: one message a turn, never none
     service._drain_ingest()
     assert service.last_drain == 1 and len(queued) == 35
+    service._absorb_backlogs()
+    model.cost.seconds = model.cost.points = 0.0  # not measured yet: a few messages a turn
+    service._drain_ingest()
+    assert service.last_drain == 8 and len(queued) == 27
