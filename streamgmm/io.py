@@ -88,10 +88,16 @@ def load_mixture(path: str | os.PathLike) -> MixtureFile:
     Raises
     ------
     MixtureFileError
-        If the archive lacks one of :data:`REQUIRED_KEYS`.
+        If the file is not an ``.npz`` archive or lacks one of :data:`REQUIRED_KEYS`.
     OSError, ValueError
         If the file cannot be read as an ``.npz`` archive without pickles.
     """
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if not magic.startswith(b"PK"):  # every .npz is a zip archive
+        what = "a .npy array" if magic == b"\x93NUMPY" else "not an .npz archive"
+        raise MixtureFileError(f"{os.fspath(path)} is {what}, not a mixture file (write one "
+                               "with 'streamgmm fit --out')")
     with np.load(path, allow_pickle=False) as npz:
         missing = [k for k in REQUIRED_KEYS if k not in npz]
         if missing:

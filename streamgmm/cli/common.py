@@ -8,6 +8,7 @@ import contextlib
 import json
 import math
 import numbers
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -337,13 +338,33 @@ def fmt_float(value: Any, spec: str = ".4f") -> str:
         return str(value)
 
 
+def check_output_path(path: str, option: str) -> None:
+    """Refuse at once, not after a long fit or watch, an output file that cannot be written:
+    its directory must exist and be writable (the file itself is written at the end)."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise CliError(f"{option} {path}: is a directory; name a file")
+    if not folder.is_dir():
+        raise CliError(f"{option} {path}: no directory {str(folder)!r}")
+    if not os.access(folder, os.W_OK):
+        raise CliError(f"{option} {path}: cannot write into {str(folder)!r}")
+
+
 def print_components(weights: np.ndarray, means: np.ndarray, limit: int | None = None) -> None:
     order = np.argsort(weights)[::-1]
     if limit is not None:
         order = order[:limit]
     print(f"  {'k':>3}  {'weight':>8}  mean")
+    # Significant digits enough for three decimals at the table's largest magnitude (4 for
+    # metres around a sensor, 10 for UTM coordinates, whose 4 leading digits say nothing).
+    largest = float(np.max(np.abs(means))) if np.size(means) else 0.0
+    digits = 4
+    if math.isfinite(largest) and largest >= 1.0:
+        digits = min(15, max(4, math.floor(math.log10(largest)) + 4))
+    width = max(10, digits + 6)
     for k in order:
-        mean = " ".join(f"{v:10.4g}" for v in means[k])
+        mean = " ".join(f"{v:{width}.{digits}g}" for v in means[k])
         print(f"  {k:>3}  {weights[k]:8.4f}  {mean}")
 
 

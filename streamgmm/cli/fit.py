@@ -14,6 +14,7 @@ import numpy as np
 from streamgmm.cli.common import (
     CliError,
     ReadCounts,
+    check_output_path,
     field_list,
     file_formats,
     iter_file_clouds,
@@ -179,8 +180,12 @@ def _cmd_fit_distributed(args: argparse.Namespace) -> int:
 def _cmd_fit(args: argparse.Namespace) -> int:
     from streamgmm import ConvergenceWarning, GaussianMixture
 
-    several_shards = len(args.file) > 1 or _is_shard_input(args.file[0])
-    if args.scheduler or args.workers is not None or (several_shards and _all_shards(args.file)):
+    if args.out:
+        check_output_path(args.out, "--out")
+    # .npy files named one by one are files like any other (read here, filtered, the same
+    # fit as one file of their rows); globs, directories of shards and .parquet are Dask's.
+    shards = any(_is_shard_input(item) for item in args.file)
+    if args.scheduler or args.workers is not None or (shards and _all_shards(args.file)):
         return _cmd_fit_distributed(args)
     parts, _ = _read_fit_inputs(args)
     X = parts[0] if len(parts) == 1 else np.concatenate(parts)

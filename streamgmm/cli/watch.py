@@ -14,6 +14,7 @@ from streamgmm.cli.common import (
     DEFAULT_CONTROL,
     DEFAULT_PUBLISH,
     CliError,
+    check_output_path,
     client_errors,
     curve_keys,
     curve_options,
@@ -169,6 +170,11 @@ def _log_views(mixture: Mixture, rerun_view: Any, foxglove_view: Any) -> None:
 def _cmd_watch(args: argparse.Namespace) -> int:
     if args.plot:
         _check_matplotlib()
+        check_output_path(args.plot, "--plot")
+    for option, path in (("--rerun-save", args.rerun_save),
+                         ("--foxglove-save", args.foxglove_save)):
+        if path:
+            check_output_path(path, option)
     curve = curve_keys(args)
     view = _open_rerun(args)
     try:

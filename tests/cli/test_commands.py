@@ -360,3 +360,45 @@ def test_watch_times_out_with_exit_1(ctx, servers, capsys) -> None:
     assert time.monotonic() - start < 2.0
     (line,) = error_lines(capsys)
     assert "no mixture of model 'lidar'" in line and "no parameters yet" in line
+
+
+def test_fit_refuses_an_unwritable_out_before_fitting(tmp_path, capsys):
+    np.save(tmp_path / "p.npy", np.random.default_rng(0).normal(size=(200, 2)))
+    for out, why in [(tmp_path / "no" / "x.npz", "no directory"), (tmp_path, "is a directory")]:
+        assert main(["fit", str(tmp_path / "p.npy"), "-k", "2", "--out", str(out)]) == 2
+        captured = capsys.readouterr()
+        assert why in captured.err and captured.err.count("\n") == 1
+        assert "fitted" not in captured.out  # refused before the fit, not after it
+
+
+def test_watch_refuses_an_unwritable_output_before_connecting(tmp_path, capsys):
+    for option in ("--rerun-save", "--foxglove-save"):
+        code = main(["watch", "--model", "lidar", "--endpoint", f"ipc://{tmp_path}/none", option,
+                     str(tmp_path / "no" / "out.file"), "--timeout", "0.2"])
+        assert code == 2
+        err = capsys.readouterr().err
+        assert option in err and "no directory" in err and err.count("\n") == 1, err
+
+
+def test_several_npy_files_fit_like_one_file_of_their_rows(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(300, 3)) + 5, np.zeros((20, 3))])  # 20 no-return rows
+    np.save(tmp_path / "a.npy", X[:160])
+    np.save(tmp_path / "b.npy", X[160:])
+    np.save(tmp_path / "all.npy", X)
+    assert main(["fit", str(tmp_path / "all.npy"), "-k", "2", "--seed", "1"]) == 0
+    one = capsys.readouterr()
+    assert main(["fit", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "-k", "2",
+                 "--seed", "1"]) == 0
+    two = capsys.readouterr()
+    assert "to 300 points" in one.out and one.out == two.out  # zeros dropped in both
+    assert "20" in two.err
+
+
+def test_fit_prints_means_to_the_digits_their_magnitude_needs(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    utm = np.array([500010.0, 4500012.0]) + rng.normal(scale=0.5, size=(400, 2))
+    np.save(tmp_path / "utm.npy", utm)
+    assert main(["fit", str(tmp_path / "utm.npy"), "-k", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "5000" in out and "45000" in out and "e+0" not in out, out

@@ -117,3 +117,15 @@ def test_cli_load_bad_file_exit_2(tmp_path, capsys):
     assert "lacks means, covariances" in err and err.count("\n") == 1
     assert main(["load", "--model", "lidar", str(tmp_path / "missing.npz")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_cli_load_of_points_instead_of_a_mixture_file_is_one_line(tmp_path, capsys):
+    np.save(tmp_path / "pts.npy", np.zeros((10, 3)))
+    (tmp_path / "scan.bin").write_bytes(np.zeros((4, 4), np.float32).tobytes())
+    (tmp_path / "text.npz").write_text("weights,means\n")
+    for name, what in [("pts.npy", "is a .npy array"), ("scan.bin", "not an .npz archive"),
+                       ("text.npz", "not an .npz archive")]:
+        assert main(["load", "--model", "lidar", str(tmp_path / name),
+                     "--control", f"ipc://{tmp_path}/none", "--timeout", "0.5"]) == 2
+        err = capsys.readouterr().err
+        assert what in err and "fit --out" in err and err.count("\n") == 1, err
