@@ -21,6 +21,7 @@ ELLIPSE_COLOR = "C3"
 POINT_COLOR = "0.55"
 # Line widths of the 1- and 2-sigma ellipses (and of their legend entries).
 _WIDTHS = {1.0: 1.4, 2.0: 0.7}
+_SHOWN_SHARE = 0.05  # of an even share 1/K: lighter components do not set the view
 
 
 def _check_matplotlib() -> None:
@@ -108,14 +109,18 @@ def view_layout(model: Any, points: np.ndarray | None = None,
     Returns
     -------
     limits : list of (float, float)
-        Per dimension: what holds the 2-sigma boxes, the central 99% of the points and the
-        sensor.
+        Per dimension: what holds the 2-sigma boxes (of the components weighing at least 5%
+        of an even share), the central 99% of the points and the sensor.
     ratios : list of float
         Heights of the top view and (d >= 3) the side view, in data units of their y axes,
         so that both views keep the x axis's scale (the side view at least a fifth of the top).
     """
     weights, means, covs, points = _arrays(model, points)
     d = means.shape[1]
+    # Components of less than 5% of an even share (a re-seeded one on a far outlier) would
+    # squash the view into a strip: they are drawn but do not set the limits.
+    shown = weights >= min(_SHOWN_SHARE / len(weights), float(np.max(weights)))
+    means, covs = means[shown], covs[shown]
     sd = np.sqrt(np.einsum("kii->ki", covs))
     spread = [means + 2 * sd, means - 2 * sd]
     if points is not None and len(points):
@@ -306,6 +311,9 @@ def pairs_figure(model: Any, *, axis_names: Sequence[str] | None = None,
                 ax.set_visible(False)
                 continue
             plot_mixture(ax, None, weights, means[:, [i, j]], covs[:, [i, j]][:, :, [i, j]])
+            # Each axis in its own units: no equal aspect (it would fight the fixed limits),
+            # but for a 2-D model, whose two axes are the plane of a scan in metres.
+            ax.set_aspect("equal" if means.shape[1] == 2 else "auto", adjustable="box")
             ax.set_xlim(*limits[i])
             ax.set_ylim(*limits[j])
             ax.locator_params(nbins=5)

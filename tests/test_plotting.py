@@ -102,3 +102,33 @@ def test_watch_plot_of_a_6d_model_uses_its_axes(ctx, tmp_path: Path, monkeypatch
         assert ("a", "b") in made[1]
     finally:
         server.close()
+
+
+def test_pairs_figure_keeps_its_limits_without_matplotlib_warnings(tmp_path, caplog) -> None:
+    import logging
+
+    import matplotlib.pyplot as plt
+
+    from streamgmm.plotting import pairs_figure
+
+    for d, spread in [(2, [1.0, 30.0]), (6, [1.0, 30.0, 1.0, 100.0, 1.0, 1.0])]:
+        fig = pairs_figure(_fitted(d, spread=spread))
+        try:
+            with caplog.at_level(logging.WARNING, logger="matplotlib"):
+                fig.savefig(tmp_path / f"pairs{d}.png")  # the aspect is applied on drawing
+        finally:
+            plt.close(fig)
+    # matplotlib logs "Ignoring fixed x limits to fulfill fixed data aspect ..." to stderr.
+    assert not [r for r in caplog.records if "Ignoring fixed" in r.getMessage()]
+
+
+def test_a_far_light_component_does_not_set_the_view() -> None:
+    from streamgmm.plotting import view_layout
+
+    rng = np.random.default_rng(0)
+    gm = GaussianMixture.from_parameters(
+        np.array([0.5, 0.4991, 0.0009]), np.array([[0.0, 0.0, 0.0], [10.0, 5.0, 1.0],
+                                                   [500.0, 0.0, 0.0]]),
+        np.stack([np.eye(3)] * 3))
+    limits, _ = view_layout(gm, rng.normal(size=(500, 3)) * 3)
+    assert limits[0][1] < 30.0  # the component at 500 m (weight 0.0009 of 3) is drawn only
