@@ -10,7 +10,8 @@ their format is read, so ``import streamgmm.formats`` needs numpy alone.
 What is not a measurement is dropped and counted on the way (:mod:`.filters`): rows with
 NaN/Inf, rows exactly zero in x, y, z (no return; ``RowFilter(keep_zeros=True)`` keeps
 them) and rows outside ``RowFilter``'s ``min_range``/``max_range``. A bag damaged part-way
-yields every complete message before the damage, then raises :class:`DamagedFileError`.
+yields every complete message before the damage, then raises :class:`DamagedFileError`; a
+point file cut short (a PCD) yields its rows before the cut as its cloud, then raises it.
 
 Examples
 --------
@@ -30,7 +31,12 @@ from typing import Any
 import numpy as np
 
 from streamgmm.formats import arrays, clouds, rosbag
-from streamgmm.formats._errors import DamagedFileError, FormatError, MissingExtraError
+from streamgmm.formats._errors import (
+    CutShortError,
+    DamagedFileError,
+    FormatError,
+    MissingExtraError,
+)
 from streamgmm.formats.columns import is_index_column, position, select
 from streamgmm.formats.filters import RowFilter, filter_rows
 from streamgmm.formats.messages import MESSAGE_TYPES
@@ -143,10 +149,10 @@ def _default_columns(columns: Mapping[str, np.ndarray]) -> tuple[tuple[str, ...]
     return tuple(n for n in numeric if n not in skipped), skipped
 
 
-def _read_file(path: Path, fmt: Format, fields: Sequence[str] | None,
-               rule: RowFilter) -> Cloud:
-    """The single cloud of a file that is not a bag, filtered and counted."""
-    data = fmt.read(path)
+def _read_file(path: Path, fmt: Format, data: np.ndarray | Mapping[str, np.ndarray],
+               fields: Sequence[str] | None, rule: RowFilter) -> Cloud:
+    """The single cloud of a file that is not a bag (``data``, as its reader returned it),
+    filtered and counted."""
     if isinstance(data, np.ndarray):  # a table without names
         if fields is not None:
             raise FormatError(f"{path}: a {fmt.name} has no field names; leave out fields "
@@ -196,8 +202,8 @@ def read_points(path: str | Path, *, fields: Sequence[str] | None = None,
     rule : RowFilter, optional
         Zero and range rules (default: drop zero rows, no range limit).
     allow_damaged : bool, default=False
-        Return the points of a damaged bag read before the damage instead of raising
-        :class:`DamagedFileError`.
+        Return the points of a damaged bag (or a point file cut short) read before the damage
+        instead of raising :class:`DamagedFileError`.
 
     Returns
     -------
@@ -211,7 +217,7 @@ def read_points(path: str | Path, *, fields: Sequence[str] | None = None,
         A ValueError naming the file: unknown extension, bad content, missing field, no
         point left.
     DamagedFileError
-        A damaged bag, unless ``allow_damaged``.
+        A damaged bag or a point file cut short, unless ``allow_damaged``.
     MissingExtraError
         An ImportError naming the extra to install.
     OSError
@@ -266,7 +272,8 @@ def iter_clouds(path: str | Path, *, topic: str | None = None,
         As for :func:`read_points`; errors in a later message of a bag are raised when it is
         reached.
     DamagedFileError
-        After the last complete message of a bag damaged part-way.
+        After the last complete message of a bag damaged part-way, or after the rows before
+        the cut of a point file cut short.
     """
     path = Path(path)
     rule = rule or RowFilter()
@@ -276,4 +283,12 @@ def iter_clouds(path: str | Path, *, topic: str | None = None,
         return
     if topic is not None:
         raise FormatError(f"{path}: a topic only applies to ROS bags, not to a {fmt.name}")
-    yield _read_file(path, fmt, fields, rule)
+    try:
+        data = fmt.read(path)
+    except CutShortError as cut:
+        # A file cut short is read as a bag is: what came before the cut, then the damage.
+        if cut.columns is None:
+            raise DamagedFileError(str(cut), messages_read=0, where=cut.where) from None
+        yield _read_file(path, fmt, cut.columns, fields, rule)
+        raise DamagedFileError(str(cut), messages_read=1, where=cut.where) from None
+    yield _read_file(path, fmt, data, fields, rule)

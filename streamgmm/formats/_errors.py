@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ["DamagedFileError", "FormatError", "MissingExtraError", "brief", "require"]
+__all__ = ["CutShortError", "DamagedFileError", "FormatError", "MissingExtraError", "brief",
+           "require"]
 
 
 class FormatError(ValueError):
@@ -16,7 +17,8 @@ class DamagedFileError(FormatError):
     Attributes
     ----------
     messages_read : int
-        Messages of the chosen topic read (and yielded) before the damage.
+        Messages of the chosen topic read (and yielded) before the damage; for a point file
+        cut short, 1 when its rows before the cut were yielded as its cloud, else 0.
     where : str
         Where the file is damaged, in words (``"after byte 123456 of 130000"``).
     """
@@ -25,6 +27,23 @@ class DamagedFileError(FormatError):
         super().__init__(message)
         self.messages_read = messages_read
         self.where = where
+
+
+class CutShortError(DamagedFileError):
+    """A point file (one cloud, not a bag) cut short, raised by its reader with what was read
+    before the cut; :func:`~streamgmm.formats.iter_clouds` yields those rows as the file's
+    cloud, then raises a :class:`DamagedFileError`, as a bag's reader does after its last
+    complete message.
+
+    Attributes
+    ----------
+    columns : dict of str to numpy.ndarray, or None
+        The file's columns, complete rows before the cut; None when none can be read.
+    """
+
+    def __init__(self, message: str, *, columns: dict | None, where: str) -> None:
+        super().__init__(message, messages_read=0, where=where)
+        self.columns = columns
 
 
 class MissingExtraError(ImportError):

@@ -157,14 +157,50 @@ def read_kitti_bin(path: Path) -> dict[str, np.ndarray]:
 
     Raises
     ------
-    ValueError
-        If the file size is not a whole number of 16-byte points.
+    FormatError
+        If the file is empty, its size is not a whole number of 16-byte points, or its
+        coordinates are not metres from a sensor (other data, e.g. float64 records).
     """
     size = path.stat().st_size
-    if size == 0 or size % 16:
+    if size == 0:
+        raise FormatError(f"{path}: the file is empty (0 bytes): no KITTI points")
+    if size % 16:
         raise FormatError(
             f"{path}: {size} bytes is not a whole number of KITTI points (16 bytes each: "
             "float32 x, y, z, intensity)"
         )
     scan = np.fromfile(path, dtype="<f4").reshape(-1, 4)
+    _check_kitti_metres(path, scan[:, :3])
     return {name: scan[:, j] for j, name in enumerate(KITTI_FIELDS)}
+
+
+# A KITTI scan is metres from the sensor. Beyond the Earth's radius (6.4e6 m) no sensor
+# measures, and a nonzero coordinate below 1e-10 m is not a measurement either: such values
+# are what other data read as float32 gives (float64 records split into two float32 words:
+# 3.7e19, 1.1e-19, denormals).
+_KITTI_MAX_M = 1e7
+_KITTI_MIN_M = 1e-10
+# The share of points with such a coordinate that makes a file not KITTI: a stray bad point
+# in a real scan is left to the range limits.
+_KITTI_BAD_SHARE = 0.01
+
+
+def _check_kitti_metres(path: Path, xyz: np.ndarray) -> None:
+    """Refuse a .bin whose coordinates cannot be metres (see ``_KITTI_MAX_M``).
+
+    Raises
+    ------
+    FormatError
+        If more than ``_KITTI_BAD_SHARE`` of the points with finite x, y, z have one
+        beyond ``_KITTI_MAX_M`` or nonzero below ``_KITTI_MIN_M``.
+    """
+    finite = np.isfinite(xyz).all(axis=1)
+    size = np.abs(xyz[finite])
+    bad = ((size > _KITTI_MAX_M) | ((size > 0) & (size < _KITTI_MIN_M))).any(axis=1)
+    if not len(bad) or bad.mean() <= _KITTI_BAD_SHARE:
+        return
+    raise FormatError(
+        f"{path}: {bad.mean():.0%} of the points have a coordinate beyond {_KITTI_MAX_M:g} m "
+        f"or nonzero below {_KITTI_MIN_M:g} m (the largest {size.max():.3g}): not a KITTI scan of "
+        "float32 x, y, z, reflectance in metres (float64 data?)"
+    )

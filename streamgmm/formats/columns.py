@@ -32,13 +32,15 @@ def is_index_column(name: str) -> bool:
 
 def expand(columns: Mapping[str, np.ndarray], names: Sequence[str]) -> list[str]:
     """``names`` with each group name (``angular_velocity``) replaced by its columns
-    (``angular_velocity.x``, ``angular_velocity.y``, ``angular_velocity.z``)."""
+    (``angular_velocity.x``, ``angular_velocity.y``, ``angular_velocity.z``), and each
+    multi-value field (a PCD field ``n`` of COUNT 3) by its elements (``n[0]``, ``n[1]``,
+    ``n[2]``)."""
     out: list[str] = []
     for name in names:
         if name in columns:
             out.append(name)
             continue
-        members = [c for c in columns if c.startswith(name + ".")]
+        members = [c for c in columns if c.startswith((name + ".", name + "["))]
         out.extend(members if members else [name])  # a missing name fails in select()
     return out
 

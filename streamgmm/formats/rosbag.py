@@ -137,10 +137,42 @@ def _pick_topic(path: Path, topics: dict[str, str], topic: str | None) -> str:
     return topic
 
 
+# The first bytes of a zstd frame. rosbag2's per-message compression (``ros2 bag record
+# --compression-mode message``) stores each message's serialized bytes as one zstd frame; the
+# MCAP channel still says "cdr", and only rosbag2's metadata.yaml (or its "rosbag2" metadata
+# record, written last, so gone from a file cut short) says that the bytes are compressed. A
+# CDR message never starts so: its encapsulation header starts with a 0 byte.
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def _unzstd(data: bytes) -> bytes:
+    """A message's CDR bytes: ``data`` itself, or decompressed when it is a zstd frame."""
+    if bytes(data[:4]) != _ZSTD_MAGIC:
+        return data
+    import zstandard  # a dependency of mcap (its chunk compression)
+
+    # A stream decompressor: rosbag2's frames need not record their decompressed size.
+    return zstandard.ZstdDecompressor().decompressobj().decompress(bytes(data))
+
+
+class _MessageCompression:
+    """A decoder factory that decompresses rosbag2's per-message zstd frames of CDR channels
+    before the wrapped factory decodes them."""
+
+    def __init__(self, factory: Any) -> None:
+        self.factory = factory
+
+    def decoder_for(self, message_encoding: str, schema: Any) -> Any:
+        decode = self.factory.decoder_for(message_encoding, schema)
+        if decode is None or message_encoding != "cdr":
+            return decode
+        return lambda data: decode(_unzstd(data))
+
+
 def _mcap_decoders() -> list:
     """The decoder factories of the ROS 2 and ROS 1 support packages."""
     ros2 = require("mcap_ros2.decoder", "reading .mcap bags", "mcap-ros2-support", "ros")
-    factories = [ros2.DecoderFactory()]
+    factories = [_MessageCompression(ros2.DecoderFactory())]
     try:
         import mcap_ros1.decoder as ros1
     except ImportError:
@@ -311,26 +343,87 @@ def iter_rosbags(path: Path, topic: str | None, fields: Sequence[str] | None,
                               f"not in {bag}")
     try:
         # The type store only serves rosbag2 files that lack embedded message definitions.
-        with AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_HUMBLE)) as reader:
-            topics = {c.topic: c.msgtype for c in reader.connections}
-            chosen = _pick_topic(path, topics, topic)
-            mtype = message_type(topics[chosen])
-            connections = [c for c in reader.connections if c.topic == chosen]
-            yield from _until_damage(path, chosen, (
-                to_cloud(path, mtype, reader.deserialize(raw, connection.msgtype), fields, rule,
-                         timestamp)
-                for connection, timestamp, raw in reader.messages(connections=connections)))
-    except (FormatError, OSError):
+        reader = AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_HUMBLE))
+        reader.open()
+    except OSError:
         raise
     except Exception as exc:  # rosbags' reader errors, or struct errors on a damaged bag
-        text = brief(exc)
-        hint = ""
-        if "index" in text.lower() and path.suffix.lower() == ".bag":
-            hint = ("; a ROS 1 bag keeps its index at the end, so one cut short cannot be "
-                    "read without it: 'rosbag reindex' (ROS 1) rebuilds it")
-        elif "malformed" in text.lower():
-            hint = "; SQLite cannot open what is left of it (cut short or corrupt)"
-        raise FormatError(f"{path}: not a readable ROS bag ({text}){hint}") from None
+        mcaps = _mcap_files(bag) if path.is_dir() else None
+        if mcaps is None:
+            raise FormatError(_not_readable(path, exc)) from None
+        # rosbags opens an MCAP through its summary at the end, which a cut removes; the
+        # .mcap reader recovers what comes before the cut, as for the file given alone.
+        files, topics = mcaps
+        yield from _iter_mcap_files(files, _pick_topic(path, topics, topic), fields, rule)
+        return
+    try:
+        topics = {c.topic: c.msgtype for c in reader.connections}
+        chosen = _pick_topic(path, topics, topic)
+        mtype = message_type(topics[chosen])
+        connections = [c for c in reader.connections if c.topic == chosen]
+        yield from _until_damage(path, chosen, (
+            to_cloud(path, mtype, reader.deserialize(raw, connection.msgtype), fields, rule,
+                     timestamp)
+            for connection, timestamp, raw in reader.messages(connections=connections)))
+    except (FormatError, OSError):
+        raise
+    except Exception as exc:  # rosbags' errors on a bag it opened
+        raise FormatError(_not_readable(path, exc)) from None
+    finally:
+        reader.close()
+
+
+def _not_readable(path: Path, exc: BaseException) -> str:
+    """Why rosbags refuses a bag, with what the user can do about it."""
+    text = brief(exc)
+    hint = ""
+    if "index" in text.lower() and path.suffix.lower() == ".bag":
+        hint = ("; a ROS 1 bag keeps its index at the end, so one cut short cannot be "
+                "read without it: 'rosbag reindex' (ROS 1) rebuilds it")
+    elif "malformed" in text.lower():
+        hint = "; SQLite cannot open what is left of it (cut short or corrupt)"
+    return f"{path}: not a readable ROS bag ({text}){hint}"
+
+
+def _mcap_files(bag: Path) -> tuple[list[Path], dict[str, str]] | None:
+    """The .mcap files of a rosbag2 directory with MCAP storage, in recorded order, and its
+    topics (name -> type) from its metadata.yaml; None when the bag has another storage,
+    compresses whole files, or its metadata.yaml is not rosbag2's."""
+    from ruamel.yaml import YAML  # a dependency of rosbags
+
+    try:
+        info = YAML(typ="safe").load((bag / "metadata.yaml").read_text())
+        info = info["rosbag2_bagfile_information"]
+        files = [bag / Path(str(name)).name for name in info["relative_file_paths"]]
+        topics = {str(t["topic_metadata"]["name"]): str(t["topic_metadata"]["type"])
+                  for t in info["topics_with_message_count"]}
+        storage = str(info.get("storage_identifier"))
+        compression = str(info.get("compression_mode") or "").lower()
+    except Exception:  # not what rosbag2 writes: rosbags' own error is the better one
+        return None
+    if (storage != "mcap" or compression == "file" or not files
+            or any(f.suffix.lower() != ".mcap" or not f.is_file() for f in files)):
+        return None
+    return files, topics
+
+
+def _iter_mcap_files(files: list[Path], topic: str, fields: Sequence[str] | None,
+                     rule: RowFilter) -> Iterator[Cloud]:
+    """The clouds of a rosbag2 directory's .mcap files read one after another by
+    :func:`iter_mcap` (a damaged file ends the bag, counting the messages of the files
+    before it)."""
+    read = 0
+    for file in files:
+        try:
+            for cloud in iter_mcap(file, topic, fields, rule):
+                read += 1
+                yield cloud
+        except DamagedFileError as exc:
+            if read == exc.messages_read:
+                raise
+            raise DamagedFileError(
+                f"{exc} (and {read - exc.messages_read} in the files before it)",
+                messages_read=read, where=f"{file.name}: {exc.where}") from None
 
 
 def _until_damage(path: str, topic: str, clouds: Iterator) -> Iterator:

@@ -341,3 +341,26 @@ def write_mcap_imu(path: Path, samples: np.ndarray, *, stamps: list[float],
                  **xyzi_cloud(np.ones((4, 3), dtype=np.float32))}
         writer.write_message("/points", cloud_schema, cloud, log_time=start, publish_time=start)
         writer.finish()
+
+
+def write_rosbag2_mcap(path: Path, clouds: list[np.ndarray], *, stamps: list[float],
+                       topic: str = "/points", frame: str = "lidar",
+                       per_message_zstd: bool = False) -> Path:
+    """A rosbag2 directory with MCAP storage written by rosbags (``per_message_zstd``: each
+    message compressed alone, as ``ros2 bag record --compression-mode message`` does);
+    returns its .mcap file."""
+    from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    msgtype = "sensor_msgs/msg/PointCloud2"
+    ts = get_typestore(Stores.ROS2_HUMBLE)
+    writer = Writer(path, version=8, storage_plugin=StoragePlugin.MCAP)
+    if per_message_zstd:
+        writer.set_compression(CompressionMode.MESSAGE, CompressionFormat.ZSTD)
+    with writer:
+        conn = writer.add_connection(topic, msgtype, typestore=ts)
+        for i, (points, stamp) in enumerate(zip(clouds, stamps)):
+            msg = _rosbags_cloud(ts, points, stamp, frame, ros1=False)
+            writer.write(conn, 1_700_000_000_000_000_000 + i * 100_000_000,
+                         ts.serialize_cdr(msg, msgtype))
+    return sorted(path.glob("*.mcap"))[0]

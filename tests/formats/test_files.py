@@ -82,9 +82,13 @@ def _bad_files(tmp: Path) -> dict[str, str]:
     from plyfile import PlyData, PlyElement
     from pypcd4 import Encoding, PointCloud
 
-    PointCloud.from_xyz_points(points()).save(tmp / "good.pcd", encoding=Encoding.BINARY)
+    # Cut short, binary_compressed: one compressed block, so no row before the cut is readable
+    # (a cut binary or ascii PCD is read up to the cut; test_damaged_files). Repeated rows,
+    # as pypcd4 stores data that LZF cannot shrink as binary.
+    PointCloud.from_xyz_points(np.tile(points(5), (10, 1))).save(
+        tmp / "good.pcd", encoding=Encoding.BINARY_COMPRESSED)
     data = (tmp / "good.pcd").read_bytes()
-    (tmp / "cut.pcd").write_bytes(data[: len(data) - 100])
+    (tmp / "cut.pcd").write_bytes(data[: len(data) - 40])
     PointCloud.from_points([np.arange(5.0), np.arange(5.0)], ("a", "b"), (np.float32,) * 2) \
         .save(tmp / "noxyz.pcd")
     faces = np.zeros(2, dtype=[("vertex_indices", "O")])
@@ -100,7 +104,7 @@ def _bad_files(tmp: Path) -> dict[str, str]:
     (tmp / "ragged.csv").write_text("x,y,z\n1,2,3\n4,5\n")
     (tmp / "words.csv").write_text("1,2,3\n4,five,6\n")
     return {
-        "cut.pcd": "cut.pcd: not a readable PCD file",
+        "cut.pcd": "cut.pcd: cut short: the header says 50 points",
         "noxyz.pcd": "no field 'x' (its fields: a,b)",
         "nov.ply": "no vertex element (it has: face)",
         "listx.ply": "field 'x' is not one number per point",
