@@ -543,9 +543,7 @@ class Service:
             # An end marker: the publisher's stream is complete up to here (docs/protocol.md).
             c.messages_received -= 1
             c.end_markers += 1
-            lost, restarted = self.sources.observe_end(source, msg.seq, msg.first_seq)
-            c.messages_lost += lost
-            c.publisher_restarts += restarted
+            self._observe_seq(source, msg.seq, end=True, first_seq=msg.first_seq)
             return
         stats = self._observe_seq(source, msg.seq)
         c.rows_dropped_nonfinite += msg.rows_dropped_nonfinite
@@ -597,9 +595,14 @@ class Service:
             self._reject(reason, topic, source,
                          f"{len(X)} points; more than max_points_per_message")
 
-    def _observe_seq(self, source: str, seq: int) -> SourceStats:
-        """Follow ``source``'s sequence: count lost messages and restarts; its record."""
-        lost, restarted = self.sources.observe(source, seq)
+    def _observe_seq(self, source: str, seq: int, end: bool = False,
+                     first_seq: int | None = None) -> SourceStats:
+        """Follow ``source``'s sequence (a point message, or an end marker with the first
+        seq of its run): count lost messages and restarts; returns the source's record."""
+        if end:
+            lost, restarted = self.sources.observe_end(source, seq, first_seq)
+        else:
+            lost, restarted = self.sources.observe(source, seq)
         self.counters.messages_lost += lost
         self.counters.publisher_restarts += restarted
         return self.sources.stats(source)
