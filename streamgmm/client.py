@@ -140,6 +140,12 @@ class PointPublisher:
         How long :meth:`close` may wait to flush queued messages.
     curve : CurveKeys, optional
         CURVE keys; ``None`` sends in the clear.
+    lossless : bool, default=False
+        Never drop a message at the high-water mark: :meth:`send` waits while a
+        subscriber's queue is full (``ZMQ_XPUB_NODROP``), so a publisher faster than the
+        daemon goes at the daemon's pace and every message arrives (for a replay at full
+        speed). Off, a full queue drops new messages, which the daemon counts as lost: what
+        a live sensor that must not fall behind does. Ctrl-C interrupts a waiting send.
 
     Attributes
     ----------
@@ -166,8 +172,10 @@ class PointPublisher:
         sndhwm: int = 1000,
         linger_ms: int = 1000,
         curve: CurveKeys | None = None,
+        lossless: bool = False,
     ) -> None:
         self.endpoint = endpoint
+        self.lossless = bool(lossless)
         self.topic = _as_topic(topic)
         self.source = f"{socket.gethostname()}-{os.getpid()}" if source is None else source
         if not isinstance(self.source, str):
@@ -183,6 +191,9 @@ class PointPublisher:
             # Verbose: pass every subscribe on, also repeats of a known prefix (a second
             # subscriber with the same prefix must wake wait_for_subscriber too).
             sock.setsockopt(zmq.XPUB_VERBOSE, 1)
+            if self.lossless:
+                # A send that finds a subscriber's queue full waits instead of dropping.
+                sock.setsockopt(zmq.XPUB_NODROP, 1)
             sock.sndhwm = sndhwm
             sock.linger = linger_ms
             _apply_curve(sock, curve)

@@ -118,6 +118,50 @@ def test_publisher_bind_and_wait_for_matching_subscriber(ctx: zmq.Context, tmp_p
         match.close(linger=0)
 
 
+def test_lossless_publisher_waits_for_a_full_subscriber_instead_of_dropping(
+        ctx: zmq.Context, tmp_path) -> None:
+    """lossless=True: with the subscriber not reading, send() blocks once the queues (the
+    high-water marks and the socket buffers, far below the 24 MB sent) are full; as the
+    subscriber reads, every message arrives, in order."""
+    import threading
+
+    endpoint = f"ipc://{tmp_path}/points.ipc"
+    sub = ctx.socket(zmq.SUB)
+    sub.linger = 0
+    sub.rcvhwm = 2
+    sub.subscribe(b"points/")
+    sent: list[int] = []
+    failures: list[BaseException] = []
+    with PointPublisher(endpoint, "points/lidar", bind=True, context=ctx, sndhwm=2,
+                        linger_ms=0, lossless=True) as pub:
+        sub.connect(endpoint)
+        try:
+            assert pub.wait_for_subscriber(5.0)
+            scan = np.zeros((10_000, 3))  # 240 kB a message
+
+            def send_all() -> None:
+                try:
+                    for _ in range(100):
+                        sent.append(pub.send(scan))
+                except BaseException as exc:  # noqa: BLE001 - reported below
+                    failures.append(exc)
+
+            sender = threading.Thread(target=send_all, daemon=True)
+            sender.start()
+            sender.join(0.5)
+            assert sender.is_alive() and len(sent) < 100  # waiting: nothing was dropped
+            received = []
+            deadline = time.monotonic() + 30.0
+            while len(received) < 100 and time.monotonic() < deadline:
+                if sub.poll(1000):
+                    received.append(codec.decode_points(sub.recv_multipart()[1]).seq)
+            sender.join(5.0)
+            assert not failures and not sender.is_alive()
+            assert received == list(range(100)) and sent == list(range(100))
+        finally:
+            sub.close(linger=0)
+
+
 @pytest.mark.parametrize(
     "points, error",
     [

@@ -115,6 +115,10 @@ def _cmd_publish(args: argparse.Namespace) -> int:
                 print(f"streamgmm publish: note: {note}", file=sys.stderr)
     except ReplayError as exc:
         raise CliError(str(exc)) from None
+    if args.lossless is None:
+        # As fast as possible: wait for the daemon rather than drop. Paced like a live sensor
+        # (--rate, or a recording's --speed): drop what a full queue cannot take, as it would.
+        args.lossless = not args.rate and (args.speed == 0 or first.time is None)
     return _send(args, curve, counts, itertools.chain([first], batches), dim)
 
 
@@ -143,6 +147,9 @@ def _send(args: argparse.Namespace, curve: Any, counts: ReadCounts,
             can_confirm, why_not = False, f"delivery not confirmed: {answer.why}"
 
     marker: int | None = None
+    # confirm()'s (counters, marker seen, why not) and the seconds it waited at most.
+    confirmation: tuple | None = None
+    delivered = 0.0
     # A context of our own: terminating it waits until the queued messages have left (see the
     # end), so the summary measures delivery, not how fast ZeroMQ accepts messages.
     context = zmq.Context()
@@ -150,7 +157,8 @@ def _send(args: argparse.Namespace, curve: Any, counts: ReadCounts,
         with client_errors(f"cannot publish to {args.endpoint}", curve):
             pub = PointPublisher(args.endpoint, args.topic, source=source, bind=args.bind,
                                  curve=curve, context=context,
-                                 linger_ms=int(PUBLISH_LINGER_S * 1000))
+                                 linger_ms=int(PUBLISH_LINGER_S * 1000),
+                                 lossless=args.lossless)
     except BaseException:
         context.destroy(linger=0)
         raise
@@ -174,15 +182,29 @@ def _send(args: argparse.Namespace, curve: Any, counts: ReadCounts,
             # After everything else on the same connection: once the daemon has it, every
             # message before it has arrived or was lost.
             marker = pub.send_end(dim)
+            # Asked before the connection closes: a peer that closes while the daemon's
+            # queue is full loses what libzmq had not read from it yet.
+            assert control is not None
+            wait = _confirm_wait(args, answered, interrupted)
+            confirmation = (*confirm(control, curve, source, marker, wait), wait)
+            delivered = time.perf_counter()
     finally:
         # After an interrupt hand over what is queued for a moment only: the user wants out.
         pub.close(linger_ms=1000 if interrupted else None)
         flush_start = time.perf_counter()
         context.term()  # returns once every queued message is handed to the network (or linger)
         end = time.perf_counter()
-    return _report(args, curve, counts, control, source, baseline, answered, can_confirm,
-                   why_not, marker, messages, points, end - start, end - flush_start,
-                   interrupted)
+    if confirmation is not None and confirmation[1]:
+        end = delivered  # the daemon had every message then
+    return _report(args, counts, baseline, can_confirm, why_not, marker, confirmation,
+                   messages, points, end - start, end - flush_start, interrupted)
+
+
+def _confirm_wait(args: argparse.Namespace, answered: bool, interrupted: bool) -> float:
+    """How long to wait for the daemon to have the end marker: --confirm-timeout, less when
+    nobody answered before sending (no miracle to wait for) or after an interrupt."""
+    wait = args.confirm_timeout if answered else min(args.confirm_timeout, 2 * CHECK_TIMEOUT_S)
+    return min(wait, 1.0) if interrupted else wait
 
 
 def _socket_name() -> str:
@@ -191,9 +213,9 @@ def _socket_name() -> str:
     return socket.gethostname()
 
 
-def _report(args: argparse.Namespace, curve: Any, counts: ReadCounts, control: str | None,
-            source: str, baseline: Delivery, answered: bool, can_confirm: bool, why_not: str,
-            marker: int | None, messages: int, points: int, seconds_taken: float,
+def _report(args: argparse.Namespace, counts: ReadCounts, baseline: Delivery,
+            can_confirm: bool, why_not: str, marker: int | None,
+            confirmation: tuple | None, messages: int, points: int, seconds_taken: float,
             flush_seconds: float, interrupted: bool) -> int:
     """Print the summary lines; the exit status (0, EXIT_NOT_APPLIED, EXIT_NOT_CONFIRMED)."""
     if flush_seconds >= (1.0 if interrupted else PUBLISH_LINGER_S) - 0.05:
@@ -212,15 +234,12 @@ def _report(args: argparse.Namespace, curve: Any, counts: ReadCounts, control: s
     )
     if args.no_confirm:
         return 0
-    if not can_confirm or marker is None:
+    if not can_confirm or marker is None or confirmation is None:
         if messages and why_not:
             print(f"streamgmm publish: {why_not}", file=sys.stderr)
         return 0 if not messages else EXIT_NOT_CONFIRMED
-    # Nobody answered before sending either: do not wait the full time for a miracle.
-    wait = args.confirm_timeout if answered else min(args.confirm_timeout, 2 * CHECK_TIMEOUT_S)
-    wait = min(wait, 1.0) if interrupted else wait
-    assert control is not None
-    final, seen, why = confirm(control, curve, source, marker, wait)
+    final, seen, why, wait = confirmation
+    control = _control_of(args)
     if final is None:
         print(f"sent {messages}, applied ?, rejected ?, lost ? (delivery not confirmed: {why})")
         print(f"streamgmm publish: error: no daemon answered at {control}; {messages} messages "
@@ -284,6 +303,10 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--speed", type=speed, default=1.0, metavar="FACTOR",
                    help="replay a bag at FACTOR times its recorded pace (default 1; 0 = as "
                    "fast as possible); --rate overrides it")
+    p.add_argument("--lossless", action=argparse.BooleanOptionalAction, default=None,
+                   help="wait while the daemon's queue is full instead of dropping messages "
+                   "(default: on when sending as fast as possible, off when paced by --rate "
+                   "or a recording's --speed, as a live sensor is)")
     p.add_argument("--count", type=positive_int, default=None, metavar="N_POINTS",
                    help="stop after this many points (default: the file once, or "
                    f"{SYNTHETIC_POINTS} synthetic points)")

@@ -238,6 +238,11 @@ class ModelConfig:
         Birth and merge moves and re-seeding (extension; ``GaussianMixture(moves=...)``).
     max_points_per_message : int
         Messages with more points are rejected (extension).
+    max_backlog_points : int
+        Rows of accepted messages the model queues while it absorbs them (extension): a
+        burst of up to this many points (a recording replayed at full speed) is read from
+        ZeroMQ's queue at once and absorbed whole, late; past it reading pauses and ZeroMQ's
+        queue holds (and at its high-water mark drops) the rest.
     max_abs_coordinate : float
         Rows with a coordinate beyond this magnitude are dropped and counted in
         ``rows_dropped_range``: squaring them would overflow (extension).
@@ -260,8 +265,8 @@ class ModelConfig:
         Thinning under overload (extension; :mod:`streamgmm.daemon.overload`): when the
         model's backlog would take it longer than this to absorb, at its measured seconds per
         point, every message entering it is cut to a uniform subset that fits, which stands
-        for all of its points; ``0`` never thins (ZeroMQ's queue fills and drops whole
-        messages instead).
+        for all of its points; ``0`` never thins (the backlog grows to ``max_backlog_points``,
+        then ZeroMQ's queue fills and drops whole messages instead).
     """
 
     name: str
@@ -281,6 +286,7 @@ class ModelConfig:
     step_offset: float = OnlineSettings.step_offset
     step_constant: float | None = None
     max_points_per_message: int = 1_000_000
+    max_backlog_points: int = 4_194_304
     max_abs_coordinate: float = 1e15
     min_range: float = 0.0
     max_range: float = 0.0
@@ -517,6 +523,7 @@ _MODEL_FIELDS: dict[str, Checker] = {
     "step_offset": _param("step_offset"),
     "step_constant": _step_constant,
     "max_points_per_message": _integer(_at_least(1)),
+    "max_backlog_points": _integer(_at_least(1)),
     "max_abs_coordinate": _number(_above(0.0)),
     "min_range": _number(_at_least(0.0, kind=_REAL)),
     "max_range": _number(_at_least(0.0, kind=_REAL)),  # also > min_range unless 0, checked after

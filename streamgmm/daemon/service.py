@@ -5,15 +5,16 @@ Life cycle (``run_daemon``): load the config -> start up (bind sockets, restore 
 
 The loop is the only owner of model state. Each turn it
 
-1. drains the queued point messages (bounded per turn), decodes and validates each one,
-   does the per-source sequence accounting, and groups the good rows by model;
+1. drains the queued point messages (bounded per turn, and by each model's
+   ``max_backlog_points``), decodes and validates each one, does the per-source sequence
+   accounting, and groups the good rows by model: the daemon reads ahead of what it
+   absorbs, so a burst leaves ZeroMQ's queue (which drops at its high-water mark);
 2. queues each model's messages in its backlog, each thinned to a uniform subset when the
    backlog would take the model longer than its ``overload_budget_s`` to absorb
    (:mod:`streamgmm.daemon.overload`), and folds the backlog into the estimator in
    ``partial_fit`` steps of at most ``coalesce_limit`` points (one per message for a model
-   that publishes after every batch, unless thinned) for about 20 ms per model (all of it
-   for a model that cannot thin); a step's row chunks run on the ``[service] threads``
-   pool;
+   that publishes after every batch, unless thinned) for about 20 ms per model; a step's
+   row chunks run on the ``[service] threads`` pool;
 3. answers control requests (snapshot, status, refit);
 4. runs the timers: publish a pending update, start a periodic refit, adopt a finished
    refit, write a checkpoint. The poll timeout is the time to the next deadline.
@@ -88,12 +89,9 @@ _DRAIN_SECONDS = 0.01
 # timers get their turn, for a model that can thin; what is left waits in its backlog. About
 # one step of 4,096 points (K=16 full), what a turn absorbed before the backlog existed.
 _ABSORB_SECONDS = 0.02
-# Messages a model that publishes after every message reads in a turn before its steps' cost
-# is measured (its first turns: the first step seeds it and can take 0.1-1 s).
-_UNMEASURED_STEPS = 8
-# Messages a model's backlog holds at most: reading stops there (ZeroMQ's queue then fills).
-# Thinning keeps a backlog to about overload_budget_s of work, far below this.
-_BACKLOG_MESSAGES = 8192
+# Messages a model's backlog holds at most, whatever their rows (a flood of one-row messages
+# costs ~250 bytes each in the queue): reading pauses there, as at max_backlog_points rows.
+_BACKLOG_MESSAGES = 65_536
 # A step of at least this many rows runs on the step thread while the loop answers status
 # (a 131,072-point sweep takes 100-300 ms, a 4,096-point step 10-20 ms), polling every 5 ms.
 _SERVE_FROM_ROWS = 16_384
@@ -245,7 +243,11 @@ class Service:
     def shutdown(self) -> None:
         """Absorb the backlog, publish pending updates, write checkpoints, close sockets."""
         for model in self.models:
-            while model.backlog:  # at most about overload_budget_s of work
+            if model.backlog_rows > 0:
+                # At most max_backlog_points rows: every message read is absorbed.
+                log.info("model=%s absorbing its %d queued points before stopping",
+                         model.name, model.backlog_rows)
+            while model.backlog:
                 self._absorb_step(model, self.pool)
             if model.changed and model.fitted:
                 self._publish(model, "online")
@@ -312,42 +314,52 @@ class Service:
     # ------------------------------------------------------------ ingest
 
     def _drain_ingest(self) -> None:
-        """Read the queued messages into the models' backlogs (thinned where they overflow).
+        """Read the queued point messages into the models' backlogs (thinned where a budget
+        overflows, :meth:`_admit`).
 
-        A model that can thin (a budget and a measured cost) takes the whole bounded read:
-        its rows are thinned on the way in to what its budget absorbs
-        (:meth:`_admit`). For any other, reading stops once it holds one step's worth, so
-        ZeroMQ's queue stays the backlog, as before thinning existed.
+        The daemon reads ahead of what it absorbs: every queued message (at most
+        ``_DRAIN_MESSAGES`` or ``_DRAIN_SECONDS`` a turn) leaves ZeroMQ's queue, whose
+        high-water mark would drop whole messages, for the backlog, which the models absorb
+        for about ``_ABSORB_SECONDS`` each per turn. A burst (a recording replayed at full
+        speed) is thus absorbed whole, late, up to ``max_backlog_points`` rows queued in a
+        model; reading pauses there, and ZeroMQ's queue holds the rest.
         """
-        batches: dict[int, list[tuple[np.ndarray, float, str]]] = {}
-        deadline = time.monotonic() + _DRAIN_SECONDS
-        self.last_drain = 0
-        capped = [i for i, m in enumerate(self.models) if not m.can_thin]
-        # A model that publishes after every message steps once per message: reading stops
-        # once its backlog holds about _ABSORB_SECONDS of steps at their measured cost, so
-        # that a burst of small messages (each a step and a publish) does not keep control
-        # waiting for 256 steps (up to a second). Each message is its own step either way.
-        per_message = {i: _steps_per_turn(self.models[i]) for i in capped
-                       if self.models[i].config.publish_every_s == 0}
-        for _ in range(_DRAIN_MESSAGES):
-            if any(len(m.backlog) >= _BACKLOG_MESSAGES for m in self.models):
-                break  # a safety bound; thinning keeps the rows far below it
+        batches: dict[int, list] = {}
+        self.last_drain = self._read_points(batches, time.monotonic() + _DRAIN_SECONDS)
+        for index, parts in batches.items():
+            self._admit(self.models[index], parts)
+
+    def _read_points(self, batches: dict[int, list], deadline: float) -> int:
+        """Read and validate queued point messages into ``batches`` (model index -> its
+        messages) until none is queued, ``_DRAIN_MESSAGES`` were read, ``deadline`` passed or
+        a model's backlog would hold ``max_backlog_points`` rows; returns the messages read."""
+        # Rows and messages queued per model, these reads included.
+        rows = [m.backlog_rows for m in self.models]
+        messages = [len(m.backlog) for m in self.models]
+        read = 0
+        while read < _DRAIN_MESSAGES and not self._backlogs_full(rows, messages):
             frames = self.transport.recv_points()
             if frames is None:
                 break
-            self.last_drain += 1
+            read += 1
             self._accept(frames, batches)
+            for index, parts in batches.items():  # the message's parts (one per model)
+                for part in parts[messages[index] - len(self.models[index].backlog):]:
+                    rows[index] += len(part[0])
+                    messages[index] += 1
             if time.monotonic() > deadline:
                 break
-            if any(i in batches and self.models[i].backlog_rows
-                   + sum(len(part[0]) for part in batches[i]) >= self.models[i].coalesce_limit
-                   for i in capped):
-                break
-            if any(len(batches.get(i, ())) + len(self.models[i].backlog) >= steps
-                   for i, steps in per_message.items()):
-                break
-        for index, parts in batches.items():
-            self._admit(self.models[index], parts)
+        return read
+
+    def _backlogs_full(self, rows: list[int] | None = None,
+                       messages: list[int] | None = None) -> bool:
+        """Does a model's backlog hold ``max_backlog_points`` rows or ``_BACKLOG_MESSAGES``
+        messages (reading pauses)?"""
+        if rows is None or messages is None:
+            rows = [m.backlog_rows for m in self.models]
+            messages = [len(m.backlog) for m in self.models]
+        return any(r >= m.config.max_backlog_points or n >= _BACKLOG_MESSAGES
+                   for r, n, m in zip(rows, messages, self.models, strict=True))
 
     def _admit(self, model: ModelRuntime, parts: list[tuple[np.ndarray, float, str]]) -> None:
         """Queue one turn's messages of a model in its backlog, thinned if it overflows.
@@ -375,13 +387,12 @@ class Service:
         self.counters.points_thinned += thinned
 
     def _absorb_backlogs(self, seconds: float = _ABSORB_SECONDS) -> None:
-        """Fold queued messages in: per model at least one step, then more for ``seconds``.
+        """Fold queued messages in: per model at least one step, then more for ``seconds``
+        (what is left waits for the next turns, after control and the timers had theirs).
 
-        A model that cannot thin absorbs its whole backlog (its read stopped at one step's
-        worth, as before the backlog existed, so a ``status`` after the turn counts its
-        messages in ``n_seen`` too). A step is one message for a model that publishes after
-        every batch, else consecutive messages up to ``coalesce_limit`` absorbed rows (a
-        larger message is a step of its own). Thinned messages are always coalesced so:
+        A step is one message for a model that publishes after every batch, else
+        consecutive messages up to ``coalesce_limit`` absorbed rows (a larger message is a
+        step of its own). Thinned messages are always coalesced so:
         under overload an update per message cannot be kept up, and a step's fixed cost is
         shared by its rows.
 
@@ -400,9 +411,9 @@ class Service:
 
     def _absorb_for(self, model: ModelRuntime, seconds: float, pool: ThreadPool | None,
                     serve: bool = True) -> None:
-        """A model's steps from its backlog for about ``seconds`` (all of it if it cannot
-        thin); ``pool`` scores their row chunks; ``serve``: see :meth:`_absorb`."""
-        deadline = time.monotonic() + seconds if model.can_thin else math.inf
+        """A model's steps from its backlog for about ``seconds`` (at least one step);
+        ``pool`` scores their row chunks; ``serve``: see :meth:`_absorb`."""
+        deadline = time.monotonic() + seconds
         while model.backlog:
             self._absorb_step(model, pool, serve)
             if time.monotonic() > deadline:
@@ -433,11 +444,11 @@ class Service:
         """Run one long step on the step thread and answer control meanwhile.
 
         The step is the same call as inline (the model is the same bit for bit); the loop
-        only waits on it. ``status``, and ``snapshot`` of the stepping model, are answered at
-        once with the state before the step (a consistent view: nothing of the stepping
-        model is read while it changes); a snapshot of another model is answered as usual
-        (the step touches only its own model); every other request waits and is handled, in
-        order, after the step.
+        waits on it, reading point messages into the backlogs meanwhile. ``status``, and
+        ``snapshot`` of the stepping model, are answered at once with the state before the
+        step (a consistent view: nothing of the stepping model is read while it changes); a
+        snapshot of another model is answered as usual (the step touches only its own
+        model); every other request waits and is handled, in order, after the step.
         """
         status = self._status()
         before = model.payload_fields("snapshot") if model.fitted else None
@@ -448,7 +459,15 @@ class Service:
         future = self.stepper.submit(context.run, model.absorb, X, stamp, represented)
         while not future.done():
             self.last_turn = time.monotonic()  # /healthz: the loop is alive
-            if not self.transport.poll_control(_SERVE_POLL_MS):
+            # Point messages keep being read into the backlogs meanwhile (the step thread
+            # touches its model's estimator only), unless the daemon is stopping.
+            if self.should_exit or self._backlogs_full():
+                control = self.transport.poll_control(_SERVE_POLL_MS)
+            else:
+                ingest, control = self.transport.poll(_SERVE_POLL_MS)
+                if ingest:
+                    self._drain_ingest()
+            if not control:
                 continue
             for _ in range(64):
                 request = self.transport.recv_control()
@@ -909,15 +928,6 @@ def _request_id(msg: dict) -> int | str | None:
     """The request's ``id`` to echo (extension): an int or a string, else none."""
     rid = msg.get("id")
     return rid if isinstance(rid, (int, str)) and not isinstance(rid, bool) else None
-
-
-def _steps_per_turn(model: ModelRuntime) -> int:
-    """Messages a per-message model reads in one loop turn: about ``_ABSORB_SECONDS`` of
-    its steps at their measured cost (``_UNMEASURED_STEPS`` until one was measured)."""
-    cost = model.cost.seconds_per_step
-    if not cost > 0:
-        return _UNMEASURED_STEPS
-    return max(1, min(_DRAIN_MESSAGES, int(_ABSORB_SECONDS / cost)))
 
 
 def _servable_request(request: ControlRequest) -> dict | None:

@@ -118,3 +118,18 @@ def test_publish_topic_matches_by_prefix(daemon_factory, capsys) -> None:
     d.wait_for(lambda s: s["models"]["lidar"]["n_seen"] == 500)
     assert d.status()["models"]["lidar"]["topic"] == "points/lidar"
 
+
+
+def test_publish_at_full_speed_waits_for_the_daemon_and_loses_nothing(daemon_factory,
+                                                                       capsys) -> None:
+    """As fast as possible, 2,000 messages against queues of a few: the publisher waits
+    while the daemon's queue is full (lossless by default at full speed) and the daemon
+    reads ahead into its backlog, so every message is applied whatever the machine's load."""
+    d = daemon_factory(service={"sockets": {"rcvhwm": 4}})
+    argv = publish_argv(d, "--synthetic", "lidar", "--count", "96000", "--batch", "48",
+                        "--confirm-timeout", "60")
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "sent 2000, applied 2000, rejected 0, lost 0 (96000 points applied)" in out
+    status = d.wait_for(lambda s: s["models"]["lidar"]["n_seen"] == 96000, timeout=60.0)
+    assert status["counters"]["messages_lost"] == 0

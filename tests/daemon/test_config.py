@@ -96,6 +96,7 @@ def test_minimal_config_has_protocol_defaults(tmp_path: Path) -> None:
         "step_offset": 0.0,
         "step_constant": None,  # the decaying step (TOML: 0)
         "max_points_per_message": 1_000_000,
+        "max_backlog_points": 4_194_304,
         "max_abs_coordinate": 1e15,
         "min_range": 0.0,  # extension: no range limit
         "max_range": 0.0,
@@ -316,6 +317,7 @@ BAD = [
     ("reg-covar-0", _set((*M0, "reg_covar"), 0), "model[0].reg_covar", "> 0"),
     ("window-lt-k", _set((*M0, "window_points"), 4), "model[0].window_points", "components"),
     ("max-pts-0", _set((*M0, "max_points_per_message"), 0), "model[0].max_points_per_message", ""),
+    ("backlog-0", _set((*M0, "max_backlog_points"), 0), "model[0].max_backlog_points", ""),
     ("gens-0", _set((*M0, "checkpoint_generations"), 0), "model[0].checkpoint_generations", ""),
     ("name-empty", _set((*M0, "name"), ""), "model[0].name", "non-empty"),
     ("maxmsgsize-100", _set((*SO, "maxmsgsize"), 100), "service.sockets.maxmsgsize", "or -1"),

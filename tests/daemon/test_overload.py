@@ -268,26 +268,55 @@ def test_thinning_generator_survives_a_checkpoint():
     assert fresh.thin_rng.random() == _service().models[0].thin_rng.random()
 
 
-def test_per_message_model_reads_what_a_turn_can_step():
-    """publish_every_s = 0 and no budget: every message is a step and a publish, so a turn
-    reads only about _ABSORB_SECONDS of them (control is not kept waiting for 256 steps)."""
-    service = _service(publish_every_s=0.0)
-    queued = [[b"points/lidar", codec.encode_points(_blobs(20, 1 + i), seq=i, stamp=1.0)]
-              for i in range(40)]
+def _queue(service: Service, messages: list[np.ndarray]) -> list:
+    """A fake ingest socket holding ``messages`` (seq 0, 1, ...), as the loop reads it."""
+    queued = [[b"points/lidar", codec.encode_points(X, seq=i, stamp=1.0)]
+              for i, X in enumerate(messages)]
     service.transport = SimpleNamespace(
         recv_points=lambda: queued.pop(0) if queued else None,
         publish=lambda topic, payload: None)
+    return queued
+
+
+@pytest.mark.parametrize("publish_every_s", [0.05, 0.0])
+def test_a_turn_reads_ahead_of_what_it_absorbs(publish_every_s):
+    """Without a budget a turn still reads every queued message (up to 256) into the
+    backlog, so a burst leaves ZeroMQ's queue (which drops at its high-water mark), and
+    absorbs only about _ABSORB_SECONDS of it: control waits for one slice, not the burst.
+    Every message is absorbed in the end, in order, and none is lost."""
+    service = _service(publish_every_s=publish_every_s)
+    model = service.models[0]
+    queued = _queue(service, [_blobs(20, 1 + i) for i in range(300)])
+    service._absorb_backlog(model, [(_blobs(2000, 0), 1.0, "")])
+    service._drain_ingest()
+    assert service.last_drain == 256 and len(queued) == 44
+    assert len(model.backlog) == 256 and model.backlog_rows == 256 * 20
+    started = time.monotonic()
+    service._absorb_backlogs(seconds=0.0)  # a slice: one step, the rest waits
+    assert time.monotonic() - started < 5.0
+    assert 0 < len(model.backlog) < 256
+    for _ in range(400):
+        service._drain_ingest()
+        service._absorb_backlogs()
+        if not model.backlog and not queued:
+            break
+    assert model.n_seen == 2000 + 300 * 20 and model.backlog_rows == 0
+    assert service.counters.messages_lost == 0
+    assert service.counters.messages_applied == 300
+
+
+def test_reading_pauses_at_max_backlog_points():
+    """A model's backlog holds about max_backlog_points rows: past them reading pauses
+    (ZeroMQ's queue holds the rest), and resumes once the model absorbed some."""
+    service = _service(max_backlog_points=100)
     model = service.models[0]
     service._absorb_backlog(model, [(_blobs(2000, 0), 1.0, "")])
-    model.cost.seconds, model.cost.points = 0.005, 20.0  # 5 ms a step: 4 steps a turn
+    queued = _queue(service, [_blobs(30, 1 + i) for i in range(10)])
     service._drain_ingest()
-    assert service.last_drain == 4 and len(model.backlog) == 4 and len(queued) == 36
-    service._absorb_backlogs()
-    assert not model.backlog and model.n_seen == 2000 + 4 * 20
-    model.cost.seconds = 1.0  # a slow step: one message a turn, never none
+    assert service.last_drain == 4 and model.backlog_rows == 120 and len(queued) == 6
+    service._drain_ingest()  # full: nothing read
+    assert service.last_drain == 0 and len(queued) == 6
+    service._absorb_backlogs(seconds=60.0)
+    assert model.backlog_rows == 0
     service._drain_ingest()
-    assert service.last_drain == 1 and len(queued) == 35
-    service._absorb_backlogs()
-    model.cost.seconds = model.cost.points = 0.0  # not measured yet: a few messages a turn
-    service._drain_ingest()
-    assert service.last_drain == 8 and len(queued) == 27
+    assert service.last_drain == 4 and len(queued) == 2

@@ -19,16 +19,32 @@ from streamgmm.daemon.transport import ControlRequest
 
 
 class StandInTransport:
-    """Delivers queued requests to ``poll_control``/``recv_control``; records replies."""
+    """Delivers queued requests to ``poll``/``recv_control`` and point messages to
+    ``poll``/``recv_points``; records replies."""
 
-    def __init__(self, requests: list[bytes]) -> None:
+    def __init__(self, requests: list[bytes], points: list[list[bytes]] = ()) -> None:
         self.queue = [ControlRequest((b"peer", b""), payload, 3) for payload in requests]
+        self.points = list(points)
         self.replies: list[dict] = []
         self.answered_status = threading.Event()
         self.answered_snapshot = threading.Event()
+        self.points_read = threading.Event()
+        if not self.points:
+            self.points_read.set()
 
     def poll_control(self, timeout_ms: float) -> bool:
         return bool(self.queue)
+
+    def poll(self, timeout_ms: float) -> tuple[bool, bool]:
+        return bool(self.points), bool(self.queue)
+
+    def recv_points(self) -> list[bytes] | None:
+        if not self.points:
+            return None
+        frames = self.points.pop(0)
+        if not self.points:
+            self.points_read.set()
+        return frames
 
     def recv_control(self) -> ControlRequest | None:
         return self.queue.pop(0) if self.queue else None
@@ -94,6 +110,41 @@ def test_status_and_snapshot_are_answered_during_a_long_step_and_the_rest_after_
     assert seen_during == [2000, 2]
     assert source["id"] == 9 and source["ok"] and source["known"] is False
     assert model.n_seen == 2000 + len(sweep)
+
+
+def test_point_messages_are_read_into_the_backlog_during_a_long_step():
+    """While a whole sweep steps, the loop keeps reading point messages (ZeroMQ's queue,
+    which drops at its high-water mark, does not fill behind a long step); they wait in the
+    backlog and are absorbed after it."""
+    service = _service()
+    model = service.models[0]
+    rng = np.random.default_rng(0)
+    service._absorb(model, rng.normal(size=(2000, 3)), 1.0)
+    messages = [[b"points/lidar", codec.encode_points(rng.normal(size=(50, 3)), seq=i,
+                                                        stamp=3.0)] for i in range(20)]
+    transport = StandInTransport([], messages)
+    service.transport = transport
+    service.stepper = ThreadPoolExecutor(max_workers=1)
+    absorb = model.absorb
+    backlog_at_start: list[int] = []
+
+    def step_after_reads(X, stamp, represented=None):
+        assert transport.points_read.wait(10.0)  # the loop read them all, meanwhile
+        backlog_at_start.append(len(model.backlog))
+        absorb(X, stamp, represented)
+
+    model.absorb = step_after_reads
+    try:
+        service._absorb(model, rng.normal(size=(_SERVE_FROM_ROWS, 3)), 2.0)
+    finally:
+        service.stepper.shutdown(wait=True)
+    assert backlog_at_start == [20]
+    assert len(model.backlog) == 20 and model.backlog_rows == 20 * 50
+    assert service.counters.messages_applied == 20 and service.counters.messages_lost == 0
+    assert model.n_seen == 2000 + _SERVE_FROM_ROWS
+    model.absorb = absorb
+    service._absorb_backlogs(seconds=60.0)
+    assert model.n_seen == 2000 + _SERVE_FROM_ROWS + 20 * 50
 
 
 def test_short_steps_run_inline():
