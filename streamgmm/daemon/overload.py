@@ -4,7 +4,7 @@ Left alone, a daemon that cannot fold points in as fast as they come lets its ba
 to ``max_backlog_points``, then ZeroMQ's queue fill, and the high-water mark then drops
 whole messages at the sensor's side (counted as ``messages_lost``), after the model has
 fallen many seconds behind. With a budget, each loop turn
-reads the queued messages (at most 256, or 10 ms of reading) into each model's backlog, and
+reads the queued messages (at most 1,024, or 30 ms of reading) into each model's backlog, and
 the model absorbs its backlog in steps for about 20 ms per turn (so control requests keep
 being answered within a few tens of milliseconds). A turn's messages enter the backlog
 thinned when the backlog would take longer than the model's budget to absorb::
@@ -25,7 +25,7 @@ for all ``n`` points (:meth:`streamgmm.core.online.OnlineEM.update`'s ``represen
 ``n_seen`` and the step schedule count every point received, the statistics are those of a
 uniform sample of them. The backlog thus holds about ``budget`` of work at most: under
 sustained overload the model lags the stream by about that much, and no message is dropped
-as long as the loop reads them as fast as they come (256 per turn at most: a flood of more
+as long as the loop reads them as fast as they come (1,024 per turn at most: a flood of more
 messages than that still overflows ZeroMQ's queue, counted in ``messages_lost``).
 
 It never thins a model that keeps up: a backlog that takes at most ``budget`` to absorb

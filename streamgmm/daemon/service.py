@@ -83,8 +83,8 @@ EXIT_INTERNAL = 70
 
 # Messages, and seconds, spent on ingest per loop turn before control and timers get their
 # turn: under overload the control socket still answers within a few tens of milliseconds.
-_DRAIN_MESSAGES = 256
-_DRAIN_SECONDS = 0.01
+_DRAIN_MESSAGES = 1024
+_DRAIN_SECONDS = 0.03
 # Seconds of online steps per model per loop turn (at least one step) before control and
 # timers get their turn, for a model that can thin; what is left waits in its backlog. About
 # one step of 4,096 points (K=16 full), what a turn absorbed before the backlog existed.
@@ -829,7 +829,7 @@ class Service:
             "uptime_s": time.monotonic() - self.started_at,
             "models": {m.name: m.status() for m in self.models},
             "counters": self.counters.as_dict(),
-            # Point messages read in the last loop turn (at most 256): a turn that reads the
+            # Point messages read in the last loop turn (at most 1,024): a turn that reads the
             # maximum means more were queued. ZeroMQ does not tell how many are queued.
             "messages_last_turn": self.last_drain,
         }

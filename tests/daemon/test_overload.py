@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from streamgmm import codec
+from streamgmm.daemon import service as service_module
 from streamgmm.daemon.config import parse_config
 from streamgmm.daemon.overload import PointCost, keep_fraction, thin
 from streamgmm.daemon.service import Service
@@ -279,11 +280,13 @@ def _queue(service: Service, messages: list[np.ndarray]) -> list:
 
 
 @pytest.mark.parametrize("publish_every_s", [0.05, 0.0])
-def test_a_turn_reads_ahead_of_what_it_absorbs(publish_every_s):
-    """Without a budget a turn still reads every queued message (up to 256) into the
-    backlog, so a burst leaves ZeroMQ's queue (which drops at its high-water mark), and
-    absorbs only about _ABSORB_SECONDS of it: control waits for one slice, not the burst.
-    Every message is absorbed in the end, in order, and none is lost."""
+def test_a_turn_reads_ahead_of_what_it_absorbs(publish_every_s, monkeypatch):
+    """Without a budget a turn still reads every queued message (up to _DRAIN_MESSAGES)
+    into the backlog, so a burst leaves ZeroMQ's queue (which drops at its high-water mark),
+    and absorbs only about _ABSORB_SECONDS of it: control waits for one slice, not the
+    burst. Every message is absorbed in the end, in order, and none is lost."""
+    monkeypatch.setattr(service_module, "_DRAIN_MESSAGES", 256)
+    monkeypatch.setattr(service_module, "_DRAIN_SECONDS", 60.0)  # a busy machine reads slowly
     service = _service(publish_every_s=publish_every_s)
     model = service.models[0]
     queued = _queue(service, [_blobs(20, 1 + i) for i in range(300)])
@@ -305,9 +308,10 @@ def test_a_turn_reads_ahead_of_what_it_absorbs(publish_every_s):
     assert service.counters.messages_applied == 300
 
 
-def test_reading_pauses_at_max_backlog_points():
+def test_reading_pauses_at_max_backlog_points(monkeypatch):
     """A model's backlog holds about max_backlog_points rows: past them reading pauses
     (ZeroMQ's queue holds the rest), and resumes once the model absorbed some."""
+    monkeypatch.setattr(service_module, "_DRAIN_SECONDS", 60.0)
     service = _service(max_backlog_points=100)
     model = service.models[0]
     service._absorb_backlog(model, [(_blobs(2000, 0), 1.0, "")])
