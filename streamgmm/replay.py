@@ -336,6 +336,37 @@ def confirm(control: str, curve: Any, source: str, marker: int,
         time.sleep(0.05)
 
 
+def still_absorbing(control: str, curve: Any, topic: str) -> tuple[int, float]:
+    """Points the daemon's models on ``topic`` hold read but not yet absorbed, and the
+    seconds that takes at their measured cost (NaN if unknown); ``(0, 0.0)`` if no status
+    answers within :data:`CHECK_TIMEOUT_S`.
+
+    The daemon reads ahead of what it absorbs: once it has a stream's end marker, its
+    backlog may still hold much of the stream (``backlog_points`` in ``status``).
+    """
+    import zmq
+
+    from streamgmm.client import ControlClient, ControlError
+
+    try:
+        with ControlClient(control, timeout=CHECK_TIMEOUT_S, curve=curve) as ctl:
+            models = ctl.status().get("models")
+    except (TimeoutError, ControlError, zmq.ZMQError):
+        return 0, 0.0
+    points, seconds = 0, 0.0
+    for model in (models.values() if isinstance(models, Mapping) else ()):
+        if not (isinstance(model, Mapping) and isinstance(model.get("topic"), str)
+                and topic.startswith(model["topic"])):
+            continue
+        backlog = model.get("backlog_points")
+        if isinstance(backlog, int) and backlog > 0:
+            points += backlog
+            cost = model.get("seconds_per_point")
+            cost = float(cost) if isinstance(cost, (int, float)) else float("nan")
+            seconds = max(seconds, backlog * cost if cost > 0 else float("nan"))
+    return points, seconds
+
+
 class Sent(NamedTuple):
     """What :func:`send_paced` sent: messages, points, when it started, and whether it was
     interrupted (KeyboardInterrupt)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import os
 import sys
 import time
@@ -50,6 +51,7 @@ from streamgmm.replay import (
     file_messages,
     send_paced,
     source_counters,
+    still_absorbing,
     synthetic_batches,
 )
 
@@ -196,7 +198,7 @@ def _send(args: argparse.Namespace, curve: Any, counts: ReadCounts,
         end = time.perf_counter()
     if confirmation is not None and confirmation[1]:
         end = delivered  # the daemon had every message then
-    return _report(args, counts, baseline, can_confirm, why_not, marker, confirmation,
+    return _report(args, curve, counts, baseline, can_confirm, why_not, marker, confirmation,
                    messages, points, end - start, end - flush_start, interrupted)
 
 
@@ -213,7 +215,7 @@ def _socket_name() -> str:
     return socket.gethostname()
 
 
-def _report(args: argparse.Namespace, counts: ReadCounts, baseline: Delivery,
+def _report(args: argparse.Namespace, curve: Any, counts: ReadCounts, baseline: Delivery,
             can_confirm: bool, why_not: str, marker: int | None,
             confirmation: tuple | None, messages: int, points: int, seconds_taken: float,
             flush_seconds: float, interrupted: bool) -> int:
@@ -254,6 +256,13 @@ def _report(args: argparse.Namespace, counts: ReadCounts, baseline: Delivery,
         line += (f"; the daemon has not seen the end of this stream within {wait:g} s, so "
                  "the lost ones may still be on their way")
     print(line)
+    if seen and applied:
+        backlog, seconds = still_absorbing(control, curve, args.topic)
+        if backlog:
+            eta = f", about {seconds:.0f} s more" if math.isfinite(seconds) else ""
+            print(f"streamgmm publish: note: the daemon is still absorbing {backlog} points it "
+                  f"has read{eta} (backlog_points in 'streamgmm status'; n_seen grows until "
+                  "then)", file=sys.stderr)
     if seen and applied == messages:
         return 0
     what = []

@@ -133,3 +133,23 @@ def test_publish_at_full_speed_waits_for_the_daemon_and_loses_nothing(daemon_fac
     assert "sent 2000, applied 2000, rejected 0, lost 0 (96000 points applied)" in out
     status = d.wait_for(lambda s: s["models"]["lidar"]["n_seen"] == 96000, timeout=60.0)
     assert status["counters"]["messages_lost"] == 0
+
+
+def test_still_absorbing_sums_the_backlogs_of_the_models_on_the_topic(fake_control) -> None:
+    """After a replay at full speed the daemon may hold much of it read but not absorbed:
+    `publish` says how much (models on a prefix of the topic), and how long at their
+    measured cost; nothing when no status answers."""
+    from streamgmm.replay import still_absorbing
+
+    models = {
+        "lidar": {"topic": "points/lidar", "backlog_points": 30_000, "seconds_per_point": 1e-4},
+        "all": {"topic": "points/", "backlog_points": 5_000, "seconds_per_point": 2e-4},
+        "imu": {"topic": "points/imu", "backlog_points": 900, "seconds_per_point": 1e-3},
+        "idle": {"topic": "points/lidar", "backlog_points": 0, "seconds_per_point": 1e-4},
+    }
+    server = fake_control(lambda request: [{"ok": True, "models": models}])
+    points, seconds = still_absorbing(server.endpoint, None, "points/lidar")
+    assert points == 35_000 and seconds == pytest.approx(3.0)
+    assert still_absorbing(server.endpoint, None, "other/topic") == (0, 0.0)
+    silent = fake_control(lambda request: [])
+    assert still_absorbing(silent.endpoint, None, "points/lidar") == (0, 0.0)
