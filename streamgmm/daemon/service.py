@@ -342,11 +342,9 @@ class Service:
             if frames is None:
                 break
             read += 1
-            self._accept(frames, batches)
-            for index, parts in batches.items():  # the message's parts (one per model)
-                for part in parts[messages[index] - len(self.models[index].backlog):]:
-                    rows[index] += len(part[0])
-                    messages[index] += 1
+            for index, n_rows in self._accept(frames, batches):
+                rows[index] += n_rows
+                messages[index] += 1
             if time.monotonic() > deadline:
                 break
         return read
@@ -531,22 +529,23 @@ class Service:
         if model.config.publish_every_s == 0 and model.fitted:
             self._publish(model, "online")
 
-    def _accept(self, frames: list[bytes], batches: dict) -> None:
+    def _accept(self, frames: list[bytes], batches: dict) -> list[tuple[int, int]]:
         """Validate one message and queue its rows for every matching model.
 
         The rows go to ``batches`` (model index -> messages), admitted to the models'
-        backlogs once the turn's read is over (:meth:`_admit`).
+        backlogs once the turn's read is over (:meth:`_admit`). Returns ``(model index,
+        rows)`` of each part queued.
         """
         c = self.counters
         c.messages_received += 1
         if len(frames) != 2:
             self._reject("frames", None, None, f"{len(frames)} frames, expected 2")
-            return
+            return []
         topic, payload = frames
         matching = [i for i, m in enumerate(self.models) if topic.startswith(m.topic)]
         if not matching:
             self._reject("topic", topic, None, "no model subscribes to a prefix of it")
-            return
+            return []
         limit = max(self.models[i].config.max_points_per_message for i in matching)
         try:
             msg = codec.decode_points(payload, max_points=limit)
@@ -556,14 +555,14 @@ class Service:
                 source = err.source or topic.decode("utf-8", "replace")
                 self._observe_seq(source, err.seq)
             self._reject(err.reason, topic, source, str(err))
-            return
+            return []
         source = msg.source or topic.decode("utf-8", "replace")
         if msg.end:
             # An end marker: the publisher's stream is complete up to here (docs/protocol.md).
             c.messages_received -= 1
             c.end_markers += 1
             self._observe_seq(source, msg.seq, end=True, first_seq=msg.first_seq)
-            return
+            return []
         stats = self._observe_seq(source, msg.seq)
         c.rows_dropped_nonfinite += msg.rows_dropped_nonfinite
         stats.rows_dropped_nonfinite += msg.rows_dropped_nonfinite
@@ -575,8 +574,9 @@ class Service:
             self._reject("empty", topic, source,
                          f"no row left of {msg.rows_dropped_nonfinite + dropped} "
                          "(NaN/Inf or beyond max_abs_coordinate)")
-            return
+            return []
         applied = 0
+        queued: list[tuple[int, int]] = []
         reason = "dim"
         for i in matching:
             model = self.models[i]
@@ -597,6 +597,7 @@ class Service:
             # Absorbed after the read, as steps of their own when the model publishes after
             # every message (publish_every_s = 0), else coalesced (_absorb_step).
             batches.setdefault(i, []).append((Xm, msg.stamp, msg.frame, stats))
+            queued.append((i, len(Xm)))
             applied = max(applied, len(Xm))
         if applied:
             c.messages_applied += 1
@@ -613,6 +614,7 @@ class Service:
         else:
             self._reject(reason, topic, source,
                          f"{len(X)} points; more than max_points_per_message")
+        return queued
 
     def _observe_seq(self, source: str, seq: int, end: bool = False,
                      first_seq: int | None = None) -> SourceStats:
