@@ -198,8 +198,9 @@ def _send(args: argparse.Namespace, curve: Any, counts: ReadCounts,
         end = time.perf_counter()
     if confirmation is not None and confirmation[1]:
         end = delivered  # the daemon had every message then
-    return _report(args, curve, counts, baseline, can_confirm, why_not, marker, confirmation,
-                   messages, points, end - start, end - flush_start, interrupted)
+    return _report(args, curve, counts, control, baseline, can_confirm, why_not, marker,
+                   confirmation, messages, points, end - start, end - flush_start,
+                   interrupted)
 
 
 def _confirm_wait(args: argparse.Namespace, answered: bool, interrupted: bool) -> float:
@@ -215,8 +216,8 @@ def _socket_name() -> str:
     return socket.gethostname()
 
 
-def _report(args: argparse.Namespace, curve: Any, counts: ReadCounts, baseline: Delivery,
-            can_confirm: bool, why_not: str, marker: int | None,
+def _report(args: argparse.Namespace, curve: Any, counts: ReadCounts, control: str | None,
+            baseline: Delivery, can_confirm: bool, why_not: str, marker: int | None,
             confirmation: tuple | None, messages: int, points: int, seconds_taken: float,
             flush_seconds: float, interrupted: bool) -> int:
     """Print the summary lines; the exit status (0, EXIT_NOT_APPLIED, EXIT_NOT_CONFIRMED)."""
@@ -241,7 +242,7 @@ def _report(args: argparse.Namespace, curve: Any, counts: ReadCounts, baseline: 
             print(f"streamgmm publish: {why_not}", file=sys.stderr)
         return 0 if not messages else EXIT_NOT_CONFIRMED
     final, seen, why, wait = confirmation
-    control = _control_of(args)
+    assert control is not None  # a confirmation was asked of it
     if final is None:
         print(f"sent {messages}, applied ?, rejected ?, lost ? (delivery not confirmed: {why})")
         print(f"streamgmm publish: error: no daemon answered at {control}; {messages} messages "

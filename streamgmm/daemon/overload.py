@@ -1,13 +1,13 @@
 """Thinning under overload: the daemon degrades the model, it does not drop messages.
 
-Left alone, a daemon that cannot fold points in as fast as they come lets its backlog grow
-to ``max_backlog_points``, then ZeroMQ's queue fill, and the high-water mark then drops
-whole messages at the sensor's side (counted as ``messages_lost``), after the model has
-fallen many seconds behind. With a budget, each loop turn
-reads the queued messages (at most 1,024, or 30 ms of reading) into each model's backlog, and
-the model absorbs its backlog in steps for about 20 ms per turn (so control requests keep
-being answered within a few tens of milliseconds). A turn's messages enter the backlog
-thinned when the backlog would take longer than the model's budget to absorb::
+Each loop turn reads the queued messages (at most 1,024, or 30 ms of reading) into each
+model's backlog, and the model absorbs its backlog in steps for about 20 ms per turn (so
+control requests keep being answered within a few tens of milliseconds). Left alone, a
+daemon that cannot fold points in as fast as they come lets its backlog grow to
+``max_backlog_points``, then ZeroMQ's queue fill, and the high-water mark then drops whole
+messages at the sensor's side (counted as ``messages_lost``), after the model has fallen
+many seconds behind. With a budget, a turn's messages enter the backlog thinned when the
+backlog would take longer than the model's budget to absorb::
 
     room = budget / seconds_per_point - waiting     (rows the budget still takes)
     keep = 1                         if incoming <= room   (the daemon keeps up)
