@@ -31,8 +31,10 @@ _SHARD_SUFFIXES = (".npy", ".parquet")
 
 def _is_shard_input(text: str) -> bool:
     """A glob, a directory that is not a rosbag2 bag, or a .parquet file: Dask shards."""
+    from streamgmm.formats import is_rosbag2_directory
+
     if os.path.isdir(text):
-        return not os.path.isfile(os.path.join(text, "metadata.yaml"))
+        return not is_rosbag2_directory(text)
     return any(c in text for c in "*?[") or text.endswith(".parquet")
 
 
@@ -40,10 +42,12 @@ def _all_shards(inputs: Sequence[str]) -> bool:
     """Do the inputs name only .npy/.parquet shards (globs, directories of them)?"""
     import glob
 
+    from streamgmm.formats import is_rosbag2_directory
+
     for item in inputs:
         if os.path.isdir(item):
-            if os.path.isfile(os.path.join(item, "metadata.yaml")):
-                return False  # a rosbag2 directory
+            if is_rosbag2_directory(item):
+                return False
             continue
         names = glob.glob(item) if any(c in item for c in "*?[") else [item]
         if any(not n.endswith(_SHARD_SUFFIXES) for n in names):
@@ -69,12 +73,14 @@ def _expand_inputs(inputs: Sequence[str]) -> list[str]:
 
 def _read_fit_inputs(args: argparse.Namespace) -> tuple[list[np.ndarray], ReadCounts]:
     """Every input file's points (a bag: one array per message), filtered and counted."""
+    from streamgmm.formats import is_rosbag2_directory
+
     rule = row_filter(args)
     counts = ReadCounts()
     parts: list[np.ndarray] = []
     files = _expand_inputs(args.file)
     for path in files:
-        if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "metadata.yaml")):
+        if os.path.isdir(path) and not is_rosbag2_directory(path):
             raise CliError(f"{path}: a directory of shards cannot be mixed with other files "
                            "(give its .npy/.parquet files, or fit it alone)")
         for cloud in iter_file_clouds(path, topic=args.ros_topic, fields=args.fields,

@@ -54,6 +54,7 @@ __all__ = [
     "FormatError",
     "MissingExtraError",
     "RowFilter",
+    "is_rosbag2_directory",
     "iter_clouds",
     "pointcloud2_to_array",
     "read_points",
@@ -106,11 +107,23 @@ FORMATS: dict[str, Format] = {
 }
 
 
+def is_rosbag2_directory(path: str | Path) -> bool:
+    """Is ``path`` a rosbag2 bag's directory: its ``metadata.yaml``, or (a recorder stopped
+    before it wrote that) ``.mcap``/``.db3`` storage files?"""
+    path = Path(path)
+    return path.is_dir() and ((path / "metadata.yaml").is_file()
+                              or bool(rosbag.storage_files(path)))
+
+
 def _format_of(path: Path) -> Format:
     if path.is_dir():
         if (path / "metadata.yaml").is_file():  # a rosbag2 directory
             return Format("ROS 2 bag directory", "messages", rosbag.iter_rosbags, "ros")
-        raise FormatError(f"{path}: a directory, not a point file or a rosbag2 bag")
+        if rosbag.storage_files(path):  # its recorder stopped before writing metadata.yaml
+            return Format("ROS 2 bag directory without metadata.yaml", "messages",
+                          rosbag.iter_rosbag2_storage, "ros")
+        raise FormatError(f"{path}: a directory, not a point file or a rosbag2 bag (no "
+                          "metadata.yaml, .mcap or .db3 file in it)")
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise FormatError(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamgmm.formats._errors import FormatError
+from streamgmm.formats._errors import CutShortError, FormatError
 
 __all__ = ["KITTI_FIELDS", "read_csv", "read_kitti_bin", "read_npy", "read_parquet"]
 
@@ -157,21 +157,28 @@ def read_kitti_bin(path: Path) -> dict[str, np.ndarray]:
 
     Raises
     ------
+    CutShortError
+        If the file ends inside a point (its size is not a whole number of 16-byte points)
+        and the whole points before the cut are metres: with those points.
     FormatError
-        If the file is empty, its size is not a whole number of 16-byte points, or its
-        coordinates are not metres from a sensor (other data, e.g. float64 records).
+        If the file is empty, or its coordinates are not metres from a sensor (other data,
+        e.g. float64 records).
     """
     size = path.stat().st_size
     if size == 0:
         raise FormatError(f"{path}: the file is empty (0 bytes): no KITTI points")
-    if size % 16:
-        raise FormatError(
-            f"{path}: {size} bytes is not a whole number of KITTI points (16 bytes each: "
-            "float32 x, y, z, intensity)"
-        )
-    scan = np.fromfile(path, dtype="<f4").reshape(-1, 4)
+    rows, extra = divmod(size, 16)
+    scan = np.fromfile(path, dtype="<f4", count=4 * rows).reshape(-1, 4)
     _check_kitti_metres(path, scan[:, :3])
-    return {name: scan[:, j] for j, name in enumerate(KITTI_FIELDS)}
+    columns = {name: scan[:, j] for j, name in enumerate(KITTI_FIELDS)}
+    if extra:
+        says = (f"{path}: cut short: its {size} bytes hold {rows} whole KITTI points (16 bytes "
+                f"each: float32 x, y, z, intensity) and {extra} bytes of the next")
+        where = f"after point {rows}"
+        if rows == 0:
+            raise CutShortError(f"{says}; no point can be read", columns=None, where=where)
+        raise CutShortError(f"{says}; read those {rows}", columns=columns, where=where)
+    return columns
 
 
 # A KITTI scan is metres from the sensor. Beyond the Earth's radius (6.4e6 m) no sensor

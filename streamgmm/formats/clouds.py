@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +183,9 @@ def read_ply(path: Path) -> Columns:
 
     Raises
     ------
+    CutShortError
+        If the file ends (or is damaged) before the end of its data and its first element is
+        the vertices (as every writer puts them): with the whole vertices before the cut.
     FormatError
         If plyfile cannot parse the file or it has no vertex element.
     MissingExtraError
@@ -193,13 +197,78 @@ def read_ply(path: Path) -> Columns:
     except OSError:
         raise
     except Exception as exc:  # PlyParseError, or struct/numpy errors on a truncated body
+        cut = _ply_cut(plyfile, path)
+        if cut is not None:
+            raise cut from None
         raise FormatError(f"{path}: not a readable PLY file ({brief(exc)})") from None
     names = [el.name for el in ply.elements]
     if "vertex" not in names:
         raise FormatError(f"{path}: the PLY file has no vertex element (it has: "
                           f"{', '.join(names) or 'none'})")
+    return _ply_columns(ply)
+
+
+def _ply_columns(ply: Any) -> Columns:
     data = ply["vertex"].data
     return {name: np.asarray(data[name]) for name in data.dtype.names}
+
+
+# Bytes of each PLY scalar type, by its names in the PLY specification and plyfile's.
+_PLY_SIZES = {"char": 1, "uchar": 1, "int8": 1, "uint8": 1, "short": 2, "ushort": 2,
+              "int16": 2, "uint16": 2, "int": 4, "uint": 4, "int32": 4, "uint32": 4,
+              "float": 4, "float32": 4, "double": 8, "float64": 8}
+
+
+def _ply_cut(plyfile: Any, path: Path) -> CutShortError | None:
+    """The error of a PLY file whose data ends or breaks before its end, with the whole
+    vertices before the damage; None when the header is not readable, the vertices are not
+    its first element, or (binary) they have a list property, or the vertices before the
+    damage do not parse either (then the file is not cut but bad)."""
+    data = path.read_bytes()
+    end = data.find(b"end_header")
+    newline = data.find(b"\n", end)
+    if end < 0 or newline < 0:
+        return None
+    header = data[:end].decode("ascii", errors="replace").splitlines()
+    body = data[newline + 1:]
+    fmt = next((line.split()[1] for line in header if line.startswith("format ")), "")
+    elements = [i for i, line in enumerate(header) if line.startswith("element ")]
+    if not elements or header[elements[0]].split()[1:2] != ["vertex"]:
+        return None
+    first, after = elements[0], (elements[1:] or [len(header)])[0]
+    try:
+        count = int(header[first].split()[2])
+        props = [line.split() for line in header[first + 1:after]
+                 if line.startswith("property ")]
+        if fmt == "ascii":
+            lines = body.split(b"\n")[:-1]  # the last piece has no newline: not a whole row
+            rows = sum(1 for line in lines[:count] if line.strip())
+            kept = b"".join(line + b"\n" for line in lines[:rows])
+        else:
+            size = sum(_PLY_SIZES[p[1]] for p in props if p[1] != "list")
+            if any(p[1] == "list" for p in props) or not size:
+                return None
+            rows = min(count, len(body) // size)
+            kept = body[: rows * size]
+    except (IndexError, KeyError, ValueError):
+        return None
+    head = [*header[:first], f"element vertex {rows}", *header[first + 1:after]]
+    try:
+        ply = plyfile.PlyData.read(io.BytesIO(
+            ("\n".join(head) + "\nend_header\n").encode("ascii") + kept))
+    except Exception:  # the vertices themselves do not parse: not a cut
+        return None
+    where = f"after vertex {rows} of {count}"
+    if rows == count:
+        says = (f"{path}: damaged after its {count} vertices (the elements after them are "
+                f"cut short or do not parse); read the {count} vertices")
+    elif rows == 0:
+        return CutShortError(f"{path}: cut short: the header says {count} vertices, the file "
+                             "holds none; no point can be read", columns=None, where=where)
+    else:
+        says = (f"{path}: cut short: the header says {count} vertices, the file holds "
+                f"{rows}; read those {rows}")
+    return CutShortError(says, columns=_ply_columns(ply), where=where)
 
 
 def read_las(path: Path) -> Columns:

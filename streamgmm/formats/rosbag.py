@@ -11,6 +11,9 @@
   reader of both bag generations (it is the only maintained one that needs no ROS). A
   message that fails part-way ends the bag the same way; what rosbags cannot open at all
   (a ROS 1 bag cut before its index, a SQLite file whose header is gone) is refused.
+- A rosbag2 bag without its ``metadata.yaml`` (rosbag2 writes it when the recorder closes
+  the bag) and a ``.db3`` cut short are read from their storage files: ``.mcap`` as above,
+  ``.db3`` through :mod:`streamgmm.formats.db3` (Python's ``sqlite3``).
 
 The message types read are those of :mod:`streamgmm.formats.messages`: ``PointCloud2``,
 ``Imu`` and ``LaserScan``.
@@ -18,18 +21,22 @@ The message types read are those of :mod:`streamgmm.formats.messages`: ``PointCl
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from streamgmm.formats import db3
 from streamgmm.formats._errors import DamagedFileError, FormatError, brief, require
 from streamgmm.formats.columns import position, select
 from streamgmm.formats.filters import RowFilter, filter_rows
 from streamgmm.formats.messages import MESSAGE_TYPES, MessageType, message_type
 
-__all__ = ["CLOUD_TYPES", "Cloud", "iter_mcap", "iter_rosbags", "to_cloud"]
+__all__ = ["CLOUD_TYPES", "Cloud", "iter_mcap", "iter_rosbag2_storage", "iter_rosbags",
+           "storage_files", "to_cloud"]
 
 # Schema names of PointCloud2 in ROS 2 and in ROS 1.
 CLOUD_TYPES = ("sensor_msgs/msg/PointCloud2", "sensor_msgs/PointCloud2")
@@ -339,8 +346,8 @@ def iter_rosbags(path: Path, topic: str | None, fields: Sequence[str] | None,
     if path.suffix.lower() == ".db3":
         bag = path.parent
         if not (bag / "metadata.yaml").is_file():
-            raise FormatError(f"{path}: a .db3 bag is read with its metadata.yaml, which is "
-                              f"not in {bag}")
+            yield from iter_rosbag2_storage(path, topic, fields, rule)
+            return
     try:
         # The type store only serves rosbag2 files that lack embedded message definitions.
         reader = AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_HUMBLE))
@@ -349,6 +356,11 @@ def iter_rosbags(path: Path, topic: str | None, fields: Sequence[str] | None,
         raise
     except Exception as exc:  # rosbags' reader errors, or struct errors on a damaged bag
         mcaps = _mcap_files(bag) if path.is_dir() else None
+        if mcaps is None and "malformed" in str(exc) and any(
+                f.suffix.lower() == ".db3" for f in storage_files(bag)):
+            # rosbags opens a .db3 whole; SQLite reads a file cut short up to the cut.
+            yield from iter_rosbag2_storage(bag, topic, fields, rule)
+            return
         if mcaps is None:
             raise FormatError(_not_readable(path, exc)) from None
         # rosbags opens an MCAP through its summary at the end, which a cut removes; the
@@ -373,6 +385,97 @@ def iter_rosbags(path: Path, topic: str | None, fields: Sequence[str] | None,
         reader.close()
 
 
+def storage_files(bag: Path) -> list[Path]:
+    """The storage files of a rosbag2 directory (``.mcap`` or ``.db3``) in recorded order:
+    rosbag2 numbers the files of a split bag ``NAME_0``, ``NAME_1``, ... (empty when it has
+    none)."""
+    def order(file: Path) -> tuple[int, str]:
+        number = file.stem.rpartition("_")[2]
+        return (int(number) if number.isdigit() else -1, file.name)
+
+    return sorted((f for f in bag.iterdir()
+                   if f.suffix.lower() in (".mcap", ".db3") and f.is_file()), key=order)
+
+
+def iter_rosbag2_storage(path: Path, topic: str | None, fields: Sequence[str] | None,
+                         rule: RowFilter | None = None) -> Iterator[Cloud]:
+    """Messages of one topic of a rosbag2 bag read from its storage files alone, without
+    ``metadata.yaml``: a directory whose recorder was stopped before it closed the bag
+    (rosbag2 writes ``metadata.yaml`` last), or a ``.db3`` file given alone.
+
+    The ``.mcap`` files are read as :func:`iter_mcap` reads one; a ``.db3`` file's topics
+    and messages are read from its SQLite tables and decoded with the ROS 2 Humble type store
+    (how rosbags reads a bag that does not embed its message definitions), in timestamp
+    order. A split bag's files are read in their numbered order.
+
+    Raises
+    ------
+    DamagedFileError
+        After the last complete message before a damaged file or page.
+    FormatError
+        If there is no storage file, the directory mixes ``.mcap`` and ``.db3`` files, or a
+        file cannot be read, as for the readers of each storage.
+    MissingExtraError
+        If the readers of the storage are not installed.
+    """
+    rule = rule or RowFilter()
+    files = storage_files(path) if path.is_dir() else [path]
+    kinds = {f.suffix.lower() for f in files}
+    if not files:
+        raise FormatError(f"{path}: a directory without metadata.yaml and without .mcap or "
+                          ".db3 files: not a rosbag2 bag")
+    if len(kinds) > 1:
+        raise FormatError(f"{path}: without metadata.yaml, and it holds both .mcap and .db3 "
+                          "files: which of them are the bag is not known")
+    if kinds == {".mcap"}:
+        require("mcap.reader", "reading .mcap bags", "mcap", "ros")
+        chosen = _pick_topic(path, _mcap_topics(files[0]), topic)
+        yield from _iter_mcap_files(files, chosen, fields, rule)
+        return
+    require("rosbags.typesys", "reading .db3 bags", "rosbags", "ros")
+    from rosbags.typesys import Stores, get_typestore
+
+    typestore = get_typestore(Stores.ROS2_HUMBLE)
+    with contextlib.ExitStack() as stack:
+        topics: dict[str, str] = {}
+        databases = []
+        for file in files:
+            try:
+                db = stack.enter_context(contextlib.closing(db3.connect(file)))
+                topics.update(db3.topics(db))
+            except sqlite3.DatabaseError as exc:
+                raise FormatError(_not_readable(file, exc)) from None
+            except db3.NotABag:
+                raise FormatError(f"{file}: not a rosbag2 SQLite bag (no topics and "
+                                  "messages tables)") from None
+            databases.append(db)
+        chosen = _pick_topic(path, topics, topic)
+        mtype = message_type(topics[chosen])
+        yield from _until_damage(path, chosen, (
+            to_cloud(path, mtype, typestore.deserialize_cdr(_unzstd(raw), topics[chosen]),
+                     fields, rule, timestamp)
+            for db in databases for timestamp, raw in db3.messages(db, chosen)))
+
+
+def _mcap_topics(path: Path) -> dict[str, str]:
+    """Topic -> schema name of an MCAP file, from its summary or, without one (cut short),
+    from the channels met before the end or the damage."""
+    from mcap.reader import make_reader
+
+    summary = None
+    with path.open("rb") as fh:
+        try:
+            summary = make_reader(fh).get_summary()
+        except Exception:  # no summary: the stream scan below reads what is there
+            summary = None
+    if summary is not None and summary.channels:
+        schemas, channels = summary.schemas, summary.channels
+    else:
+        schemas, channels, _damage = _scan_mcap(path)
+    return {ch.topic: (schemas[ch.schema_id].name if ch.schema_id in schemas else "")
+            for ch in channels.values()}
+
+
 def _not_readable(path: Path, exc: BaseException) -> str:
     """Why rosbags refuses a bag, with what the user can do about it."""
     text = brief(exc)
@@ -380,7 +483,7 @@ def _not_readable(path: Path, exc: BaseException) -> str:
     if "index" in text.lower() and path.suffix.lower() == ".bag":
         hint = ("; a ROS 1 bag keeps its index at the end, so one cut short cannot be "
                 "read without it: 'rosbag reindex' (ROS 1) rebuilds it")
-    elif "malformed" in text.lower():
+    elif "malformed" in text.lower() or "not a database" in text.lower():
         hint = "; SQLite cannot open what is left of it (cut short or corrupt)"
     return f"{path}: not a readable ROS bag ({text}){hint}"
 

@@ -1,6 +1,7 @@
-"""Bad and cut files say what is wrong in our words: PCD files cut short or without a
-header, multi-value PCD fields, KITTI scans that are not float32 metres, rosbag2 MCAP bags
-cut short or compressed message by message."""
+"""Bad and cut files say what is wrong in our words, and what they hold before the damage is
+read: PCD, PLY and KITTI files cut short, PCD files without a header, multi-value PCD fields,
+KITTI scans that are not float32 metres, rosbag2 bags cut short, compressed message by
+message, or without their metadata.yaml."""
 
 from __future__ import annotations
 
@@ -157,3 +158,137 @@ def test_fit_warns_about_a_cut_pcd_and_fits_what_it_holds(tmp_path: Path, capsys
     assert ("streamgmm fit: warning: " in captured.err
             and "cut.pcd: cut short: the header says 50 points, the file holds 29" in captured.err)
     assert "29 points" in captured.out
+
+
+def test_rosbag2_directories_without_metadata_yaml_are_read_from_their_files(
+        tmp_path: Path) -> None:
+    # rosbag2 writes metadata.yaml when the recorder closes the bag: a recorder killed, or a
+    # robot losing power, leaves the storage files alone.
+    from tests.formats.bags import write_rosbags
+
+    clouds = [scan(30, seed)[:, :3].copy() for seed in range(3)]
+    write_rosbag2_mcap(tmp_path / "m", clouds, stamps=[1.0, 1.1, 1.2])
+    write_rosbags(tmp_path / "s", clouds, stamps=[1.0, 1.1, 1.2])
+    for bag in (tmp_path / "m", tmp_path / "s"):
+        (bag / "metadata.yaml").unlink()
+        for path in (bag, *bag.glob("*.db3")):
+            got = list(iter_clouds(path))
+            assert [c.stamp for c in got] == pytest.approx([1.0, 1.1, 1.2]), path
+            assert [c.time for c in got] == pytest.approx([1.7e9, 1.7e9 + 0.1, 1.7e9 + 0.2])
+            for cloud, points in zip(got, clouds):
+                np.testing.assert_array_equal(cloud.points, points)
+            with pytest.raises(FormatError) as info:
+                list(iter_clouds(path, topic="/nothing"))
+            says(info, "no topic '/nothing' (readable topics: /points")
+
+
+def test_rosbag2_split_across_files_without_metadata_reads_them_in_order(
+        tmp_path: Path) -> None:
+    from tests.formats.bags import write_rosbags
+
+    clouds = [scan(20, seed)[:, :3].copy() for seed in range(12)]
+    for part in range(12):  # rosbag2's split files: NAME_0, NAME_1, ... NAME_11
+        one = write_rosbags(tmp_path / f"p{part}", [clouds[part]], stamps=[float(part + 1)])
+        one.rename(tmp_path / f"run_{part}.db3")
+    files = sorted(tmp_path.glob("*.db3"))
+    assert files[2].name == "run_10.db3"  # by name, 10 comes before 2
+    got = list(iter_clouds(tmp_path))
+    assert [c.stamp for c in got] == pytest.approx([float(i + 1) for i in range(12)])
+    np.testing.assert_array_equal(np.concatenate([c.points for c in got]),
+                                  np.concatenate(clouds))
+
+
+def test_a_directory_that_is_no_bag_says_so(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(FormatError) as info:
+        read_points(tmp_path)
+    says(info, "a directory, not a point file or a rosbag2 bag", "no metadata.yaml")
+    (tmp_path / "x.db3").write_bytes(b"not sqlite at all, just some bytes" * 40)
+    with pytest.raises(FormatError) as info:
+        read_points(tmp_path)
+    says(info, "x.db3")
+
+
+@pytest.mark.parametrize("metadata", [True, False])
+def test_rosbag2_sqlite_bag_cut_short_is_read_to_the_cut(tmp_path: Path, metadata: bool) -> None:
+    from tests.formats.bags import write_rosbags
+
+    clouds = [scan(3_000, seed)[:, :3].copy() for seed in range(20)]
+    db3 = write_rosbags(tmp_path / "bag", clouds, stamps=[1.0 + i for i in range(20)])
+    if not metadata:
+        (tmp_path / "bag" / "metadata.yaml").unlink()
+    db3.write_bytes(db3.read_bytes()[: int(db3.stat().st_size * 0.6)])  # the power cut
+    got = []
+    with pytest.raises(DamagedFileError) as info:
+        got.extend(iter_clouds(tmp_path / "bag"))
+    says(info, "bag: damaged after", "messages of /points", "malformed")
+    assert 5 <= len(got) == info.value.messages_read < 20
+    for cloud, points in zip(got, clouds):
+        np.testing.assert_array_equal(cloud.points, points)
+    assert len(read_points(tmp_path / "bag", allow_damaged=True)) == 3_000 * len(got)
+
+
+def write_ply(path: Path, data: np.ndarray, text: bool, byte_order: str = "<",
+              faces: int = 0) -> bytes:
+    from plyfile import PlyData, PlyElement
+
+    vertex = np.zeros(len(data), dtype=[("x", "f4"), ("y", "f4"), ("z", "f4"),
+                                        ("intensity", "f8")])
+    for j, name in enumerate(("x", "y", "z", "intensity")):
+        vertex[name] = data[:, j]
+    elements = [PlyElement.describe(vertex, "vertex")]
+    if faces:
+        face = np.zeros(faces, dtype=[("vertex_indices", "O")])
+        face["vertex_indices"] = [np.array([0, 1, 2], dtype="i4")] * faces
+        elements.append(PlyElement.describe(face, "face"))
+    PlyData(elements, text=text, byte_order=byte_order).write(str(path))
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("kind", ["ascii", "binary", "big-endian"])
+def test_ply_cut_short_yields_the_vertices_before_the_cut(tmp_path: Path, kind: str) -> None:
+    data = scan()
+    whole = write_ply(tmp_path / "whole.ply", data, kind == "ascii",
+                      ">" if kind == "big-endian" else "<")
+    start = whole.index(b"end_header\n") + len(b"end_header\n")
+    if kind == "ascii":  # 30 whole lines and a piece of the 31st
+        cut = start + sum(len(line) + 1 for line in whole[start:].split(b"\n")[:30]) + 5
+    else:
+        cut = start + 30 * 20 + 7  # 20 bytes a vertex
+    (tmp_path / "cut.ply").write_bytes(whole[:cut])
+    clouds = []
+    with pytest.raises(DamagedFileError) as info:
+        clouds.extend(iter_clouds(tmp_path / "cut.ply"))
+    says(info, "cut.ply: cut short: the header says 50 vertices, the file holds 30; read "
+         "those 30")
+    assert info.value.messages_read == 1 and info.value.where == "after vertex 30 of 50"
+    np.testing.assert_allclose(clouds[0].points, data[:30, :3], rtol=1e-6)
+    got = read_points(tmp_path / "cut.ply", allow_damaged=True, fields=["intensity"])
+    np.testing.assert_array_equal(got[:, 0], np.arange(30))
+
+
+def test_ply_damaged_after_its_vertices_yields_them_all(tmp_path: Path) -> None:
+    data = scan()
+    whole = write_ply(tmp_path / "mesh.ply", data, text=False, faces=40)
+    assert len(read_points(tmp_path / "mesh.ply")) == 50
+    (tmp_path / "cut.ply").write_bytes(whole[:-30])  # the faces cut short
+    with pytest.raises(DamagedFileError) as info:
+        read_points(tmp_path / "cut.ply")
+    says(info, "cut.ply: damaged after its 50 vertices", "read the 50 vertices")
+    np.testing.assert_allclose(read_points(tmp_path / "cut.ply", allow_damaged=True),
+                               data[:, :3], rtol=1e-6)
+    (tmp_path / "crumb.ply").write_bytes(whole[: whole.index(b"end_header") + 11 + 9])
+    with pytest.raises(DamagedFileError) as info:
+        read_points(tmp_path / "crumb.ply", allow_damaged=True)
+    says(info, "the file holds none; no point can be read")
+
+
+def test_fit_reads_a_bag_directory_without_metadata_not_as_shards(tmp_path: Path,
+                                                                  capsys) -> None:
+    from streamgmm.cli import main
+
+    clouds = [scan(30, seed)[:, :3].copy() for seed in range(3)]
+    write_rosbag2_mcap(tmp_path / "bag", clouds, stamps=[1.0, 1.1, 1.2])
+    (tmp_path / "bag" / "metadata.yaml").unlink()
+    assert main(["fit", "--components", "1", str(tmp_path / "bag")]) == 0
+    assert "90 points" in capsys.readouterr().out

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamgmm.formats import FORMATS, FormatError, iter_clouds, read_points
+from streamgmm.formats import FORMATS, DamagedFileError, FormatError, iter_clouds, read_points
 
 
 def points(n: int = 50, seed: int = 0) -> np.ndarray:
@@ -72,9 +72,15 @@ def test_kitti_bin(tmp_path: Path) -> None:
     np.testing.assert_array_equal(
         read_points(tmp_path / "000000.bin", fields=["intensity"])[:, 0], scan[:, 3]
     )
-    (tmp_path / "cut.bin").write_bytes(scan.tobytes()[:-5])
-    with pytest.raises(FormatError, match="not a whole number of KITTI points"):
+    (tmp_path / "cut.bin").write_bytes(scan.tobytes()[:-5])  # the last point cut in two
+    with pytest.raises(DamagedFileError, match="cut short: its 795 bytes hold 49 whole KITTI "
+                       "points .* and 11 bytes of the next; read those 49"):
         read_points(tmp_path / "cut.bin")
+    np.testing.assert_array_equal(read_points(tmp_path / "cut.bin", allow_damaged=True),
+                                  scan[:49, :3])
+    (tmp_path / "crumb.bin").write_bytes(scan.tobytes()[:7])
+    with pytest.raises(DamagedFileError, match="0 whole KITTI points .* no point can be read"):
+        read_points(tmp_path / "crumb.bin", allow_damaged=True)
 
 
 def _bad_files(tmp: Path) -> dict[str, str]:

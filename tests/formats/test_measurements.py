@@ -304,7 +304,11 @@ def test_cut_db3_and_ros1_bag(tmp_path: Path) -> None:
     assert 1 <= info.value.messages_read == len(got) < 5
     for cloud, points in zip(got, clouds):
         np.testing.assert_array_equal(cloud.points, points)
-    db3.write_bytes(data[: int(len(data) * 0.5)])  # SQLite refuses the file: nothing to read
+    db3.write_bytes(data[: int(len(data) * 0.5)])  # read with the pages before the cut
+    with pytest.raises(DamagedFileError) as info:
+        list(iter_clouds(db3))
+    assert info.value.messages_read <= len(got) and "malformed" in str(info.value)
+    db3.write_bytes(b"\0" * 100 + data[100:])  # its header gone: SQLite cannot open it
     with pytest.raises(FormatError, match="SQLite cannot open what is left"):
         list(iter_clouds(db3))
     bag = write_rosbags(tmp_path / "old.bag", clouds, stamps=stamps, ros1=True)

@@ -87,6 +87,6 @@ def test_truncated_and_garbage_bags(tmp_path: Path) -> None:
     for name in ("cut.mcap", "junk.mcap", "junk.bag"):
         with pytest.raises(FormatError, match=name):
             list(iter_clouds(tmp_path / name))
-    (tmp_path / "lone.db3").write_bytes(b"")
-    with pytest.raises(FormatError, match="metadata.yaml"):
+    (tmp_path / "lone.db3").write_bytes(b"")  # no metadata.yaml: read as SQLite alone
+    with pytest.raises(FormatError, match="lone.db3: not a rosbag2 SQLite bag"):
         list(iter_clouds(tmp_path / "lone.db3"))
