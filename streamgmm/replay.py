@@ -56,7 +56,8 @@ class ReplayError(ValueError):
 
 
 class Outgoing(NamedTuple):
-    """One message to send: points, sensor stamp (None: now), frame, recorded time (pacing)."""
+    """One message to send: points, sensor stamp (None: the schedule's, see
+    :func:`send_paced`), frame, recorded time (pacing)."""
 
     points: np.ndarray
     stamp: float | None = None
@@ -395,6 +396,10 @@ def send_paced(send: Callable[[np.ndarray, float | None, str], Any],
     count : int, optional
         Stop after this many points (the last message is cut).
 
+    A message without a sensor stamp is stamped with the time its schedule gives it: the
+    start plus ``points / rate``, or plus its recorded time, or the start itself when sent
+    as fast as possible; never the moment it happened to leave.
+
     Returns
     -------
     Sent
@@ -403,6 +408,7 @@ def send_paced(send: Callable[[np.ndarray, float | None, str], Any],
     n_messages = points = 0
     interrupted = False
     start = time.perf_counter()
+    epoch = time.time()
     try:
         for out in messages:
             batch = out.points
@@ -418,7 +424,14 @@ def send_paced(send: Callable[[np.ndarray, float | None, str], Any],
                     delay = 0.0
                 if delay > 0:
                     time.sleep(delay)
-                send(batch, out.stamp, out.frame)
+                stamp = out.stamp
+                if stamp is None:
+                    # Points without sensor time get the stamps of the schedule, not of the
+                    # sending: the daemon groups messages into steps by their stamps
+                    # (streamgmm.daemon.steps), so its model does not depend on how fast
+                    # this machine sent them.
+                    stamp = epoch + (points / rate if rate else (out.time or 0.0))
+                send(batch, stamp, out.frame)
                 n_messages += 1
                 points += len(batch)
             if count is not None and points >= count:

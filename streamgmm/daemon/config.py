@@ -213,7 +213,10 @@ class ModelConfig:
     checkpoint_every_s : float
         Seconds between checkpoints while the state changes.
     publish_every_s : float
-        At most one online update per interval; ``0`` publishes after every batch.
+        At most one online update per interval; ``0`` publishes after every batch (and
+        steps message by message). Also the sensor time one online step spans at most: a
+        step folds consecutive messages whose stamps lie within it, up to 4,096 rows
+        (:mod:`streamgmm.daemon.steps`).
     refit_every_s : float
         Seconds between batch refits on the retained points; ``0`` refits only on request.
     window_points : int

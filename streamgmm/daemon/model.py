@@ -23,6 +23,7 @@ from streamgmm.core.params import MixtureParams
 from streamgmm.core.refit import RefitResult, refit
 from streamgmm.daemon.config import ConfigError, ModelConfig
 from streamgmm.daemon.overload import PointCost
+from streamgmm.daemon.steps import StepGrouper
 from streamgmm.daemon.transport import ControlRequest
 from streamgmm.estimator import GaussianMixture
 
@@ -30,10 +31,10 @@ log = logging.getLogger("streamgmm")
 
 __all__ = ["MODEL_STATUS", "ModelRuntime", "RefitResult", "StatusKey", "refit_job"]
 
-# Queued messages are folded into one online step of at most this many points, so that the
-# model hardly depends on how fast points arrive: a message of this size or more is a step of
-# its own, exactly as partial_fit on it (8,192-point steps ended 0.10-0.11 nats/point further
-# from batch EM than 4,096-point partial_fit on ordered streams; benchmarks/README.md).
+# Consecutive messages are folded into one online step of at most about this many points
+# (streamgmm.daemon.steps): a message of this size or more is a step of its own, exactly as
+# partial_fit on it (8,192-point steps ended 0.10-0.11 nats/point further from batch EM than
+# 4,096-point partial_fit on ordered streams; benchmarks/README.md).
 MAX_COALESCED_POINTS = 4096
 # Version 2: the online state of incremental EM (retained blocks); version 1 is refused.
 _CHECKPOINT_FORMAT = 2
@@ -78,8 +79,11 @@ class ModelRuntime:
         # Points coalesced into one online step at most. A window forgets block by block:
         # a step of more than a sixteenth of it would make the model jump, not follow, so
         # a window's steps stay that small however fast the points arrive.
-        self.coalesce_limit = MAX_COALESCED_POINTS if config.retain != "window" else max(
-            1, min(MAX_COALESCED_POINTS, config.window_points // 16))
+        # A step also closes at max_backlog_points: reading pauses there, and a step waiting
+        # for more rows would wait for ever.
+        self.coalesce_limit = min(config.max_backlog_points, (
+            MAX_COALESCED_POINTS if config.retain != "window"
+            else max(1, min(MAX_COALESCED_POINTS, config.window_points // 16))))
         self.seq = 0  # of the last published update
         self.seq_lease = 0  # highest seq a checkpoint has reserved
         self.last_stamp = float("nan")
@@ -117,6 +121,12 @@ class ModelRuntime:
         # Accepted messages not yet absorbed: (rows kept, points received, stamp, frame).
         self.backlog: deque[tuple[np.ndarray, int, float, str]] = deque()
         self.backlog_rows = 0  # rows kept in the backlog
+        # How the backlog's messages form steps, decided by the messages alone
+        # (streamgmm.daemon.steps): the closed steps' sizes in messages, from the backlog's
+        # head; the messages after them are the step still open.
+        self.steps = StepGrouper(self.coalesce_limit, config.publish_every_s)
+        self.step_sizes: deque[int] = deque()
+        self.last_admitted = time.monotonic()  # when a message last entered the backlog
 
     def _new_estimator(self) -> GaussianMixture:
         c = self.config

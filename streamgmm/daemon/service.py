@@ -11,13 +11,14 @@ The loop is the only owner of model state. Each turn it
    absorbs, so a burst leaves ZeroMQ's queue (which drops at its high-water mark);
 2. queues each model's messages in its backlog, each thinned to a uniform subset when the
    backlog would take the model longer than its ``overload_budget_s`` to absorb
-   (:mod:`streamgmm.daemon.overload`), and folds the backlog into the estimator in
-   ``partial_fit`` steps of at most ``coalesce_limit`` points (one per message for a model
-   that publishes after every batch, unless thinned) for about 20 ms per model; a step's
-   row chunks run on the ``[service] threads`` pool;
+   (:mod:`streamgmm.daemon.overload`), groups them into ``partial_fit`` steps by a rule of
+   the messages alone (:mod:`streamgmm.daemon.steps`: rows and stamps; one per message for
+   a model that publishes after every batch), and folds the closed steps into the estimator
+   for about 20 ms per model; a step's row chunks run on the ``[service] threads`` pool;
 3. answers control requests (snapshot, status, refit);
 4. runs the timers: publish a pending update, start a periodic refit, adopt a finished
-   refit, write a checkpoint. The poll timeout is the time to the next deadline.
+   refit, write a checkpoint; and closes the open step of a stream that stopped without an
+   end marker. The poll timeout is the time to the next deadline.
 
 The online model's whole work runs in the loop (its chunks on the pool's threads, reduced in
 a fixed order), so the model is a function of the batches, the seed and the thinning
@@ -59,6 +60,7 @@ from streamgmm.daemon.metrics import MetricsServer
 from streamgmm.daemon.model import ModelRuntime, Waiter, refit_job
 from streamgmm.daemon.overload import keep_fraction, thin
 from streamgmm.daemon.sample import PointSample
+from streamgmm.daemon.steps import IDLE_CLOSE_S
 from streamgmm.daemon.transport import BindError, ControlRequest, Transport
 from streamgmm.parallel import ThreadPool, using
 
@@ -95,6 +97,8 @@ _BACKLOG_MESSAGES = 65_536
 # A step of at least this many rows runs on the step thread while the loop answers status
 # (a 131,072-point sweep takes 100-300 ms, a 4,096-point step 10-20 ms), polling every 5 ms.
 _SERVE_FROM_ROWS = 16_384
+# What an end marker puts among a model's messages of a turn: the end of its open step.
+_STREAM_END = None
 _SERVE_POLL_MS = 5
 # Sequence numbers reserved ahead in each checkpoint: after a SIGKILL the daemon restarts
 # above anything it can have published since that checkpoint, so no seq is ever reused.
@@ -247,7 +251,8 @@ class Service:
                 # At most max_backlog_points rows: every message read is absorbed.
                 log.info("model=%s absorbing its %d queued points before stopping",
                          model.name, model.backlog_rows)
-            while model.backlog:
+            model.step_sizes.extend(model.steps.close())
+            while model.step_sizes:
                 self._absorb_step(model, self.pool)
             if model.changed and model.fitted:
                 self._publish(model, "online")
@@ -291,6 +296,8 @@ class Service:
             ingest_ready, control_ready = self.transport.poll(self._poll_timeout_ms())
             if ingest_ready:
                 self._drain_ingest()
+            else:
+                self._close_idle_steps()
             self._absorb_backlogs()
             if control_ready:
                 self._drain_control()
@@ -299,9 +306,11 @@ class Service:
     def _poll_timeout_ms(self) -> float:
         now = time.monotonic()
         deadline = now + 0.1  # signals are noticed within 100 ms
-        if any(m.backlog for m in self.models):
-            return 0.0  # queued points to absorb: look at the sockets, do not wait on them
+        if any(m.step_sizes for m in self.models):
+            return 0.0  # queued steps to absorb: look at the sockets, do not wait on them
         for model in self.models:
+            if model.steps.open_messages:
+                deadline = min(deadline, model.last_admitted + IDLE_CLOSE_S)
             if model.refit_future is not None:
                 deadline = min(deadline, now + 0.005)
             if model.changed and model.fitted:
@@ -369,10 +378,14 @@ class Service:
         """
         keep = 1.0
         if model.can_thin:
-            keep = keep_fraction(sum(len(part[0]) for part in parts), model.backlog_rows,
+            incoming = sum(len(part[0]) for part in parts if part is not _STREAM_END)
+            keep = keep_fraction(incoming, model.backlog_rows,
                                  model.cost.seconds_per_point, model.config.overload_budget_s)
         thinned = 0
         for part in parts:
+            if part is _STREAM_END:
+                model.step_sizes.extend(model.steps.close())
+                continue
             # (rows, stamp, frame[, the source's SourceStats, which counts its thinned points])
             X, stamp, frame = part[:3]
             kept = thin(X, keep, model.thin_rng) if keep < 1.0 else X
@@ -381,8 +394,19 @@ class Service:
                 part[3].points_thinned += len(X) - len(kept)
             model.backlog.append((kept, len(X), stamp, frame))
             model.backlog_rows += len(kept)
+            model.step_sizes.extend(model.steps.add(len(kept), stamp,
+                                                    thinned=len(kept) < len(X)))
+        model.last_admitted = time.monotonic()
         model.points_thinned += thinned
         self.counters.points_thinned += thinned
+
+    def _close_idle_steps(self) -> None:
+        """Close the open step of each model whose stream stopped without an end marker:
+        nothing queued on the socket, and no message for ``IDLE_CLOSE_S``."""
+        now = time.monotonic()
+        for model in self.models:
+            if model.steps.open_messages and now - model.last_admitted >= IDLE_CLOSE_S:
+                model.step_sizes.extend(model.steps.close())
 
     def _absorb_backlogs(self, seconds: float = _ABSORB_SECONDS) -> None:
         """Fold queued messages in: per model at least one step, then more for ``seconds``
@@ -399,7 +423,7 @@ class Service:
         by one thread only, and its steps' chunks then run in that thread (the same bits).
         """
         pool = self.pool
-        timed = [m for m in self.models if m.backlog and m.config.publish_every_s > 0]
+        timed = [m for m in self.models if m.step_sizes and m.config.publish_every_s > 0]
         rest = self.models
         if pool is not None and pool.threads > 1 and len(timed) > 1:
             pool.map(lambda model: self._absorb_for(model, seconds, None, serve=False), timed)
@@ -412,24 +436,15 @@ class Service:
         """A model's steps from its backlog for about ``seconds`` (at least one step);
         ``pool`` scores their row chunks; ``serve``: see :meth:`_absorb`."""
         deadline = time.monotonic() + seconds
-        while model.backlog:
+        while model.step_sizes:
             self._absorb_step(model, pool, serve)
             if time.monotonic() > deadline:
                 break
 
     def _absorb_step(self, model: ModelRuntime, pool: ThreadPool | None = None,
                      serve: bool = True) -> None:
-        backlog = model.backlog
-        step = [backlog.popleft()]
-        size = len(step[0][0])
-        thinned = step[0][1] > size
-        per_message = model.config.publish_every_s == 0 and not thinned
-        while backlog and not per_message and size < model.coalesce_limit:
-            X, n, _, _ = backlog[0]
-            if model.config.publish_every_s == 0 and n == len(X):
-                break  # an unthinned message of a per-message model: its own step
-            step.append(backlog.popleft())
-            size += len(X)
+        step = [model.backlog.popleft() for _ in range(model.step_sizes.popleft())]
+        size = sum(len(X) for X, _, _, _ in step)
         model.backlog_rows -= size
         X = step[0][0] if len(step) == 1 else np.concatenate([x for x, _, _, _ in step])
         represented = sum(n for _, n, _, _ in step)
@@ -499,9 +514,11 @@ class Service:
 
     def _absorb_backlog(self, model: ModelRuntime,
                         parts: list[tuple[np.ndarray, float, str]]) -> None:
-        """Admit ``parts`` and absorb the model's whole backlog (tests; shutdown)."""
+        """Admit ``parts`` and absorb the model's whole backlog, its open step closed
+        (tests)."""
         self._admit(model, parts)
-        while model.backlog:
+        model.step_sizes.extend(model.steps.close())
+        while model.step_sizes:
             self._absorb_step(model, self.pool)
 
     def _absorb(self, model: ModelRuntime, X: np.ndarray, stamp: float,
@@ -558,10 +575,14 @@ class Service:
             return []
         source = msg.source or topic.decode("utf-8", "replace")
         if msg.end:
-            # An end marker: the publisher's stream is complete up to here (docs/protocol.md).
+            # An end marker: the publisher's stream is complete up to here (docs/protocol.md),
+            # so it closes the open step of every model that reads it, after the messages
+            # before it.
             c.messages_received -= 1
             c.end_markers += 1
             self._observe_seq(source, msg.seq, end=True, first_seq=msg.first_seq)
+            for i in matching:
+                batches.setdefault(i, []).append(_STREAM_END)
             return []
         stats = self._observe_seq(source, msg.seq)
         c.rows_dropped_nonfinite += msg.rows_dropped_nonfinite

@@ -153,3 +153,32 @@ def test_still_absorbing_sums_the_backlogs_of_the_models_on_the_topic(fake_contr
     assert still_absorbing(server.endpoint, None, "other/topic") == (0, 0.0)
     silent = fake_control(lambda request: [])
     assert still_absorbing(silent.endpoint, None, "points/lidar") == (0, 0.0)
+
+
+def test_a_replay_at_full_speed_gives_the_model_of_its_messages(daemon_factory, tmp_path,
+                                                                capsys) -> None:
+    """A file without sensor time sent as fast as possible, to a model that publishes on
+    a timer, on a loaded machine: publish stamps it by its schedule (all at the start), the
+    daemon folds the messages into steps of 4,096 rows by that rule alone, and the model is
+    partial_fit's on those steps, bit for bit (not a function of how the loop met them)."""
+    from streamgmm.daemon.config import load_config
+    from streamgmm.daemon.model import ModelRuntime
+    from streamgmm.daemon.steps import group_steps
+    from streamgmm.synthetic import lidar_scene
+    from tests.daemon.test_parity import cpu_hogs
+
+    X = lidar_scene(24_000, seed=3).astype(np.float32)
+    np.save(tmp_path / "scan.npy", X)
+    d = daemon_factory([dict(MODEL, components=6, publish_every_s=0.1, seed=4)])
+    with cpu_hogs(1):
+        assert main(publish_argv(d, "--file", str(tmp_path / "scan.npy"), "--batch", "250",
+                                 "--confirm-timeout", "60")) == 0
+        d.wait_for(lambda s: s["models"]["lidar"]["n_seen"] == len(X), timeout=60.0)
+    assert "applied 96, rejected 0, lost 0" in capsys.readouterr().out
+    snap = d.request(op="snapshot", model="lidar")
+    batches = [X[i : i + 250].astype(np.float64) for i in range(0, len(X), 250)]
+    library = ModelRuntime(load_config(d.config_path).models[0]).estimator
+    for step in group_steps(batches, [0.0] * len(batches), limit=4096, seconds=0.1):
+        library.partial_fit(step)
+    np.testing.assert_array_equal(snap["means"], library.means_)
+    np.testing.assert_array_equal(snap["covariances"], library.covariances_)

@@ -151,6 +151,7 @@ def test_admission_counts_the_rows_already_waiting():
     service._admit(model, [(_blobs(300, 3), 4.0, "") for _ in range(3)])
     # The budget is full: a row per message.
     assert model.backlog_rows == 10_003 and model.points_thinned == 10_000 + 897
+    service._admit(model, [service_module._STREAM_END])  # closes the last step
     service._absorb_backlogs(seconds=60.0)
     assert not model.backlog and model.backlog_rows == 0 and model.n_seen == 22_900
 
@@ -270,9 +271,12 @@ def test_thinning_generator_survives_a_checkpoint():
 
 
 def _queue(service: Service, messages: list[np.ndarray]) -> list:
-    """A fake ingest socket holding ``messages`` (seq 0, 1, ...), as the loop reads it."""
+    """A fake ingest socket holding ``messages`` (seq 0, 1, ...) and the end marker that
+    closes the last step, as the loop reads them."""
     queued = [[b"points/lidar", codec.encode_points(X, seq=i, stamp=1.0)]
               for i, X in enumerate(messages)]
+    queued.append([b"points/lidar", codec.encode_points(
+        np.empty((0, 3)), seq=len(messages), stamp=1.0, end=True, first_seq=0)])
     service.transport = SimpleNamespace(
         recv_points=lambda: queued.pop(0) if queued else None,
         publish=lambda topic, payload: None)
@@ -292,7 +296,7 @@ def test_a_turn_reads_ahead_of_what_it_absorbs(publish_every_s, monkeypatch):
     queued = _queue(service, [_blobs(20, 1 + i) for i in range(300)])
     service._absorb_backlog(model, [(_blobs(2000, 0), 1.0, "")])
     service._drain_ingest()
-    assert service.last_drain == 256 and len(queued) == 44
+    assert service.last_drain == 256 and len(queued) == 44 + 1  # the end marker
     assert len(model.backlog) == 256 and model.backlog_rows == 256 * 20
     started = time.monotonic()
     service._absorb_backlogs(seconds=0.0)  # a slice: one step, the rest waits
@@ -317,10 +321,10 @@ def test_reading_pauses_at_max_backlog_points(monkeypatch):
     service._absorb_backlog(model, [(_blobs(2000, 0), 1.0, "")])
     queued = _queue(service, [_blobs(30, 1 + i) for i in range(10)])
     service._drain_ingest()
-    assert service.last_drain == 4 and model.backlog_rows == 120 and len(queued) == 6
+    assert service.last_drain == 4 and model.backlog_rows == 120 and len(queued) == 6 + 1
     service._drain_ingest()  # full: nothing read
-    assert service.last_drain == 0 and len(queued) == 6
+    assert service.last_drain == 0 and len(queued) == 6 + 1
     service._absorb_backlogs(seconds=60.0)
     assert model.backlog_rows == 0
     service._drain_ingest()
-    assert service.last_drain == 4 and len(queued) == 2
+    assert service.last_drain == 4 and len(queued) == 2 + 1

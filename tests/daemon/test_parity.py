@@ -3,9 +3,9 @@
 A daemon fed over its socket, one message per batch, and ``partial_fit`` fed the same batches
 from the same seed reach the same parameters bit for bit, moves included, however busy the
 machine: the daemon runs the whole online update inline through the same
-:class:`~streamgmm.core.online.OnlineEM`, and nothing of it depends on timing. When the daemon
-coalesces queued messages into larger steps, another step schedule can end in another local
-optimum: that model is checked not to be worse by more than a bound measured on the stream.
+:class:`~streamgmm.core.online.OnlineEM`, and nothing of it depends on timing. A model that
+publishes on a timer folds consecutive messages into steps by a rule of the messages alone
+(:mod:`streamgmm.daemon.steps`): it equals ``partial_fit`` on those steps.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import sys
 
 import numpy as np
 
-from streamgmm import GaussianMixture
+from streamgmm import GaussianMixture, codec
 from streamgmm.daemon.config import load_config
 from streamgmm.daemon.model import ModelRuntime
+from streamgmm.daemon.steps import group_steps
 from streamgmm.synthetic import lidar_scene
 
 MODEL = {"name": "lidar", "topic": "points/lidar", "dim": 3, "components": 6,
@@ -96,25 +97,30 @@ def test_daemon_equals_partial_fit_on_a_busy_machine(daemon_factory):
     assert d.stop() == 0
 
 
-def test_coalesced_steps_do_not_make_the_model_worse(daemon_factory):
-    """publish_every_s > 0: queued messages are folded in as one step (up to 4,096 points),
-    as the load decides. Another step schedule can end in another local optimum, so the
-    model is compared one way: not worse than partial_fit on the messages by more than 0.25
-    nats/point (held out). Measured on this stream (2026-12-07, 36 random coalescings of
-    the 96 messages in-process): coalesced - partial_fit from -0.096 to +0.218. (On eight
-    sorted blobs with six components, 1 coalescing in 6 ended 0.34-0.55 worse, the same
-    with the previous online update: that stream tests nothing but the draw.)"""
-    coalescing = dict(MODEL, publish_every_s=0.05)
-    d = daemon_factory(models=[coalescing])
-    every = lidar_scene(30_000, seed=2)
-    X, test = every[np.arange(len(every)) % 5 != 0], every[::5]
-    batches = np.array_split(X, 96)
-    with cpu_hogs(1):
-        snap, _ = _feed(d, X, batches)
-    library = _library(d, batches)
-    online = library.__class__.from_parameters(snap["weights"], snap["means"],
-                                               snap["covariances"])
-    assert online.score(test) > library.score(test) - 0.25
+def test_a_timed_model_steps_by_the_messages_alone(daemon_factory):
+    """publish_every_s > 0: consecutive messages are folded into steps by their rows and
+    stamps alone (streamgmm.daemon.steps), never by how many were queued when the loop came
+    to them: small messages sent as fast as possible to a busy machine give partial_fit's
+    model on the same steps, bit for bit."""
+    timed = dict(MODEL, publish_every_s=0.05)
+    d = daemon_factory(models=[timed])
+    X = lidar_scene(30_000, seed=2)
+    batches = np.array_split(X, 120)  # 250 points a message
+    # A 50 Hz sensor, then a stretch of one stamp (a sweep sent in pieces): both rules.
+    stamps = [1000.0 + 0.02 * i if i < 60 else 1002.0 for i in range(120)]
+    steps = group_steps(batches, stamps, limit=4096, seconds=0.05)
+    assert len(steps) < 60 and max(len(s) for s in steps) >= 4096
+    with cpu_hogs(2):
+        for seq, (batch, stamp) in enumerate(zip(batches, stamps)):
+            d.send("points/lidar", batch, seq=seq, stamp=stamp)
+        # The end marker closes the last step.
+        d.send_raw([b"points/lidar", codec.encode_points(
+            np.empty((0, 3)), seq=120, stamp=1002.0, source="test", end=True, first_seq=0)])
+        d.wait_for(lambda s: s["models"]["lidar"]["n_seen"] == len(X), timeout=90)
+    snap, status = d.request(op="snapshot", model="lidar"), d.status()["models"]["lidar"]
+    library = _library(d, steps)
+    assert library.online_.n_updates == len(steps) - 1  # the first step seeds the model
+    _assert_same_model(snap, status, library, len(X))
     assert d.stop() == 0
 
 

@@ -122,6 +122,8 @@ def test_point_messages_are_read_into_the_backlog_during_a_long_step():
     service._absorb(model, rng.normal(size=(2000, 3)), 1.0)
     messages = [[b"points/lidar", codec.encode_points(rng.normal(size=(50, 3)), seq=i,
                                                         stamp=3.0)] for i in range(20)]
+    messages.append([b"points/lidar", codec.encode_points(  # closes their step
+        np.empty((0, 3)), seq=20, stamp=3.0, end=True, first_seq=0)])
     transport = StandInTransport([], messages)
     service.transport = transport
     service.stepper = ThreadPoolExecutor(max_workers=1)
