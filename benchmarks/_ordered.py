@@ -365,12 +365,16 @@ class StreamFeeder:
     """
 
     def __init__(self, daemon: CliDaemon, model: str = "lidar", topic: str = "points/lidar",
-                 batch: int = 4096, dtype: str = "float32") -> None:
+                 batch: int = 4096, dtype: str = "float32",
+                 sensor_rate: float | None = None) -> None:
         import zmq
 
         from streamgmm.client import ControlClient, PointPublisher
 
         self.daemon, self.model, self.batch, self.dtype = daemon, model, batch, np.dtype(dtype)
+        # Stamps: the first row's index over sensor_rate (the sensor's points per second),
+        # or the index itself (each message seconds apart: a step of its own).
+        self.sensor_rate = sensor_rate or 1.0
         self.ctx = zmq.Context()
         self.pub = PointPublisher(daemon.ingest, topic, source="bench", context=self.ctx,
                                   sndhwm=100_000, linger_ms=2000)
@@ -404,11 +408,19 @@ class StreamFeeder:
                 else:
                     self.max_late_s = max(self.max_late_s, now - target)
             self.pub.send(X[s:min(s + self.batch, upto)].astype(self.dtype, copy=False),
-                          stamp=float(s))
+                          stamp=self.stamp(s))
             self.sent_messages += 1
             i += 1
         self.send_seconds += time.perf_counter() - t0
         self.sent_rows = upto
+
+    def stamp(self, row: int) -> float:
+        """The stamp of the message that starts at ``row``."""
+        return row / self.sensor_rate
+
+    def end(self, dim: int) -> None:
+        """The end-of-stream marker: the daemon closes the model's last step."""
+        self.pub.send_end(dim, stamp=self.stamp(self.sent_rows))
 
     def wait_seen(self, n: int, timeout: float = 120.0) -> float:
         """Seconds until ``n_seen >= n`` (bounded by ``timeout`` and by a 10 s stall)."""

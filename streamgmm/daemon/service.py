@@ -60,7 +60,7 @@ from streamgmm.daemon.metrics import MetricsServer
 from streamgmm.daemon.model import ModelRuntime, Waiter, refit_job
 from streamgmm.daemon.overload import keep_fraction, thin
 from streamgmm.daemon.sample import PointSample
-from streamgmm.daemon.steps import IDLE_CLOSE_S
+from streamgmm.daemon.steps import idle_close_s
 from streamgmm.daemon.transport import BindError, ControlRequest, Transport
 from streamgmm.parallel import ThreadPool, using
 
@@ -310,7 +310,8 @@ class Service:
             return 0.0  # queued steps to absorb: look at the sockets, do not wait on them
         for model in self.models:
             if model.steps.open_messages:
-                deadline = min(deadline, model.last_admitted + IDLE_CLOSE_S)
+                deadline = min(deadline, model.last_admitted
+                               + idle_close_s(model.config.publish_every_s))
             if model.refit_future is not None:
                 deadline = min(deadline, now + 0.005)
             if model.changed and model.fitted:
@@ -402,10 +403,11 @@ class Service:
 
     def _close_idle_steps(self) -> None:
         """Close the open step of each model whose stream stopped without an end marker:
-        nothing queued on the socket, and no message for ``IDLE_CLOSE_S``."""
+        nothing queued on the socket, and no message for :func:`idle_close_s`."""
         now = time.monotonic()
         for model in self.models:
-            if model.steps.open_messages and now - model.last_admitted >= IDLE_CLOSE_S:
+            idle = idle_close_s(model.config.publish_every_s)
+            if model.steps.open_messages and now - model.last_admitted >= idle:
                 model.step_sizes.extend(model.steps.close())
 
     def _absorb_backlogs(self, seconds: float = _ABSORB_SECONDS) -> None:

@@ -17,9 +17,10 @@ possible, on a quiet machine or a loaded one:
 
 A step still open at the end of a stream is closed by the stream's end marker, by the daemon
 stopping, or, for a stream that stops without an end marker, when no message has come for
-a while (:data:`IDLE_CLOSE_S`: the one rule that reads the clock, for a stream that really
-stopped). :func:`group_steps` applies the rule to a list of messages, so that ``partial_fit``
-can be given the daemon's steps.
+a while (:func:`idle_close_s`: the one rule that reads the clock, for a stream that really
+stopped; a sensor that sends in real time is closed by its stamps first).
+:func:`group_steps` applies the rule to a list of messages, so that ``partial_fit`` can be
+given the daemon's steps.
 """
 
 from __future__ import annotations
@@ -29,11 +30,19 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["IDLE_CLOSE_S", "StepGrouper", "group_steps"]
+__all__ = ["IDLE_CLOSE_S", "StepGrouper", "group_steps", "idle_close_s"]
 
 #: Seconds without a message after which a model's open step is closed (its stream stopped
-#: without an end marker).
+#: without an end marker), at least; see :func:`idle_close_s`.
 IDLE_CLOSE_S = 0.5
+
+
+def idle_close_s(seconds: float) -> float:
+    """Seconds without a message after which the open step of a model whose steps span
+    ``seconds`` of sensor time is closed: at least :data:`IDLE_CLOSE_S`, and twice the span,
+    so that a sensor sending in real time (or a recording replayed at its pace) is never
+    closed by the clock before its stamps would close the step."""
+    return max(IDLE_CLOSE_S, 2.0 * seconds)
 
 
 class StepGrouper:

@@ -49,3 +49,10 @@ def test_group_steps_gives_the_batches_of_the_steps() -> None:
     np.testing.assert_array_equal(np.concatenate(steps), np.concatenate(batches))
     with pytest.raises(ValueError):
         group_steps(batches, [0.0], limit=100)
+
+
+def test_the_clock_closes_a_step_no_sooner_than_the_stamps_would() -> None:
+    from streamgmm.daemon.steps import IDLE_CLOSE_S, idle_close_s
+
+    assert idle_close_s(0.0) == idle_close_s(0.1) == IDLE_CLOSE_S
+    assert idle_close_s(5.0) == 10.0
