@@ -158,6 +158,7 @@ def daemon_scores(tmp: Path, name: str, stream: Stream, tests: list[np.ndarray],
         for (_, _, c), test in zip(stream.checkpoints, tests):
             t0 = time.perf_counter()
             feed.send(stream.train, c)
+            feed.end(stream.dim)  # closes the open step: the stream is complete up to here
             feed.wait_seen(c)
             busy += time.perf_counter() - t0
             scores.append(feed.snapshot_score(test, settle_s=0.15)[0])
