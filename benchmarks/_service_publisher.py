@@ -76,7 +76,11 @@ class StatusClient:
         self.sock = None
 
     def applied(self, timeout_s: float = 5.0) -> tuple[int, int] | None:
-        """``(messages_applied, points_applied)``, or ``None`` on timeout."""
+        """``(messages_applied, points absorbed)``, or ``None`` on timeout.
+
+        The daemon counts a message applied when it reads it into a model's backlog, ahead
+        of absorbing it: the points absorbed are ``points_applied`` less the models'
+        ``backlog_points`` (a bare receiver has no models: all of them)."""
         if self.sock is None:
             self.sock = self.ctx.socket(zmq.REQ)
             self.sock.linger = 0
@@ -86,8 +90,10 @@ class StatusClient:
             self.sock.close(linger=0)
             self.sock = None
             return None
-        c = codec.decode_reply(self.sock.recv())["counters"]
-        return int(c["messages_applied"]), int(c["points_applied"])
+        reply = codec.decode_reply(self.sock.recv())
+        c = reply["counters"]
+        waiting = sum(int(m.get("backlog_points", 0)) for m in reply.get("models", {}).values())
+        return int(c["messages_applied"]), int(c["points_applied"]) - waiting
 
     def close(self) -> None:
         if self.sock is not None:
@@ -171,7 +177,7 @@ def paced(args: argparse.Namespace) -> None:
 
 def throttled(args: argparse.Namespace) -> dict:
     """Send ``points`` as fast as the receiver absorbs them (never more than ``max_inflight``
-    messages ahead of its ``messages_applied`` counter), so that nothing is dropped."""
+    messages ahead of what it absorbed), so that nothing is dropped."""
     _install_signals()
     batches = _batches(args.batch, args.dim, args.dtype, args.seed, args.stream)
     ctx = zmq.Context()
@@ -197,7 +203,7 @@ def throttled(args: argparse.Namespace) -> dict:
                 if got is None:
                     stalls += 1
                     continue
-                applied = got[0] - base[0]
+                applied = (got[1] - base[1]) // args.batch  # messages absorbed
                 next_check = time.perf_counter() + 0.25
                 if sent - applied >= args.max_inflight:
                     time.sleep(0.005)
@@ -215,7 +221,7 @@ def throttled(args: argparse.Namespace) -> dict:
             if got is not None:
                 applied = got[0] - base[0]
                 applied_points = got[1] - base[1]
-                if applied >= sent:
+                if applied >= sent and applied_points >= sent * args.batch:
                     break
             time.sleep(0.01)
         t_end = time.perf_counter()

@@ -488,9 +488,9 @@ def figure_1(ctx: Context) -> None:
             "e.g. 2.59 M/s for a 2.6 M/s target).",
             "'>=' = the raw receiver lost nothing at the highest rate tried: its limit is "
             "higher, so the ratio is an upper bound.",
-            f"capacity: publisher sends as fast as the receiver's messages_applied allows "
-            f"(<= 128 messages in flight) for {s['capacity_s']:g} s;",
-            f"points applied / time including the drain. Daemon peak RSS in this figure: "
+            f"capacity: publisher sends as fast as the receiver absorbs (<= 128 messages in "
+            f"flight beyond points_applied - backlog_points) for {s['capacity_s']:g} s;",
+            f"points absorbed / time including the drain. Daemon peak RSS in this figure: "
             f"{rss:.0f} MiB. All processes share {os.cpu_count()} cores.",
         ],
     )
@@ -772,7 +772,7 @@ def figure_4(ctx: Context) -> None:
         rows,
         [
             f"Points streamed as fast as the daemon absorbs them (publisher <= 128 messages of "
-            f"{BATCH:,} ahead of messages_applied): no loss",
+            f"{BATCH:,} ahead of points_applied - backlog_points): no loss",
             f"(sent - applied = {lost}, messages_lost = {c['messages_lost']}). "
             "VmRSS/VmHWM from /proc/PID/status once each leg is absorbed.",
             f"Bound: retained points 200,000 x {D} x 8 B = 4.6 MiB; ingest queue <= RCVHWM "
@@ -907,8 +907,8 @@ def figure_5(ctx: Context) -> None:
           f"< {GOAL_CONTROL_P99 * 1000:.0f} ms",
           verdict(p99 < GOAL_CONTROL_P99 and timeouts == 0)]],
         [f"capacity = points absorbed per second with the publisher at most 4 sweeps ahead "
-         f"of messages_applied, {s['sweep_cap_s']:g} s, thinning off; status every 50 ms "
-         f"during the legs ({timeouts} timeouts)."],
+         f"of points_applied - backlog_points, {s['sweep_cap_s']:g} s, thinning off; status "
+         f"every 50 ms during the legs ({timeouts} timeouts)."],
     )
 
 

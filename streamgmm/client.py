@@ -267,7 +267,10 @@ class PointPublisher:
             Real numbers, ``n >= 1`` and ``d >= 1``; float32 travels as ``<f4``, everything
             else as ``<f8``. Rows with NaN or Inf are sent as they are (the daemon drops them).
         stamp : float, optional
-            Sensor time in seconds; default ``time.time()``.
+            Sensor time in seconds; default ``time.time()``. The daemon folds a model's
+            messages into online steps by their stamps (docs/protocol.md, section 1,
+            "Steps"): give the sensor's time, so that the model does not depend on how fast
+            the messages were sent.
         frame : str, default=""
             Coordinate frame of the points.
 
