@@ -226,9 +226,10 @@ def figure_1(ctx: Context) -> None:
             "is scored. textbook = effort=0, moves=False with the same",
             f"window and a constant step of {STEP}. Verdicts: every seed at the checkpoint; "
             "the daemon also needs zero loss (messages_lost, messages_applied).",
-            "The daemon folds queued messages into one online step up to its coalescing "
-            "limit (for a window: window_points // 16 = 500 < 512, so",
-            "one message per step, as in the library).",
+            "The daemon folds consecutive messages into one online step up to its row limit "
+            "(streamgmm.daemon.steps; for a window:",
+            "window_points // 16 = 500 < 512), so one message per step, as in the library; "
+            "an end marker at each checkpoint closes the last.",
         ] + notes + ([f"--quick: rooms stream of {SIZES[True]['rooms_n']:,} points, seeds "
                       "0-1."] if ctx.quick else []),
     )
