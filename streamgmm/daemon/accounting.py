@@ -7,6 +7,7 @@ counted here (received, applied, rejected by reason, rows dropped), and each pub
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
@@ -80,12 +81,18 @@ class SourceStats:
     messages_lost: int = 0
     rows_dropped_nonfinite: int = 0
     restarts: int = 0
+    # Copies of the message before them (the same seq and stamp), rejected as "dup".
+    duplicates: int = 0
     # The seq of the last end marker received, and the first seq it said its run sent.
     end_seq: int = -1
     end_first_seq: int = -1
+    # The stamp of the last message (not reported: it tells a copy from a restart).
+    last_stamp: float = field(default=math.nan, repr=False)
 
     def as_dict(self) -> dict:
-        return _saturate(asdict(self))
+        fields = asdict(self)
+        del fields["last_stamp"]
+        return _saturate(fields)
 
 
 class SourceTracker:
@@ -96,10 +103,24 @@ class SourceTracker:
         self._stats: OrderedDict[str, SourceStats] = OrderedDict()
         self.capacity = capacity
 
-    def observe(self, source: str, seq: int) -> tuple[int, bool]:
+    def is_copy(self, source: str, seq: int, stamp: float) -> bool:
+        """Is this message a copy of the source's last one (the same ``seq`` and ``stamp``)?
+
+        A copy is counted (received, a duplicate) and goes no further. A ``seq`` that goes
+        back, or repeats with another stamp, is a restart (:meth:`observe`): a publisher
+        that starts again stamps its messages anew.
+        """
+        stats = self._stats.get(source)
+        if stats is None or seq != stats.last_seq or stamp != stats.last_stamp:
+            return False
+        stats.messages_received += 1
+        stats.duplicates += 1
+        return True
+
+    def observe(self, source: str, seq: int, stamp: float = math.nan) -> tuple[int, bool]:
         """Count one message; returns ``(messages lost before this one, publisher restarted)``."""
         stats, new = self._touch(source)
-        last, stats.last_seq = stats.last_seq, seq
+        last, stats.last_seq, stats.last_stamp = stats.last_seq, seq, stamp
         stats.messages_received += 1
         if new:
             return 0, False

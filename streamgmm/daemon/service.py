@@ -586,7 +586,11 @@ class Service:
             for i in matching:
                 batches.setdefault(i, []).append(_STREAM_END)
             return []
-        stats = self._observe_seq(source, msg.seq)
+        if self.sources.is_copy(source, msg.seq, msg.stamp):
+            self._reject("dup", topic, source, f"seq {msg.seq} again, with the same stamp: a "
+                         "copy of the message before it (not applied twice)")
+            return []
+        stats = self._observe_seq(source, msg.seq, stamp=msg.stamp)
         c.rows_dropped_nonfinite += msg.rows_dropped_nonfinite
         stats.rows_dropped_nonfinite += msg.rows_dropped_nonfinite
         X = np.asarray(msg.points, dtype=np.float64)
@@ -640,13 +644,13 @@ class Service:
         return queued
 
     def _observe_seq(self, source: str, seq: int, end: bool = False,
-                     first_seq: int | None = None) -> SourceStats:
+                     first_seq: int | None = None, stamp: float = math.nan) -> SourceStats:
         """Follow ``source``'s sequence (a point message, or an end marker with the first
         seq of its run): count lost messages and restarts; returns the source's record."""
         if end:
             lost, restarted = self.sources.observe_end(source, seq, first_seq)
         else:
-            lost, restarted = self.sources.observe(source, seq)
+            lost, restarted = self.sources.observe(source, seq, stamp)
         self.counters.messages_lost += lost
         self.counters.publisher_restarts += restarted
         return self.sources.stats(source)

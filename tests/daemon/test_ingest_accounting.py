@@ -179,3 +179,32 @@ def test_tracker_caps_what_a_seq_jump_or_a_marker_can_count_lost() -> None:
     # A new source's marker whose run would span 2**62 messages counts none lost.
     assert tracker.observe_end("q", 2**62, 0) == (0, False)
     assert tracker.observe_end("r", 5, 0) == (5, False)
+
+
+def test_tracker_tells_a_copy_from_a_restart() -> None:
+    tracker = SourceTracker()
+    assert not tracker.is_copy("p", 0, 1.0)  # a source never seen
+    tracker.observe("p", 0, 1.0)
+    tracker.observe("p", 1, 1.1)
+    assert tracker.is_copy("p", 1, 1.1)  # the same message again
+    assert not tracker.is_copy("p", 1, 2.5)  # the same seq, stamped anew: a restart
+    assert not tracker.is_copy("p", 0, 1.0)  # an older message: seq goes back, a restart
+    assert tracker.observe("p", 1, 2.5) == (0, True)
+    stats = tracker.stats("p")
+    assert (stats.messages_received, stats.duplicates, stats.restarts) == (4, 1, 1)
+    assert "last_stamp" not in stats.as_dict()
+
+
+def test_a_copy_of_a_message_is_rejected_not_applied_twice(daemon_factory) -> None:
+    d = daemon_factory()
+    points = np.random.default_rng(0).normal(size=(20, 3))
+    for seq, stamp in ((0, 1.0), (1, 1.1), (1, 1.1), (2, 1.2), (2, 1.2), (2, 1.2)):
+        d.send("points/lidar", points, source="proxy", seq=seq, stamp=stamp)
+    d.send("points/lidar", points, source="proxy", seq=0, stamp=9.0)  # a restart
+    status = d.wait_for(lambda s: s["models"]["lidar"]["n_seen"] == 80)
+    c = status["counters"]
+    assert c["rejected"] == {"dup": 3} and c["messages_received"] == 7
+    assert (c["messages_applied"], c["publisher_restarts"], c["messages_lost"]) == (4, 1, 0)
+    reply = d.request(op="source", source="proxy")
+    assert (reply["duplicates"], reply["messages_rejected"], reply["restarts"]) == (3, 3, 1)
+    assert reply["messages_received"] == reply["messages_applied"] + reply["messages_rejected"]
