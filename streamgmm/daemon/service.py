@@ -160,6 +160,7 @@ class Service:
         self.last_turn = time.monotonic()
         self._status_cache: tuple[float, dict] = (0.0, {})
         self.last_drain = 0
+        self.ingest_empty = True  # the last read emptied the socket's queue
 
     # ------------------------------------------------------------ startup / shutdown
 
@@ -296,7 +297,7 @@ class Service:
             ingest_ready, control_ready = self.transport.poll(self._poll_timeout_ms())
             if ingest_ready:
                 self._drain_ingest()
-            else:
+            if not ingest_ready or self.ingest_empty:
                 self._close_idle_steps()
             self._absorb_backlogs()
             if control_ready:
@@ -347,9 +348,11 @@ class Service:
         rows = [m.backlog_rows for m in self.models]
         messages = [len(m.backlog) for m in self.models]
         read = 0
+        self.ingest_empty = False
         while read < _DRAIN_MESSAGES and not self._backlogs_full(rows, messages):
             frames = self.transport.recv_points()
             if frames is None:
+                self.ingest_empty = True  # every queued message was read
                 break
             read += 1
             for index, n_rows in self._accept(frames, batches):
@@ -402,8 +405,9 @@ class Service:
         self.counters.points_thinned += thinned
 
     def _close_idle_steps(self) -> None:
-        """Close the open step of each model whose stream stopped without an end marker:
-        nothing queued on the socket, and no message for :func:`idle_close_s`."""
+        """Close the open step of each model whose stream stopped without an end marker: the
+        socket's queue was read to the end (other models' streams may go on), and no message
+        came for the model for :func:`idle_close_s`."""
         now = time.monotonic()
         for model in self.models:
             idle = idle_close_s(model.config.publish_every_s)

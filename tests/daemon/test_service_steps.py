@@ -74,3 +74,29 @@ def test_shutdown_absorbs_the_open_step() -> None:
     service._drain_ingest()
     service.shutdown()
     assert model.n_seen == 200 and not model.backlog
+
+
+def test_a_stopped_stream_is_closed_while_another_model_streams_on(daemon_factory) -> None:
+    """The idle close is per model: a LiDAR that stopped without an end marker is folded in
+    (and published) while an IMU keeps streaming (a rule of the daemon's last message, of
+    any model, would never close it). Nothing but the IMU wakes the daemon meanwhile: the
+    test watches the published updates, not status."""
+    lidar = {"name": "lidar", "topic": "points/lidar", "dim": 3, "components": 2,
+             "publish_every_s": 0.1, "refit_every_s": 0.0}
+    imu = dict(lidar, name="imu", topic="points/imu", dim=6)
+    d = daemon_factory([lidar, imu])
+    rng = np.random.default_rng(0)
+    d.send("points/lidar", rng.normal(size=(50, 3)), source="lidar", stamp=1.0)
+    d.send("points/lidar", rng.normal(size=(50, 3)), source="lidar", stamp=1.01)
+    lidar_seen = 0
+    started = time.monotonic()
+    for i in range(1000):  # an IMU at ~250 Hz for at most 4 s
+        d.send("points/imu", rng.normal(size=(1, 6)), source="imu", stamp=2.0 + i * 0.004)
+        while d.sub.poll(0):
+            topic, payload = d.sub.recv_multipart()
+            if topic == b"gmm/lidar":
+                lidar_seen = codec.decode_update(payload)["n_seen"]
+        if lidar_seen or time.monotonic() - started > 4.0:
+            break
+        time.sleep(0.004)
+    assert lidar_seen == 100
