@@ -13,9 +13,9 @@ import pytest
 
 from streamgmm import codec
 from streamgmm.daemon import service as service_module
-from streamgmm.daemon.config import parse_config
 from streamgmm.daemon.overload import PointCost, keep_fraction, thin
 from streamgmm.daemon.service import Service
+from tests.helpers.service import in_process_service
 
 # ------------------------------------------------------------------------------ the rule
 
@@ -93,13 +93,7 @@ def test_point_cost_is_seconds_over_rows_of_recent_steps():
 
 
 def _service(**model) -> Service:
-    table = {"name": "lidar", "topic": "points/lidar", "dim": 3, "components": 4,
-             "publish_every_s": 0.05, "refit_every_s": 0.0, "seed": 5, **model}
-    return Service(parse_config({
-        "service": {"ingest": ["ipc:///nonexistent/in"], "publish": "ipc:///nonexistent/pub",
-                    "control": "ipc:///nonexistent/ctl"},
-        "model": [table],
-    }))
+    return in_process_service(**model)
 
 
 def _blobs(n: int, seed: int) -> np.ndarray:

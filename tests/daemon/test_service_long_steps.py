@@ -13,9 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from streamgmm import codec
-from streamgmm.daemon.config import parse_config
 from streamgmm.daemon.service import _SERVE_FROM_ROWS, Service
 from streamgmm.daemon.transport import ControlRequest
+from tests.helpers.service import in_process_service
 
 
 class StandInTransport:
@@ -63,13 +63,7 @@ class StandInTransport:
 
 
 def _service() -> Service:
-    return Service(parse_config({
-        "service": {"ingest": ["ipc:///nonexistent/in"], "publish": "ipc:///nonexistent/pub",
-                    "control": "ipc:///nonexistent/ctl"},
-        "model": [{"name": "lidar", "topic": "points/lidar", "dim": 3, "components": 4,
-                   "publish_every_s": 0.05, "refit_every_s": 0.0, "seed": 5,
-                   "overload_budget_s": 0.0}],
-    }))
+    return in_process_service(overload_budget_s=0.0)
 
 
 def test_status_and_snapshot_are_answered_during_a_long_step_and_the_rest_after_it():

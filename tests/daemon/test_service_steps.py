@@ -9,18 +9,12 @@ from types import SimpleNamespace
 import numpy as np
 
 from streamgmm import codec
-from streamgmm.daemon.config import parse_config
 from streamgmm.daemon.service import Service
+from tests.helpers.service import in_process_service
 
 
 def _service(**model) -> Service:
-    table = {"name": "lidar", "topic": "points/lidar", "dim": 3, "components": 2,
-             "publish_every_s": 0.1, "refit_every_s": 0.0, "seed": 3, **model}
-    return Service(parse_config({
-        "service": {"ingest": ["ipc:///nonexistent/in"], "publish": "ipc:///nonexistent/pub",
-                    "control": "ipc:///nonexistent/ctl"},
-        "model": [table],
-    }))
+    return in_process_service(**{"components": 2, "publish_every_s": 0.1, "seed": 3, **model})
 
 
 def _socket(service: Service, frames: list) -> None:
