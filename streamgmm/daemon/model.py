@@ -128,6 +128,10 @@ class ModelRuntime:
         self.step_sizes: deque[int] = deque()
         self.last_admitted = time.monotonic()  # when a message last entered the backlog
 
+    def close_step(self) -> None:
+        """Close the open step (its messages become a step to absorb), if one is open."""
+        self.step_sizes.extend(self.steps.close())
+
     def _new_estimator(self) -> GaussianMixture:
         c = self.config
         return GaussianMixture(

@@ -97,9 +97,9 @@ _BACKLOG_MESSAGES = 65_536
 # A step of at least this many rows runs on the step thread while the loop answers status
 # (a 131,072-point sweep takes 100-300 ms, a 4,096-point step 10-20 ms), polling every 5 ms.
 _SERVE_FROM_ROWS = 16_384
+_SERVE_POLL_MS = 5
 # What an end marker puts among a model's messages of a turn: the end of its open step.
 _STREAM_END = None
-_SERVE_POLL_MS = 5
 # Sequence numbers reserved ahead in each checkpoint: after a SIGKILL the daemon restarts
 # above anything it can have published since that checkpoint, so no seq is ever reused.
 _SEQ_LEASE = 100_000
@@ -252,7 +252,7 @@ class Service:
                 # At most max_backlog_points rows: every message read is absorbed.
                 log.info("model=%s absorbing its %d queued points before stopping",
                          model.name, model.backlog_rows)
-            model.step_sizes.extend(model.steps.close())
+            model.close_step()
             while model.step_sizes:
                 self._absorb_step(model, self.pool)
             if model.changed and model.fitted:
@@ -388,7 +388,7 @@ class Service:
         thinned = 0
         for part in parts:
             if part is _STREAM_END:
-                model.step_sizes.extend(model.steps.close())
+                model.close_step()
                 continue
             # (rows, stamp, frame[, the source's SourceStats, which counts its thinned points])
             X, stamp, frame = part[:3]
@@ -412,7 +412,7 @@ class Service:
         for model in self.models:
             idle = idle_close_s(model.config.publish_every_s)
             if model.steps.open_messages and now - model.last_admitted >= idle:
-                model.step_sizes.extend(model.steps.close())
+                model.close_step()
 
     def _absorb_backlogs(self, seconds: float = _ABSORB_SECONDS) -> None:
         """Fold queued messages in: per model at least one step, then more for ``seconds``
@@ -523,7 +523,7 @@ class Service:
         """Admit ``parts`` and absorb the model's whole backlog, its open step closed
         (tests)."""
         self._admit(model, parts)
-        model.step_sizes.extend(model.steps.close())
+        model.close_step()
         while model.step_sizes:
             self._absorb_step(model, self.pool)
 
