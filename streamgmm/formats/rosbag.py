@@ -405,8 +405,8 @@ def iter_rosbag2_storage(path: Path, topic: str | None, fields: Sequence[str] | 
 
     The ``.mcap`` files are read as :func:`iter_mcap` reads one; a ``.db3`` file's topics
     and messages are read from its SQLite tables and decoded with the ROS 2 Humble type store
-    (how rosbags reads a bag that does not embed its message definitions), in timestamp
-    order. A split bag's files are read in their numbered order.
+    (how rosbags reads a bag that does not embed its message definitions), in the order
+    they were recorded. A split bag's files are read in their numbered order.
 
     Raises
     ------
