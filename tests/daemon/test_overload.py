@@ -206,6 +206,12 @@ def test_flooded_daemon_thins_keeps_its_ledger_and_answers(daemon_factory):
     X = _blobs(4096 * 4, 0)
     answered = 0
     for i in range(sent):
+        if i == 2:
+            # Message 0 seeded the model and message 1 was its first measured step: from
+            # here on every turn can thin. (Sent at once, a loaded daemon may read the
+            # whole flood in its first turns, before it has parameters to thin with.)
+            d.wait_for(lambda s: math.isfinite(s["models"]["lidar"]["seconds_per_point"]),
+                       timeout=30)
         d.send("points/lidar", X[(i % 4) * 4096:(i % 4 + 1) * 4096])
         if i % 50 == 49:  # status answers in the middle of the flood
             assert d.request(op="status", timeout=10.0)["ok"] is True
