@@ -417,7 +417,8 @@ MODEL_STATUS: dict[str, StatusKey] = {
         "rule's cost; NaN before the first)."),
     "backlog_points": StatusKey(
         lambda m: getattr(m, "backlog_rows", 0), "gauge",
-        "Rows of accepted messages waiting to be absorbed (after thinning)."),
+        "Rows of accepted messages waiting to be absorbed (after thinning), those of a "
+        "step still open included."),
     "retained_points": StatusKey(
         lambda m: len(m.estimator.online_.retained) if m.has_points else 0, "gauge",
         "Points retained for refits."),
