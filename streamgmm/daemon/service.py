@@ -418,11 +418,10 @@ class Service:
         """Fold queued messages in: per model at least one step, then more for ``seconds``
         (what is left waits for the next turns, after control and the timers had theirs).
 
-        A step is one message for a model that publishes after every batch, else
-        consecutive messages up to ``coalesce_limit`` absorbed rows (a larger message is a
-        step of its own). Thinned messages are always coalesced so:
-        under overload an update per message cannot be kept up, and a step's fixed cost is
-        shared by its rows.
+        Only closed steps are absorbed: how messages form steps is decided when they are
+        admitted, by :mod:`streamgmm.daemon.steps` (one message for a model that publishes
+        after every batch, else consecutive messages up to ``coalesce_limit`` rows within
+        ``publish_every_s`` of stamps), never by how many are queued here.
 
         With ``[service] threads`` > 1, models that publish on a timer (``publish_every_s``
         > 0) and have points queued step side by side, one thread each: a model is touched
@@ -625,8 +624,7 @@ class Service:
                 if len(Xm) == 0:
                     reason = "empty"
                     continue
-            # Absorbed after the read, as steps of their own when the model publishes after
-            # every message (publish_every_s = 0), else coalesced (_absorb_step).
+            # Admitted after the read, into the steps of streamgmm.daemon.steps (_admit).
             batches.setdefault(i, []).append((Xm, msg.stamp, msg.frame, stats))
             queued.append((i, len(Xm)))
             applied = max(applied, len(Xm))

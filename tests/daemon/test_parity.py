@@ -160,8 +160,8 @@ def test_threads_change_nothing_sweeps_and_two_models(daemon_factory):
 
 def test_two_coalescing_models_step_side_by_side_on_threads(daemon_factory):
     """Queued points of two models are folded in by two threads at once: every point is
-    absorbed, and each model is a mixture of its own stream (how the queue was coalesced is
-    timing; that stepping side by side is exact is tests/test_parallel.py's)."""
+    absorbed, and each model is a mixture of its own stream (that stepping side by side is
+    exact is tests/test_parallel.py's)."""
     first = dict(MODEL, publish_every_s=0.05)
     second = dict(first, name="depth", topic="points/depth", seed=3)
     d = daemon_factory(models=[first, second], service={"threads": 2})
