@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from streamgmm import GaussianMixture, codec
+from streamgmm import codec
 from streamgmm.daemon.config import load_config
 from streamgmm.daemon.model import ModelRuntime
 from streamgmm.daemon.steps import group_steps
@@ -159,24 +159,27 @@ def test_threads_change_nothing_sweeps_and_two_models(daemon_factory):
 
 
 def test_two_coalescing_models_step_side_by_side_on_threads(daemon_factory):
-    """Queued points of two models are folded in by two threads at once: every point is
-    absorbed, and each model is a mixture of its own stream (that stepping side by side is
-    exact is tests/test_parallel.py's)."""
+    """Queued points of two models are folded in by two threads at once, in the steps of
+    their messages (group_steps): each model is partial_fit's on its steps, bit for bit."""
     first = dict(MODEL, publish_every_s=0.05)
     second = dict(first, name="depth", topic="points/depth", seed=3)
     d = daemon_factory(models=[first, second], service={"threads": 2})
     data = {name: sorted_blobs(20_000, seed=s) for name, s in (("lidar", 5), ("depth", 6))}
     parts = {name: np.array_split(X, 40) for name, X in data.items()}
+    stamps = [100.0 + 0.02 * i for i in range(40)]  # 50 Hz: 3 messages a step
     for i in range(40):
         for name in data:
-            d.send(f"points/{name}", parts[name][i])
+            d.send(f"points/{name}", parts[name][i], source=name, seq=i, stamp=stamps[i])
+    for name in data:  # the end markers close the last steps
+        d.send_raw([f"points/{name}".encode(), codec.encode_points(
+            np.empty((0, 3)), seq=40, stamp=stamps[-1], source=name, end=True, first_seq=0)])
     d.wait_for(lambda s: all(s["models"][n]["n_seen"] == 20_000 for n in data), timeout=90)
-    for name, X in data.items():
-        snap = d.request(op="snapshot", model=name)
-        online = GaussianMixture.from_parameters(snap["weights"], snap["means"],
-                                                 snap["covariances"])
-        one_gaussian = GaussianMixture(1).fit(X)
-        # Eight blobs: any mixture of this stream beats one Gaussian by far (about 2 nats).
-        assert online.score(X) > one_gaussian.score(X) + 1.0
+    status = d.status()["models"]
+    for index, name in enumerate(data):
+        library = ModelRuntime(load_config(d.config_path).models[index]).estimator
+        for step in group_steps(parts[name], stamps, limit=4096, seconds=0.05):
+            library.partial_fit(step)
+        _assert_same_model(d.request(op="snapshot", model=name), status[name], library,
+                           20_000)
     assert d.status()["counters"]["rejected"] == {}
     assert d.stop() == 0
