@@ -76,14 +76,6 @@ class ModelRuntime:
         self.topic = config.topic.encode()
         self.update_topic = codec.update_topic(config.name)
         self.estimator = self._new_estimator()
-        # Points coalesced into one online step at most. A window forgets block by block:
-        # a step of more than a sixteenth of it would make the model jump, not follow, so
-        # a window's steps stay that small however fast the points arrive.
-        # A step also closes at max_backlog_points: reading pauses there, and a step waiting
-        # for more rows would wait for ever.
-        self.coalesce_limit = min(config.max_backlog_points, (
-            MAX_COALESCED_POINTS if config.retain != "window"
-            else max(1, min(MAX_COALESCED_POINTS, config.window_points // 16))))
         self.seq = 0  # of the last published update
         self.seq_lease = 0  # highest seq a checkpoint has reserved
         self.last_stamp = float("nan")
@@ -124,7 +116,15 @@ class ModelRuntime:
         # How the backlog's messages form steps, decided by the messages alone
         # (streamgmm.daemon.steps): the closed steps' sizes in messages, from the backlog's
         # head; the messages after them are the step still open.
-        self.steps = StepGrouper(self.coalesce_limit, config.publish_every_s)
+        # Points coalesced into one online step at most. A window forgets block by block:
+        # a step of more than a sixteenth of it would make the model jump, not follow, so
+        # a window's steps stay that small however fast the points arrive.
+        # A step also closes at max_backlog_points: reading pauses there, and a step waiting
+        # for more rows would wait for ever.
+        step_limit = min(config.max_backlog_points, (
+            MAX_COALESCED_POINTS if config.retain != "window"
+            else max(1, min(MAX_COALESCED_POINTS, config.window_points // 16))))
+        self.steps = StepGrouper(step_limit, config.publish_every_s)
         self.step_sizes: deque[int] = deque()
         self.last_admitted = time.monotonic()  # when a message last entered the backlog
 

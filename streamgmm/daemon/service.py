@@ -420,7 +420,7 @@ class Service:
 
         Only closed steps are absorbed: how messages form steps is decided when they are
         admitted, by :mod:`streamgmm.daemon.steps` (one message for a model that publishes
-        after every batch, else consecutive messages up to ``coalesce_limit`` rows within
+        after every batch, else consecutive messages up to ``model.steps.limit`` rows within
         ``publish_every_s`` of stamps), never by how many are queued here.
 
         With ``[service] threads`` > 1, models that publish on a timer (``publish_every_s``
