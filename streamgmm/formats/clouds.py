@@ -241,9 +241,10 @@ def _ply_cut(plyfile: Any, path: Path) -> CutShortError | None:
         props = [line.split() for line in header[first + 1:after]
                  if line.startswith("property ")]
         if fmt == "ascii":
-            lines = body.split(b"\n")[:-1]  # the last piece has no newline: not a whole row
-            rows = sum(1 for line in lines[:count] if line.strip())
-            kept = b"".join(line + b"\n" for line in lines[:rows])
+            # The last piece has no newline: not a whole row. Blank lines are no rows.
+            lines = [line for line in body.split(b"\n")[:-1] if line.strip()][:count]
+            rows = len(lines)
+            kept = b"".join(line + b"\n" for line in lines)
         else:
             size = sum(_PLY_SIZES[p[1]] for p in props if p[1] != "list")
             if any(p[1] == "list" for p in props) or not size:

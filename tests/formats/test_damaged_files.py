@@ -292,3 +292,14 @@ def test_fit_reads_a_bag_directory_without_metadata_not_as_shards(tmp_path: Path
     (tmp_path / "bag" / "metadata.yaml").unlink()
     assert main(["fit", "--components", "1", str(tmp_path / "bag")]) == 0
     assert "90 points" in capsys.readouterr().out
+
+
+def test_ascii_ply_cut_short_with_a_blank_line_in_its_data(tmp_path: Path) -> None:
+    data = scan()
+    whole = write_ply(tmp_path / "whole.ply", data, text=True)
+    start = whole.index(b"end_header\n") + len(b"end_header\n")
+    lines = whole[start:].split(b"\n")
+    body = b"\n".join(lines[:3] + [b""] + lines[3:30]) + b"\n" + lines[30][:5]  # cut in 31
+    (tmp_path / "cut.ply").write_bytes(whole[:start] + body)
+    got = read_points(tmp_path / "cut.ply", allow_damaged=True, fields=["intensity"])
+    np.testing.assert_array_equal(got[:, 0], np.arange(30))
