@@ -233,8 +233,7 @@ def iter_mcap(path: Path, topic: str | None, fields: Sequence[str] | None,
             summary = None
         if summary is not None and summary.channels:
             schemas = summary.schemas
-            topics = {ch.topic: (schemas[ch.schema_id].name if ch.schema_id in schemas else "")
-                      for ch in summary.channels.values()}
+            topics = _topic_types(schemas, summary.channels)
             chosen = _pick_topic(path, topics, topic)
             mtype = message_type(topics[chosen])
             for ch in summary.channels.values():
@@ -246,6 +245,12 @@ def iter_mcap(path: Path, topic: str | None, fields: Sequence[str] | None,
                     topics=[chosen], log_time_order=True)))
             return
     yield from _iter_mcap_stream(path, topic, fields, rule, factories)
+
+
+def _topic_types(schemas: dict, channels: dict) -> dict[str, str]:
+    """Topic -> schema name (message type) of MCAP channels; ``""`` without a schema."""
+    return {ch.topic: (schemas[ch.schema_id].name if ch.schema_id in schemas else "")
+            for ch in channels.values()}
 
 
 def _scan_mcap(path: Path) -> tuple[dict, dict, BaseException | None]:
@@ -283,8 +288,7 @@ def _iter_mcap_stream(path: Path, topic: str | None, fields: Sequence[str] | Non
         raise DamagedFileError(
             f"{path}: damaged before its first complete channel record ({brief(damage)}); "
             "no message can be read", messages_read=0, where="before the first message")
-    topics = {ch.topic: (schemas[ch.schema_id].name if ch.schema_id in schemas else "")
-              for ch in channels.values()}
+    topics = _topic_types(schemas, channels)
     chosen = _pick_topic(path, topics, topic)
     mtype = message_type(topics[chosen])
     decoders = {cid: _decoder(path, factories, ch, schemas.get(ch.schema_id))
@@ -472,8 +476,7 @@ def _mcap_topics(path: Path) -> dict[str, str]:
         schemas, channels = summary.schemas, summary.channels
     else:
         schemas, channels, _damage = _scan_mcap(path)
-    return {ch.topic: (schemas[ch.schema_id].name if ch.schema_id in schemas else "")
-            for ch in channels.values()}
+    return _topic_types(schemas, channels)
 
 
 def _not_readable(path: Path, exc: BaseException) -> str:
