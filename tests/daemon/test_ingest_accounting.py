@@ -34,6 +34,16 @@ def test_drop_outside_range_counts_near_and_far() -> None:
                                                          .sum())
 
 
+def test_a_small_min_range_drops_a_drivers_no_return_rows() -> None:
+    # docs/protocol.md, min_range: no-return rows (x = y = z = 0) lie at range 0, so any
+    # min_range > 0 drops them; extra columns (intensity) do not count in the range.
+    X = np.column_stack([ranged(300, seed=3), np.arange(300.0)])
+    X[::3, :3] = 0.0
+    kept, below, beyond = drop_outside_range(X, 0.3, 0.0)
+    assert (below, beyond) == (100, 0)
+    np.testing.assert_array_equal(kept, np.delete(X, np.s_[::3], axis=0))
+
+
 def test_a_model_drops_and_counts_rows_out_of_its_range(daemon_factory) -> None:
     other = {**MODEL, "name": "all", "min_range": 0.0, "max_range": 0.0}
     d = daemon_factory([MODEL, other])
