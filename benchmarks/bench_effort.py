@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from _common import figures_cli, fmt_ratio, one_thread, print_table, verdict  # noqa: E402
+from _common import figures_cli, one_thread, print_table, verdict  # noqa: E402
 from _ordered import (  # noqa: E402
     TEXTBOOK,
     checkpoint_run,
