@@ -40,8 +40,6 @@ ABLATIONS = {
         ("streamgmm.core.schedule", "CANDIDATE_CYCLE", ("refine",)),),
     "every retained row re-scored (SCORED_ROWS=inf)": (
         ("streamgmm.core.blocks", "SCORED_ROWS", float("inf")),),
-    "no settling of births (SETTLE_BIRTHS=False)": (
-        ("streamgmm.core.schedule", "SETTLE_BIRTHS", False),),
     "no re-seeding (RESEED=False)": (("streamgmm.core.schedule", "RESEED", False),),
     "no novelty boost (NOVELTY_CAP=0)": (("streamgmm.core.effort", "NOVELTY_CAP", 0.0),),
     "no early boost (WARM_POINTS=0)": (("streamgmm.core.effort", "WARM_POINTS", 0),),

@@ -154,7 +154,10 @@ def daemon_scores(tmp: Path, name: str, stream: Stream, tests: list[np.ndarray],
              "publish_every_s": 0.05, "refit_every_s": 0.0, **keys}
     scores, busy = [], 0.0
     with CliDaemon(tmp, name, **model) as daemon, \
-            StreamFeeder(daemon, batch=BATCH) as feed:
+            StreamFeeder(daemon, batch=BATCH, dtype="float64") as feed:
+        # float64 on the wire: the daemon then absorbs the library's very rows, and the two
+        # models are compared bit for bit (float32 messages rounded the rows, and one move
+        # judged at the margin could then go the other way).
         for (_, _, c), test in zip(stream.checkpoints, tests):
             t0 = time.perf_counter()
             feed.send(stream.train, c)

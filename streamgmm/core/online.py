@@ -156,7 +156,6 @@ class OnlineEM(MoveSchedule):
         # The candidate being fitted (refine or restart): params, n_iter, target iterations.
         self.candidate: dict | None = None
         # Births accepted in this step and not yet settled by a full pass (within a step).
-        self._unsettled = False
         # Optional ``points -> MixtureParams`` used instead of k-means++ to start the first
         # batch EM (the estimator sets it when some ``*_init`` are given); not saved.
         self.initializer = None
@@ -418,7 +417,6 @@ class OnlineEM(MoveSchedule):
         self.prior_points = float(prior_points)
         self._m_step()
         self.params = params  # the model until the next update, as adopted
-        self._unsettled = False  # every block was just re-scored
         return spent
 
     # ------------------------------------------------------------------ persistence

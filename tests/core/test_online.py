@@ -151,8 +151,10 @@ def test_work_is_fixed_by_the_settings():
     # Re-scoring stops where its credit does (which never exceeds one pass over the
     # retained points), moves where theirs does: at most what was bought, most of it. A
     # finished candidate's judgement and adoption (two samples and a pass over the scored
-    # rows) may overdraw the credit once, repaid before the moves spend again.
-    overdraft = 2 * schedule_module.MOVE_POINTS + online.retained.total_scored
+    # rows, and the sample its control is refitted on) may overdraw the credit once, repaid
+    # before the moves spend again.
+    overdraft = (2 * schedule_module.MOVE_POINTS + schedule_module.RESTART_POINTS
+                 + online.retained.total_scored)
     assert 0.5 * bought <= extra <= bought + overdraft
 
 
@@ -204,27 +206,38 @@ def test_a_pass_rescores_the_scored_subsample_not_every_retained_row(monkeypatch
     np.testing.assert_allclose(online.stats.means, expected.means, rtol=1e-9)
 
 
-def test_accepted_births_are_settled_by_a_full_pass(monkeypatch):
-    """After a step's accepted births every block with rows is re-scored under the new
-    parameters, so no newborn's points stay counted twice (in its block without rows and
-    in the old components of the stale blocks): the newborns' blocks are gone."""
-    settled = []
-    settle = schedule_module.MoveSchedule._settle
+def test_an_accepted_move_is_adopted_as_it_was_judged(monkeypatch):
+    """A birth or split is judged as the model with the move settled on a sample, against
+    the model without it settled the same way; accepted, the model judged is the one
+    adopted: every block with rows is re-scored under it (so no point counts twice, in a
+    newborn and in the component that explained it) and no block without rows is left."""
+    proposals, accepted = [], []
+    propose = schedule_module.propose_move
 
-    def record(self):
-        born_at = max(b.scored_at for b in self.retained.blocks if b.expires is not None)
-        spent = settle(self)
-        rows = [b for b in self.retained.blocks if len(b)]
-        assert all(b.scored_at > born_at for b in rows)
-        assert not [b for b in self.retained.blocks if b.expires is not None]
-        assert spent == self.retained.total_scored
-        settled.append(spent)
-        return spent
+    def record_proposal(*args, **kwargs):
+        proposals.append(propose(*args, **kwargs))
+        return proposals[-1]
 
-    monkeypatch.setattr(schedule_module.MoveSchedule, "_settle", record)
+    try_move = schedule_module.MoveSchedule._try_move
+
+    def record(self, split=False):
+        clock = self.clock
+        ok, cost = try_move(self, split)
+        if ok:
+            assert all(len(b) and b.scored_at > clock for b in self.retained.blocks)
+            assert self.params is proposals[-1].params
+            assert cost >= proposals[-1].evaluations + self.retained.total_scored
+            accepted.append(proposals[-1].gain)
+        else:
+            assert not proposals[-1].gain > schedule_module.MOVE_GAIN
+        return ok, cost
+
+    monkeypatch.setattr(schedule_module, "propose_move", record_proposal)
+    monkeypatch.setattr(schedule_module.MoveSchedule, "_try_move", record)
     X = lidar_scene(60_000, seed=3)
     online = _stream(OnlineEM(OnlineSettings(8), 3, seed=0), X, 2048)
-    assert settled and online.n_moves > 0
+    assert accepted and min(accepted) > schedule_module.MOVE_GAIN
+    assert online.n_moves >= len(accepted)
 
 
 def test_refine_candidates_alternate_with_restarts(monkeypatch):
