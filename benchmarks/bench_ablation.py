@@ -92,10 +92,10 @@ def figure_1(quick: bool) -> None:
                 "RESTARTS=False no candidates at all; CANDIDATE_CYCLE: only k-means restarts or "
                 "only refines; blocks.SCORED_ROWS=inf re-scores",
                 "every retained row (the library keeps 20,000) instead of a subsample of 8,192; "
-                "SETTLE_BIRTHS=False no full pass after a step's",
-                "births; RESEED=False; NOVELTY_CAP=0 no novelty boost;",
+                "RESEED=False; NOVELTY_CAP=0 no novelty boost;",
                 "WARM_POINTS=0 no early boost; moves.PAIR_CANDIDATES=0 no exact merge "
-                "selection.",
+                "selection; JUDGE_Z=0 moves kept on their mean gain on the",
+                "judging sample, not on its lower confidence bound (one standard error below).",
                 f"  study {seconds:.1f} s",
             ],
         )
