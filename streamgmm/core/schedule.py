@@ -14,8 +14,8 @@ stays what the settings say:
   same iterations (a fair match: both carry that sample's noise; the gain counted is the
   lower confidence bound of :func:`~streamgmm.core.scoring.paired_gain`). A kept move is
   adopted as judged: every block is re-scored under it (:meth:`OnlineEM.adopt`), so no
-  point counts twice. After an accepted one the next moves twice as many components (up
-  to ``MAX_BIRTHS``).
+  point counts twice, and the model is the M-step of those statistics. After an accepted
+  one the next moves twice as many components (up to ``MAX_BIRTHS``).
 - **the candidate**: EM run ahead on fresh retained samples, ``RESTART_STEP_ITER`` iterations
   at a time (the candidate follows the stream while it is fitted), judged like a birth
   (against the model after one EM iteration on a sample of the candidate's size) and
@@ -241,7 +241,7 @@ class MoveSchedule:
         if not gain > MOVE_GAIN:
             return False, spent
         params, _ = align_components(self.params, params, SufficientStats.from_params(params))
-        adopted = self.adopt(params)
+        adopted = self.adopt(params, m_step=True)
         spent += adopted
         self.work -= adopted  # adopt() counted it, the caller counts ``spent``
         self.move_credit -= adopted
@@ -272,7 +272,7 @@ class MoveSchedule:
         # Adopted as judged: every block re-scored under the settled model. (The memoized
         # sum with the pair merged and a newborn added, the model before, was not what the
         # judgement saw: on 3-D blobs an accepted split then settled one basin worse.)
-        adopted = self.adopt(proposal.params)
+        adopted = self.adopt(proposal.params, m_step=True)
         self.work -= adopted  # adopt() counted it, the caller counts what is returned
         self.move_credit -= adopted
         self.n_moves += 1

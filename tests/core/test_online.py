@@ -210,7 +210,8 @@ def test_an_accepted_move_is_adopted_as_it_was_judged(monkeypatch):
     """A birth or split is judged as the model with the move settled on a sample, against
     the model without it settled the same way; accepted, the model judged is the one
     adopted: every block with rows is re-scored under it (so no point counts twice, in a
-    newborn and in the component that explained it) and no block without rows is left."""
+    newborn and in the component that explained it), no block without rows is left, and
+    the model is the M-step of those statistics (not the sample's fit itself)."""
     proposals, accepted = [], []
     propose = schedule_module.propose_move
 
@@ -225,7 +226,8 @@ def test_an_accepted_move_is_adopted_as_it_was_judged(monkeypatch):
         ok, cost = try_move(self, split)
         if ok:
             assert all(len(b) and b.scored_at > clock for b in self.retained.blocks)
-            assert self.params is proposals[-1].params
+            assert self.params is not proposals[-1].params
+            np.testing.assert_allclose(self.params.means, self.stats.means, rtol=1e-12)
             assert cost >= proposals[-1].evaluations + self.retained.total_scored
             accepted.append(proposals[-1].gain)
         else:
