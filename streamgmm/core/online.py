@@ -155,7 +155,6 @@ class OnlineEM(MoveSchedule):
         self.n_restart_trials = 0
         # The candidate being fitted (refine or restart): params, n_iter, target iterations.
         self.candidate: dict | None = None
-        # Births accepted in this step and not yet settled by a full pass (within a step).
         # Optional ``points -> MixtureParams`` used instead of k-means++ to start the first
         # batch EM (the estimator sets it when some ``*_init`` are given); not saved.
         self.initializer = None

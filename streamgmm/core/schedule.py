@@ -224,8 +224,8 @@ class MoveSchedule:
         statistics stand for every point. Judged against the model itself, a candidate paid
         for its sample's noise (about ``n_parameters / (2 n)`` nats/point, 0.08 for K=16 full
         on 1,024 rows) and was kept only when it was that much better; the model refitted
-        the same way carries the same noise. Adopted, the candidate re-scores every block, so
-        the model keeps none of it.
+        the same way carries the same noise. Adopted, the candidate re-scores every block and
+        the model is the M-step of those statistics, so it keeps none of the sample's noise.
         """
         params = self.candidate["params"]
         self.candidate = None
