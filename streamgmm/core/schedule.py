@@ -35,8 +35,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from streamgmm.core import moves
 from streamgmm.core.em import run_em
-from streamgmm.core.moves import JUDGE_Z, empty, one_component, propose_move
+from streamgmm.core.moves import empty, one_component, propose_move
 from streamgmm.core.refit import align_components, seed_params
 from streamgmm.core.scoring import estimate_log_prob_resp, paired_gain
 from streamgmm.core.suffstats import SufficientStats
@@ -234,7 +235,7 @@ class MoveSchedule:
                          tol=0.0, max_iter=1, robust=True)
         self.n_repaired += control.n_repaired
         V = self._sample(self._move_points())
-        gain = paired_gain(V, params, control.params, JUDGE_Z)
+        gain = paired_gain(V, params, control.params, moves.JUDGE_Z)  # the births' bound too
         spent = 2 * len(V) + n
         self.move_credit -= spent
         self.n_restart_trials += 1
