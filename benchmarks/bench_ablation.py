@@ -95,7 +95,7 @@ def figure_1(quick: bool) -> None:
                 "RESEED=False; NOVELTY_CAP=0 no novelty boost;",
                 "WARM_POINTS=0 no early boost; moves.PAIR_CANDIDATES=0 no exact merge "
                 "selection; JUDGE_Z=0 moves kept on their mean gain on the",
-                "judging sample, not on its lower confidence bound (one standard error below).",
+                "judging sample, not on its lower confidence bound (half a standard error below).",
                 f"  study {seconds:.1f} s",
             ],
         )
