@@ -9,8 +9,14 @@ Figure
      same batches. It shows whether any one setting meets issue 17's goals together (gap
      <= 0.1 at every checkpoint of an ordered stream, <= 0.02 i.i.d.; second-half rate >=
      0.5x textbook ordered, >= 0.8x i.i.d.) and what a user trades when lowering it.
+  2. The same for a robot that changes place: ``retain="window"`` on bench_drift's two
+     streams (two buildings, 2-D; three rooms, 3-D; window of 8,000 points, batches of 512)
+     with ``effort`` = 0.5, 1, 2 and 4, seeds 0-4: the worst gap to batch EM on the window at
+     1/4, 1/2 and the end of each place, the work per point and the rate against textbook
+     stepwise EM with the same window (goals: gap <= 0.1 everywhere, >= 0.2x textbook over
+     the whole stream).
 
-    .venv/bin/python benchmarks/bench_effort.py [--quick]
+    .venv/bin/python benchmarks/bench_effort.py [--quick] [--figures 1,2]
 """
 
 from __future__ import annotations
@@ -49,8 +55,9 @@ BATCH = 4096
 IID_BATCH = 1000
 SIZES = {
     False: {"n": 300_000, "iid_n": 200_000, "seeds": (0, 1, 2, 3, 4),
-            "efforts": (0.25, 0.5, 1.0, 2.0)},
-    True: {"n": 100_000, "iid_n": 50_000, "seeds": (0, 1), "efforts": (0.5, 1.0)},
+            "efforts": (0.25, 0.5, 1.0, 2.0), "drift_efforts": (0.5, 1.0, 2.0, 4.0)},
+    True: {"n": 100_000, "iid_n": 50_000, "seeds": (0, 1), "efforts": (0.5, 1.0),
+           "drift_efforts": (1.0, 4.0)},
 }
 
 
@@ -179,17 +186,95 @@ def figure_1(quick: bool) -> None:
     )
 
 
+def drift_rows(stream, seeds, efforts) -> list[list]:
+    """One row per effort (and textbook) in the drift setting on one of bench_drift's
+    streams: worst gap per checkpoint (on the window), work, rate over the whole stream."""
+    import bench_drift
+
+    variants = {("textbook", seed): {**bench_drift.TEXTBOOK_DRIFT} for seed in seeds}
+    for effort in efforts:
+        for seed in seeds:
+            variants[(effort, seed)] = {**bench_drift.DRIFT, "effort": effort}
+    cps = [c for _, _, c in stream.checkpoints]
+    runs = {}
+    with one_thread():
+        for (label, seed), kw in variants.items():
+            runs[(label, seed)] = checkpoint_run(stream.train, bench_drift.BATCH, cps, K,
+                                                 seed, repeat=2 if label == "textbook" else 1,
+                                                 half=stream.settled_from, **kw)
+        splits = [stream.window_split(c) for c in cps]
+        refs = [span_reference(tr, te, K, [r["models"][c] for r in runs.values()])["score"]
+                for c, (tr, te) in zip(cps, splits)]
+    rows = []
+    for label in (*efforts, "textbook"):
+        gaps = np.array([[ref - runs[(label, s)]["models"][c].score(te)
+                          for ref, c, (_, te) in zip(refs, cps, splits)] for s in seeds])
+        rate = [runs[(label, s)]["rate"] / runs[("textbook", s)]["rate"] for s in seeds]
+        late = [runs[(label, s)]["rate_late"] / runs[("textbook", s)]["rate_late"]
+                for s in seeds]
+        work = [runs[(label, s)]["work_per_point"] for s in seeds]
+        judged = label != "textbook"
+        rows.append([
+            stream.name, "textbook" if not judged else f"effort={label:g}",
+            " ".join(f"{g:.2f}" for g in gaps.max(axis=0)), f"{gaps.max():+.3f}",
+            f"{gaps.mean():.3f}", f"{int((gaps > GOAL_GAP).sum())}/{gaps.size}",
+            f"{np.mean(work):.1f}", _span(rate), _span(late),
+            verdict(bool(gaps.max() <= GOAL_GAP) if judged else None),
+            verdict(min(rate) >= DRIFT_GOAL_WHOLE if judged else None),
+        ])
+    return rows
+
+
+DRIFT_GOAL_WHOLE = 0.2  # x textbook over a stream of two places (issue 17)
+
+
+def figure_2(quick: bool) -> None:
+    import bench_drift
+
+    s = SIZES[quick]
+    seeds, efforts = s["seeds"], s["drift_efforts"]
+    rows = []
+    for stream in bench_drift.make_streams(quick):
+        t0 = time.perf_counter()
+        rows += drift_rows(stream, seeds, efforts)
+        print(f"({stream.name}: {time.perf_counter() - t0:.1f} s)", flush=True)
+    print_table(
+        f"Figure 2. What effort buys a robot that changes place: partial_fit with "
+        f"retain='window', retain_size={bench_drift.WINDOW:,}, seeds {seeds[0]}-{seeds[-1]}",
+        ["stream", "setting", "worst gap per checkpoint", "worst", "mean gap",
+         "gaps over goal", "work/pt", "rate vs textbook", "last half-place vs tb",
+         "gap goal", "rate goal"],
+        rows,
+        [
+            "bench_drift's streams in recorded order (two buildings, 2-D; three rooms, 3-D), "
+            f"batches of {bench_drift.BATCH}, K={K} full; checkpoints at 1/4, 1/2 and the "
+            "end of each place, in order.",
+            "gap = held-out LL of batch EM on the last "
+            f"{bench_drift.WINDOW:,} streamed points (best of 3 k-means starts and a start "
+            "from every run's model there) - the online model's.",
+            "textbook = effort=0, moves=False, the same window and a constant step of "
+            f"{bench_drift.STEP:g}; rate vs textbook over the whole stream (goal >= "
+            f"{DRIFT_GOAL_WHOLE:g}x), and over the second half of the last place.",
+        ] + (["--quick: shorter rooms stream, seeds 0-1, efforts 1 and 4; indicative only."]
+             if quick else []),
+    )
+
+
 def main(quick: bool = False, figures: list[int] | None = None) -> int:
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        figure_1(quick)
-    print(f"(figure 1: {time.perf_counter() - start:.1f} s)", flush=True)
+    figures = figures or [1, 2]
+    for number, figure in ((1, figure_1), (2, figure_2)):
+        if number not in figures:
+            continue
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            figure(quick)
+        print(f"(figure {number}: {time.perf_counter() - start:.1f} s)", flush=True)
     return 0
 
 
 def _cli(argv: list[str] | None = None) -> int:
-    return figures_cli(argv, "streamgmm: what the effort setting buys", main, 1)
+    return figures_cli(argv, "streamgmm: what the effort setting buys", main, 2)
 
 
 if __name__ == "__main__":
