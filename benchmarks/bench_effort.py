@@ -65,6 +65,17 @@ def _span(values) -> str:
     return f"{min(values):.2f}-{max(values):.2f}x"
 
 
+def _summary(runs: dict, label, seeds, refs, cps, tests):
+    """Gaps (seeds x checkpoints) of one setting's runs against ``refs`` on ``tests``, and
+    per seed its rate and second-half rate as ratios to textbook's, and its work per point."""
+    gaps = np.array([[ref - runs[(label, s)]["models"][c].score(te)
+                      for ref, c, te in zip(refs, cps, tests)] for s in seeds])
+    rate = [runs[(label, s)]["rate"] / runs[("textbook", s)]["rate"] for s in seeds]
+    late = [runs[(label, s)]["rate_late"] / runs[("textbook", s)]["rate_late"] for s in seeds]
+    work = [runs[(label, s)]["work_per_point"] for s in seeds]
+    return gaps, rate, late, work
+
+
 def ordered_rows(name: str, X: np.ndarray, seeds, efforts) -> list[list]:
     """One row per effort (and textbook): worst gap per checkpoint over ``seeds``, ..."""
     train, _, held = split_heldout(X, seed=11)
@@ -84,12 +95,8 @@ def ordered_rows(name: str, X: np.ndarray, seeds, efforts) -> list[list]:
             refs.append(span_reference(tr, te, K, [r["models"][c] for r in runs.values()]))
     rows = []
     for label in (*efforts, "textbook"):
-        gaps = np.array([[ref["score"] - runs[(label, s)]["models"][c].score(te)
-                          for ref, c, te in zip(refs, cps, tests)] for s in seeds])
-        rate = [runs[(label, s)]["rate"] / runs[("textbook", s)]["rate"] for s in seeds]
-        late = [runs[(label, s)]["rate_late"] / runs[("textbook", s)]["rate_late"]
-                for s in seeds]
-        work = [runs[(label, s)]["work_per_point"] for s in seeds]
+        gaps, rate, late, work = _summary(runs, label, seeds, [r["score"] for r in refs],
+                                          cps, tests)
         judged = label != "textbook"
         rows.append([
             name, "textbook" if label == "textbook" else f"effort={label:g}",
@@ -207,12 +214,8 @@ def drift_rows(stream, seeds, efforts) -> list[list]:
                 for c, (tr, te) in zip(cps, splits)]
     rows = []
     for label in (*efforts, "textbook"):
-        gaps = np.array([[ref - runs[(label, s)]["models"][c].score(te)
-                          for ref, c, (_, te) in zip(refs, cps, splits)] for s in seeds])
-        rate = [runs[(label, s)]["rate"] / runs[("textbook", s)]["rate"] for s in seeds]
-        late = [runs[(label, s)]["rate_late"] / runs[("textbook", s)]["rate_late"]
-                for s in seeds]
-        work = [runs[(label, s)]["work_per_point"] for s in seeds]
+        gaps, rate, late, work = _summary(runs, label, seeds, refs, cps,
+                                          [te for _, te in splits])
         judged = label != "textbook"
         rows.append([
             stream.name, "textbook" if not judged else f"effort={label:g}",
