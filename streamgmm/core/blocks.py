@@ -23,9 +23,9 @@ share of the points, the default) every point weighs the same, as in batch EM.
 - ``"window"``: the latest ``capacity`` points. The oldest rows leave, and their statistics
   with them: a model that forgets a place it no longer sees.
 
-Blocks without rows (a loaded prior, the newborn of a move) take part in the sum but are never
-re-scored; a move's newborn is dropped once every block with rows has been re-scored since
-the move (its points are then in the blocks' own statistics).
+Blocks without rows (a loaded prior, the newborn of a re-seeded component) take part in the
+sum but are never re-scored; a newborn is dropped once every block with rows has been
+re-scored since it was made (its points are then in the blocks' own statistics).
 """
 
 from __future__ import annotations
@@ -291,7 +291,7 @@ class RetainedBlocks:
 
     def add_virtual(self, stats: SufficientStats, weight: float, points: float,
                     expires: int | None, now: int) -> None:
-        """A block without rows: a loaded prior (``expires=None``) or a move's newborn."""
+        """A block without rows: a loaded prior (``expires=None``) or a re-seeded newborn."""
         self.blocks.append(Block(np.empty((0, self.n_features)), stats, float(weight),
                                  float(points), float("nan"), now, expires))
 

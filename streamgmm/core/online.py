@@ -36,11 +36,13 @@ re-scores the stalest of them at every step (Neal & Hinton 1998). One update of 
        S = sum_b w_b s_b / sum_b w_b,      theta = M(S)
 
 5. **Birth and merge moves** (:mod:`streamgmm.core.moves`), one at a time whenever their
-   share of the credit pays for one: the cheapest pair is merged exactly in every block, the
-   freed component is born on the worst-explained retained points, and the move is kept only
-   if an independent retained sample fits better. The newborn enters as a block without
-   rows; after a step's accepted births every block is re-scored under the new parameters
-   (else the newborn's points count twice until then). Candidates (EM run ahead on retained
+   share of the credit pays for one: the cheapest pair is merged, the freed component is
+   born on the worst-explained retained points (or inside the component that gains most
+   from a split), the move is settled by a few EM iterations on a retained sample, and it
+   is kept only if an independent sample fits it better than the model without it, settled
+   the same way (the lower confidence bound of :func:`~streamgmm.core.scoring.paired_gain`).
+   A kept move is adopted as judged: every block is re-scored under it and the model is the
+   M-step of those statistics (:meth:`OnlineEM.adopt`). Candidates (EM run ahead on retained
    samples, from the model or from a fresh k-means start) are judged the same way. A step
    runs at most ``MAX_MOVES_PER_STEP`` rounds, and move credit beyond what they cost lapses
    (a whole sweep in one message buys more than its rounds spend).

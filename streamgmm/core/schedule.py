@@ -242,10 +242,7 @@ class MoveSchedule:
         if not gain > MOVE_GAIN:
             return False, spent
         params, _ = align_components(self.params, params, SufficientStats.from_params(params))
-        adopted = self.adopt(params, m_step=True)
-        spent += adopted
-        self.work -= adopted  # adopt() counted it, the caller counts ``spent``
-        self.move_credit -= adopted
+        spent += self._adopt_move(params)
         self.n_restarts += 1
         self.n_moves += 1
         return True, spent
@@ -273,11 +270,18 @@ class MoveSchedule:
         # Adopted as judged: every block re-scored under the settled model. (The memoized
         # sum with the pair merged and a newborn added, the model before, was not what the
         # judgement saw: on 3-D blobs an accepted split then settled one basin worse.)
-        adopted = self.adopt(proposal.params, m_step=True)
-        self.work -= adopted  # adopt() counted it, the caller counts what is returned
-        self.move_credit -= adopted
+        adopted = self._adopt_move(proposal.params)
         self.n_moves += 1
         return True, proposal.evaluations + adopted
+
+    def _adopt_move(self, params) -> int:
+        """Adopt an accepted move or candidate through the M-step (:meth:`OnlineEM.adopt`),
+        paid from the move credit (it may overdraw it once); returns the evaluations, which
+        the caller counts in its step (``adopt`` counted them in ``work`` already)."""
+        adopted = self.adopt(params, m_step=True)
+        self.work -= adopted
+        self.move_credit -= adopted
+        return adopted
 
     def _add_newborn(self, j: int, newborn: SufficientStats) -> None:
         """A block without rows that holds component ``j`` until every block is re-scored."""
