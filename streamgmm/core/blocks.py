@@ -246,20 +246,19 @@ class RetainedBlocks:
             return float("nan")
         return float(sum(b.weight * b.log_likelihood for b in scored) / total)
 
-    def next_to_rescore(self) -> int | None:
-        """Index of the block with rows to re-score next.
+    def rescore_order(self) -> list[Block]:
+        """The blocks with rows, in the order the online EM re-scores them.
 
         Blocks scored fewer than ``RESCORE_PRIORITY`` times come first (the newest points,
         scored under parameters that had not seen them: a second look is worth most
-        there), then the stalest.
+        there), then the stalest. A re-scored block becomes the most recently scored one
+        and, scored at least twice, goes behind all the others: while the rows do not
+        change, the order is this list over and over.
         """
-        best, best_key = None, None
-        for i, b in enumerate(self.blocks):
-            if b.rows.shape[0]:
-                key = (min(b.times_scored, RESCORE_PRIORITY), b.scored_at)
-                if best_key is None or key < best_key:
-                    best, best_key = i, key
-        return best
+        scored = [b for b in self.blocks if b.rows.shape[0]]
+        # sorted() is stable: equal keys keep the blocks' order.
+        return sorted(scored, key=lambda b: (min(b.times_scored, RESCORE_PRIORITY),
+                                             b.scored_at))
 
     # ------------------------------------------------------------------ changing
 

@@ -234,38 +234,66 @@ def log_prob_coefficients(
     for ``i < j`` and ``-P_ii / 2`` on the diagonal. ``log_weights`` (if given) are added to
     the constant row, giving the weighted log-probabilities of the E-step. ``log_det``, if
     given, is :func:`log_det_cholesky` of ``precisions_chol`` (the caller has it already).
+    Returned as a view of :func:`log_prob_coefficients_by_component`'s array.
     """
-    n_components, d = means.shape
-    m = means - shift
-    n_quad = n_quadratic_features(covariance_type, d)
-    W = np.empty((1 + d + n_quad, n_components), dtype=np.float64)
     if log_det is None:
-        log_det = log_det_cholesky(precisions_chol, covariance_type, d)
+        log_det = log_det_cholesky(precisions_chol, covariance_type, means.shape[1])
+    return log_prob_coefficients_by_component(means - shift, precisions_chol,
+                                              covariance_type, log_weights, log_det).T
+
+
+@functools.lru_cache(maxsize=64)
+def _quadratic_layout(n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where each quadratic feature's coefficient sits in a flattened d x d precision, and
+    its factor: ``-1/2`` on the diagonal, ``-1`` off it (a power of two: exact)."""
+    rows, cols = triu(n_features)
+    flat = rows * n_features + cols
+    factor = np.where(rows == cols, -0.5, -1.0)
+    flat.flags.writeable = False
+    factor.flags.writeable = False
+    return flat, factor
+
+
+def log_prob_coefficients_by_component(
+    offsets: np.ndarray,
+    precisions_chol: np.ndarray,
+    covariance_type: str,
+    log_weights: np.ndarray | None,
+    log_det: np.ndarray,
+) -> np.ndarray:
+    """:func:`log_prob_coefficients` transposed, (K, 1 + d + n_quadratic), C-ordered: one
+    row per component, the layout of the E-step's product ``W' F'``. ``offsets`` are the
+    means less the shift, ``log_det`` is :func:`log_det_cholesky` of ``precisions_chol``."""
+    n_components, d = offsets.shape
+    m = offsets
+    n_quad = n_quadratic_features(covariance_type, d)
+    WT = np.empty((n_components, 1 + d + n_quad), dtype=np.float64)
     if covariance_type in ("full", "tied"):
         P = precisions_from_cholesky(precisions_chol, covariance_type)
         if covariance_type == "tied":
             P = np.broadcast_to(P, (n_components, d, d))
         Pm = np.einsum("kij,kj->ki", P, m)
-        rows, cols = triu(d)
-        quad = -P[:, rows, cols]
-        quad[:, rows != cols] *= 2.0
-        W[1 + d :] = 0.5 * quad.T
+        flat, factor = _quadratic_layout(d)
+        np.multiply(P.reshape(n_components, d * d)[:, flat], factor, out=WT[:, 1 + d :])
         mPm = np.einsum("ki,ki->k", Pm, m)
     elif covariance_type == "diag":
         P = precisions_chol**2
         Pm = P * m
-        W[1 + d :] = -0.5 * P.T
+        np.multiply(P, -0.5, out=WT[:, 1 + d :])
         mPm = np.einsum("ki,ki->k", Pm, m)
     else:
         p = precisions_chol**2
         Pm = p[:, None] * m
-        W[1 + d] = -0.5 * p
+        np.multiply(p, -0.5, out=WT[:, 1 + d])
         mPm = p * np.einsum("ki,ki->k", m, m)
-    W[1 : 1 + d] = Pm.T
-    W[0] = -0.5 * (mPm + d * math.log(2.0 * math.pi)) + log_det
+    WT[:, 1 : 1 + d] = Pm
+    constant = WT[:, 0]
+    np.add(mPm, d * math.log(2.0 * math.pi), out=constant)
+    constant *= -0.5
+    constant += log_det
     if log_weights is not None:
-        W[0] += log_weights
-    return W
+        constant += log_weights
+    return WT
 
 
 def log_gaussian_prob(

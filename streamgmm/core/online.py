@@ -59,6 +59,7 @@ no I/O, a seeded ``numpy`` Generator, :meth:`to_state` / :meth:`from_state` exac
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -357,11 +358,8 @@ class OnlineEM(MoveSchedule):
         rhythm = max(1, self.retained.total_scored // M_STEPS_PER_PASS)
         scorer = make_scorer(self.params)
         group: list[Block] = []  # chosen for scoring under the current parameters
-        while True:
-            i = self.retained.next_to_rescore()
-            if i is None:
-                break
-            block = self.retained.blocks[i]
+        # The blocks' rows do not change here: the order repeats (rescore_order).
+        for block in itertools.cycle(self.retained.rescore_order()):
             cost = self.retained.n_scored(block, share)
             if self.rescore_credit < cost:
                 break

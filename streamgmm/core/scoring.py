@@ -20,7 +20,7 @@ from streamgmm.core.gaussian import (
     design_columns,
     exp_normalize_columns,
     log_det_cholesky,
-    log_prob_coefficients,
+    log_prob_coefficients_by_component,
     logsumexp_columns,
 )
 from streamgmm.core.params import MixtureParams
@@ -62,9 +62,11 @@ class Scorer:
         U, ctype = params.precisions_cholesky, params.covariance_type
         k = params.n_components
         self.log_det = log_det_cholesky(U, ctype, params.n_features)
-        self.W = log_prob_coefficients(params.means, U, ctype, shift, self.log_weights,
-                                       self.log_det)
-        self.WT = np.ascontiguousarray(self.W.T)
+        m = params.means - shift
+        # One row per component: the E-step's product is WT @ F'.
+        self.WT = log_prob_coefficients_by_component(m, U, ctype, self.log_weights,
+                                                     self.log_det)
+        self.W = self.WT.T  # (features, K): the layout of design_matrix(X) @ W
         # An upper bound of the largest eigenvalue of each precision.
         if ctype == "full":
             lam = np.einsum("kij,kij->k", U, U)
@@ -74,7 +76,6 @@ class Scorer:
             lam = np.max(U * U, axis=1)
         else:
             lam = U * U
-        m = params.means - shift
         self.lam = lam
         self.m2 = np.einsum("ki,ki->k", m, m)
         # The peak: no weighted log-density exceeds log pi_k + log det U_k - d/2 log 2 pi
