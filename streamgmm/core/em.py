@@ -18,6 +18,7 @@ from streamgmm.core.gaussian import (
     _fill_design_columns,
     design_columns,
     exp_normalize_columns,
+    n_quadratic_features,
 )
 from streamgmm.core.parallel import ChunkPool
 from streamgmm.core.params import MixtureParams
@@ -26,6 +27,7 @@ from streamgmm.core.scoring import (
     chunk_rows,
     exp_normalize_into,
     exp_normalize_peaked,
+    largest_square,
     make_scorer,
 )
 from streamgmm.core.suffstats import SufficientStats, centered_scatter, moments_to_arrays
@@ -48,6 +50,33 @@ class BatchStatistics:
         return self.log_likelihood / self.n_points if self.n_points else float("nan")
 
 
+class OneChunk:
+    """A batch of at most one row chunk, scored many times about the same shift (the
+    iterations of :func:`run_em` on a move's sample): its transposed design, its largest
+    ``|z|^2`` and the work buffers, made once. Scoring with it gives the same bits.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    shift : ndarray of shape (d,)
+    covariance_type : str
+    n_components : int
+    """
+
+    def __init__(self, X: np.ndarray, shift: np.ndarray, covariance_type: str,
+                 n_components: int) -> None:
+        n = X.shape[0]
+        self.design = design_columns(X, shift, covariance_type)
+        self.largest_square = largest_square(self.design, X.shape[1])
+        self.scores = np.empty(n * n_components)
+        self.vectors = np.empty((3, n))
+
+    @staticmethod
+    def fits(X: np.ndarray, n_columns: int, n_components: int) -> bool:
+        """Whether ``X`` is one chunk of the E-step (the chunk's rows depend on its width)."""
+        return X.shape[0] <= chunk_rows(max(n_columns, n_components))
+
+
 def batch_statistics(
     X: np.ndarray,
     params: MixtureParams,
@@ -55,6 +84,7 @@ def batch_statistics(
     shift: np.ndarray | None = None,
     scorer: Scorer | None = None,
     pool: ChunkPool | None = None,
+    prepared: OneChunk | None = None,
 ) -> BatchStatistics:
     """Fused E-step and sufficient statistics of a batch under ``params``.
 
@@ -71,10 +101,13 @@ def batch_statistics(
         batches are scored under the same parameters (``shift`` is then the scorer's).
     pool : ChunkPool, optional
         Threads for the row chunks (:func:`moments_pass`); the result does not depend on it.
+    prepared : OneChunk, optional
+        ``X``'s design for ``shift``, made once for the iterations of :func:`run_em` (the
+        same result).
     """
     if scorer is None:
         scorer = make_scorer(params, shift)
-    moments, total_ll = moments_pass(X, scorer, sample_weight, pool)
+    moments, total_ll = moments_pass(X, scorer, sample_weight, pool, prepared)
     n_points = float(X.shape[0] if sample_weight is None else np.sum(sample_weight))
     return finish_statistics(
         moments, total_ll, n_points, scorer,
@@ -84,7 +117,7 @@ def batch_statistics(
 
 def moments_pass(
     X: np.ndarray, scorer: Scorer, sample_weight: np.ndarray | None = None,
-    pool: ChunkPool | None = None,
+    pool: ChunkPool | None = None, prepared: OneChunk | None = None,
 ) -> tuple[np.ndarray, float]:
     """Raw weighted moments ``R^T F`` (K, 1 + d + n_quad) and summed log-likelihood of ``X``.
 
@@ -100,6 +133,8 @@ def moments_pass(
         Threads that score the row chunks (see :mod:`streamgmm.parallel`). The chunks and the
         order in which their moments are added do not depend on it: the result is the same
         bit for bit with any number of threads.
+    prepared : OneChunk, optional
+        The design of ``X`` (one chunk) for ``scorer.shift``, made beforehand.
 
     Returns
     -------
@@ -108,7 +143,11 @@ def moments_pass(
         ``sum_i w_i log p(x_i)``.
     """
     n_cols, k = scorer.W.shape
-    parts = _chunked(X, scorer, sample_weight, pool)
+    if prepared is not None:
+        parts = [_score_chunks(X, scorer, sample_weight, range(1), X.shape[0],
+                               prepared=prepared)]
+    else:
+        parts = _chunked(X, scorer, sample_weight, pool)
     # The reduce, in chunk order whatever thread scored each chunk.
     moments = np.zeros((k, n_cols))
     total_ll = 0.0
@@ -135,11 +174,13 @@ def _chunked(X: np.ndarray, scorer: Scorer, sample_weight: np.ndarray | None,
 
 
 def _score_chunks(X: np.ndarray, scorer: Scorer, sample_weight: np.ndarray | None,
-                  starts: range, step: int, bounds: np.ndarray | None = None) -> list:
+                  starts: range, step: int, bounds: np.ndarray | None = None,
+                  prepared: OneChunk | None = None) -> list:
     """Moments and summed log-likelihood of each chunk ``X[start : start + step]``.
 
     With ``bounds`` (segment boundaries, as :func:`segment_statistics` gives them), each
     chunk yields a list of ``(segment, moments, log_likelihood)``, one per segment it meets.
+    With ``prepared``, ``X`` is one chunk whose design and buffers are made already.
     """
     ctype = scorer.params.covariance_type
     n_cols, k = scorer.W.shape
@@ -150,18 +191,25 @@ def _score_chunks(X: np.ndarray, scorer: Scorer, sample_weight: np.ndarray | Non
     # The (rows,) temporaries too: freed at the top of the heap they make glibc trim and
     # re-grow it at every chunk under a low MALLOC_TRIM_THRESHOLD_.
     rows = min(step, n)
-    F_buf = np.empty(rows * n_cols)
-    LT_buf = np.empty(rows * k)
-    vec = np.empty((3, rows))
+    if prepared is None:
+        F_buf = np.empty(rows * n_cols)
+        LT_buf = np.empty(rows * k)
+        vec = np.empty((3, rows))
+    else:
+        LT_buf, vec = prepared.scores, prepared.vectors
     peaked = scorer.peak is not None  # else the per-point maximum (a degenerate model)
     out = []
     for start in starts:
         stop = min(start + step, n)
         m = stop - start
-        FT = _fill_design_columns(F_buf[: m * n_cols].reshape(n_cols, m), X[start:stop],
-                                  scorer.shift, ctype)
+        if prepared is None:
+            FT = _fill_design_columns(F_buf[: m * n_cols].reshape(n_cols, m), X[start:stop],
+                                      scorer.shift, ctype)
+            z2 = None
+        else:
+            FT, z2 = prepared.design, prepared.largest_square
         LT = scorer.weighted_log_prob(X[start:stop], FT, out=LT_buf[: m * k].reshape(k, m),
-                                      scratch=vec[0, :m], peaked=peaked)
+                                      scratch=vec[0, :m], peaked=peaked, z2=z2)
         if peaked:
             resp, log_norm = exp_normalize_peaked(LT, scorer, X[start:stop], FT,
                                                    vec[1, :m], vec[2, :m])
@@ -399,8 +447,15 @@ def run_em(
         shift = X.mean(axis=0)
     else:
         shift = np.average(X, axis=0, weights=sample_weight)
+    prepared = None
+    k, ctype = params.n_components, params.covariance_type
+    if pool is None and OneChunk.fits(X, 1 + X.shape[1] + n_quadratic_features(ctype, X.shape[1]),
+                                      k):
+        # A sample of a move or a candidate: its design is the same at every iteration.
+        prepared = OneChunk(X, shift, ctype, k)
     return em_loop(
-        lambda p: batch_statistics(X, p, sample_weight, shift, pool=pool), params,
+        lambda p: batch_statistics(X, p, sample_weight, shift, pool=pool, prepared=prepared),
+        params,
         reg_covar=reg_covar, tol=tol, max_iter=max_iter, lower_bound=lower_bound,
         callback=callback, robust=robust,
     )

@@ -52,6 +52,16 @@ _PEAK_FLOOR = -700.0
 _FAR_TOTAL = math.exp(-600.0)
 
 
+def largest_square(FT: np.ndarray, n_features: int, scratch: np.ndarray | None = None
+                   ) -> float:
+    """``max_i |z_i|^2`` of a transposed design ``FT`` (what the expansion's rounding grows
+    with); 0 for no rows. ``scratch``, if given, is an (n,) work array."""
+    if not FT.shape[1]:
+        return 0.0
+    z = FT[1 : 1 + n_features]
+    return float(np.max(np.einsum("ij,ij->j", z, z, out=scratch)))
+
+
 class Scorer:
     """Weighted log-probabilities of row chunks: one GEMM, with an exact fallback."""
 
@@ -89,16 +99,16 @@ class Scorer:
             self.WT_peaked[:, 0] -= peak
 
     def weighted_log_prob(self, X: np.ndarray, FT: np.ndarray, out: np.ndarray | None = None,
-                          scratch: np.ndarray | None = None, peaked: bool = False
-                          ) -> np.ndarray:
+                          scratch: np.ndarray | None = None, peaked: bool = False,
+                          z2: float | None = None) -> np.ndarray:
         """``log pi_k + log N(x_i | k)`` as a (K, n) array, from the transposed design
         ``FT`` (features, n) of ``X`` (written into ``out`` if given; ``scratch``, if given,
         is an (n,) work array). ``peaked=True`` (when ``self.peak`` is not None) gives it
-        minus ``self.peak``."""
-        d = X.shape[1]
+        minus ``self.peak``. ``z2``, if given, is :func:`largest_square` of ``FT`` (a batch
+        scored many times knows it)."""
         LT = np.matmul(self.WT_peaked if peaked else self.WT, FT, out=out)
-        z = FT[1 : 1 + d]
-        z2 = float(np.max(np.einsum("ij,ij->j", z, z, out=scratch))) if len(X) else 0.0
+        if z2 is None:
+            z2 = largest_square(FT, X.shape[1], scratch)
         risky = np.flatnonzero(4.0 * _EPS * (z2 + self.m2) * self.lam > _EXPANSION_BUDGET)
         if len(risky):
             offset = self.log_weights[risky, None] - (self.peak if peaked else 0.0)
