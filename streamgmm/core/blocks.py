@@ -278,7 +278,10 @@ class RetainedBlocks:
         if self.kind == "window":
             rows = rows.copy()  # the window keeps its rows in stream order
         else:
-            rows = rows[rng.permutation(len(rows))]
+            order = rng.permutation(len(rows))
+            # Only the prefix that _thin keeps is gathered (a whole sweep of 131,072 points
+            # keeps a few thousand): the same rows in the same order.
+            rows = rows[order[: self._kept_of_new(block.points, len(rows))]]
         self.blocks.append(replace(block, rows=rows))
         self._rows_version += 1  # len(self) below counts the new rows
         if self.kind == "window":
@@ -325,6 +328,16 @@ class RetainedBlocks:
                 b.weight *= share
                 b.points *= share
                 excess = 0
+
+    def _kept_of_new(self, points: float, n_rows: int) -> int:
+        """The rows :meth:`_thin` leaves a new block of ``n_rows`` rows standing for
+        ``points`` points, once it is added (the same arithmetic)."""
+        if not n_rows:
+            return 0
+        total = self.represented + points
+        if len(self) + n_rows <= self.capacity or total <= 0:
+            return n_rows
+        return min(n_rows, int(points * (self.capacity / total)))
 
     def _thin(self) -> None:
         """Reservoir: every block keeps ``capacity / n_represented`` of its points.
