@@ -74,7 +74,6 @@ from streamgmm.core.parallel import ChunkPool
 from streamgmm.core.params import MixtureParams
 from streamgmm.core.refit import seed_params
 from streamgmm.core.schedule import MoveSchedule
-from streamgmm.core.scoring import make_scorer
 from streamgmm.core.stepwise import step_size
 from streamgmm.core.suffstats import SufficientStats
 
@@ -281,8 +280,7 @@ class OnlineEM(MoveSchedule):
             return UpdateInfo(float("nan"), 0.0, 0)
 
         # 1. E-step of the batch; the history's fit as last scored, for the novelty.
-        scorer = make_scorer(self.params)
-        new = batch_statistics(X, self.params, scorer=scorer, pool=self.pool)
+        new = batch_statistics(X, self.params, pool=self.pool)
         novelty = batch_novelty(self.retained.history_log_likelihood(),
                                 new.mean_log_likelihood, self.params.n_parameters(),
                                 self.retained.represented)
@@ -326,7 +324,7 @@ class OnlineEM(MoveSchedule):
         self.clock += 1
         return self.clock
 
-    def _score(self, blocks: list[Block], params: MixtureParams, scorer) -> None:
+    def _score(self, blocks: list[Block], params: MixtureParams) -> None:
         """Replace each block's statistics by those of its scored rows under ``params``.
 
         All the blocks are scored in one pass (:func:`segment_statistics`), its row chunks
@@ -335,7 +333,7 @@ class OnlineEM(MoveSchedule):
         """
         share = self.retained.scored_share
         rows = [self.retained.scored_rows(block, share) for block in blocks]
-        fresh = segment_statistics(rows, params, scorer=scorer, pool=self.pool)
+        fresh = segment_statistics(rows, params, pool=self.pool)
         for block, result in zip(blocks, fresh):
             block.stats = result.stats.normalized()
             block.log_likelihood = result.mean_log_likelihood
@@ -356,7 +354,6 @@ class OnlineEM(MoveSchedule):
         # The rows retained do not change while blocks are re-scored: nor does the share.
         share = self.retained.scored_share
         rhythm = max(1, self.retained.total_scored // M_STEPS_PER_PASS)
-        scorer = make_scorer(self.params)
         group: list[Block] = []  # chosen for scoring under the current parameters
         # The blocks' rows do not change here: the order repeats (rescore_order).
         for block in itertools.cycle(self.retained.rescore_order()):
@@ -370,14 +367,13 @@ class OnlineEM(MoveSchedule):
             spent += cost
             since += cost
             if since >= rhythm:
-                self._score(group, self.params, scorer)
+                self._score(group, self.params)
                 group = []
                 self.retained.drop_expired()
                 self._m_step()
-                scorer = make_scorer(self.params)
                 since = 0
         if since:
-            self._score(group, self.params, scorer)
+            self._score(group, self.params)
             self.retained.drop_expired()
             self._m_step()
         return spent
@@ -411,11 +407,10 @@ class OnlineEM(MoveSchedule):
             where the M-step's model ends 0.01).
         """
         self.retained.blocks = [b for b in self.retained.blocks if len(b)]
-        scorer = make_scorer(params)
         for block in self.retained.blocks:
             block.scored_at = self._tick()
         spent = self.retained.total_scored
-        self._score(self.retained.blocks, params, scorer)
+        self._score(self.retained.blocks, params)
         self.work += spent
         if prior_points > 0 or not self.retained.blocks:
             prior_points = max(prior_points, 1.0)
