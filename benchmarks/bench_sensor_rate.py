@@ -471,10 +471,9 @@ def figure_5(sizes: dict) -> None:
          "threads queue for the GIL at every call); the long element-wise loops (exp, the "
          "clamp, the normalising multiply) gain 1.4-1.9x. np.matmul's",
          "moments product (a transposed operand) gained nothing in our runs where np.dot of "
-         "the same operands (the same bits) gains 1.8x. The whole chunk is what figure 3's "
-         "E-step pass measures: its short calls set the 2-thread time",
-         "(with np.dot in the E-step the pass gained nothing either, 2026-12-08). Load "
-         "average " + load_line() + "."],
+         "the same operands (the same bits) gains 1.7-1.8x: the E-step uses np.dot there.",
+         "The whole chunk is what figure 3's E-step pass measures: its short calls set the "
+         "2-thread time. Load average " + load_line() + "."],
     )
 
 
