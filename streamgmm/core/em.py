@@ -50,10 +50,16 @@ class BatchStatistics:
         return self.log_likelihood / self.n_points if self.n_points else float("nan")
 
 
-class OneChunk:
-    """A batch of at most one row chunk, scored many times about the same shift (the
-    iterations of :func:`run_em` on a move's sample): its transposed design, its largest
-    ``|z|^2`` and the work buffers, made once. Scoring with it gives the same bits.
+# The designs of a batch that run_em scores at every iteration are kept when they take at
+# most this many float64 elements (128 MiB; 1.6 M points of d = 3, full covariances):
+# every iteration then skips building them (a tenth of an E-step chunk's time).
+KEPT_DESIGN_ELEMENTS = 1 << 24
+
+
+class Designs:
+    """The transposed designs of a batch's row chunks about a fixed shift, and each chunk's
+    largest ``|z|^2``: what every iteration of :func:`run_em` would build again. Scoring with
+    them gives the same bits.
 
     Parameters
     ----------
@@ -61,20 +67,23 @@ class OneChunk:
     shift : ndarray of shape (d,)
     covariance_type : str
     n_components : int
+        The chunks' rows depend on the number of components (:func:`chunk_rows`).
     """
 
     def __init__(self, X: np.ndarray, shift: np.ndarray, covariance_type: str,
                  n_components: int) -> None:
-        n = X.shape[0]
-        self.design = design_columns(X, shift, covariance_type)
-        self.largest_square = largest_square(self.design, X.shape[1])
-        self.scores = np.empty(n * n_components)
-        self.vectors = np.empty((3, n))
+        n, d = X.shape
+        n_cols = 1 + d + n_quadratic_features(covariance_type, d)
+        self.step = chunk_rows(max(n_cols, n_components))
+        self.designs = [design_columns(X[start : start + self.step], shift, covariance_type)
+                        for start in range(0, n, self.step)]
+        self.largest_squares = [largest_square(FT, d) for FT in self.designs]
 
     @staticmethod
-    def fits(X: np.ndarray, n_columns: int, n_components: int) -> bool:
-        """Whether ``X`` is one chunk of the E-step (the chunk's rows depend on its width)."""
-        return X.shape[0] <= chunk_rows(max(n_columns, n_components))
+    def worth_keeping(X: np.ndarray, covariance_type: str) -> bool:
+        """Whether the designs of ``X`` fit in :data:`KEPT_DESIGN_ELEMENTS`."""
+        n, d = X.shape
+        return n * (1 + d + n_quadratic_features(covariance_type, d)) <= KEPT_DESIGN_ELEMENTS
 
 
 def batch_statistics(
@@ -84,7 +93,7 @@ def batch_statistics(
     shift: np.ndarray | None = None,
     scorer: Scorer | None = None,
     pool: ChunkPool | None = None,
-    prepared: OneChunk | None = None,
+    designs: Designs | None = None,
 ) -> BatchStatistics:
     """Fused E-step and sufficient statistics of a batch under ``params``.
 
@@ -101,13 +110,13 @@ def batch_statistics(
         batches are scored under the same parameters (``shift`` is then the scorer's).
     pool : ChunkPool, optional
         Threads for the row chunks (:func:`moments_pass`); the result does not depend on it.
-    prepared : OneChunk, optional
-        ``X``'s design for ``shift``, made once for the iterations of :func:`run_em` (the
-        same result).
+    designs : Designs, optional
+        ``X``'s chunk designs for ``shift``, made once for the iterations of :func:`run_em`
+        (the same result).
     """
     if scorer is None:
         scorer = make_scorer(params, shift)
-    moments, total_ll = moments_pass(X, scorer, sample_weight, pool, prepared)
+    moments, total_ll = moments_pass(X, scorer, sample_weight, pool, designs)
     n_points = float(X.shape[0] if sample_weight is None else np.sum(sample_weight))
     return finish_statistics(
         moments, total_ll, n_points, scorer,
@@ -117,7 +126,7 @@ def batch_statistics(
 
 def moments_pass(
     X: np.ndarray, scorer: Scorer, sample_weight: np.ndarray | None = None,
-    pool: ChunkPool | None = None, prepared: OneChunk | None = None,
+    pool: ChunkPool | None = None, designs: Designs | None = None,
 ) -> tuple[np.ndarray, float]:
     """Raw weighted moments ``R^T F`` (K, 1 + d + n_quad) and summed log-likelihood of ``X``.
 
@@ -133,8 +142,8 @@ def moments_pass(
         Threads that score the row chunks (see :mod:`streamgmm.parallel`). The chunks and the
         order in which their moments are added do not depend on it: the result is the same
         bit for bit with any number of threads.
-    prepared : OneChunk, optional
-        The design of ``X`` (one chunk) for ``scorer.shift``, made beforehand.
+    designs : Designs, optional
+        The chunk designs of ``X`` for ``scorer.shift``, made beforehand.
 
     Returns
     -------
@@ -143,11 +152,7 @@ def moments_pass(
         ``sum_i w_i log p(x_i)``.
     """
     n_cols, k = scorer.W.shape
-    if prepared is not None:
-        parts = [_score_chunks(X, scorer, sample_weight, range(1), X.shape[0],
-                               prepared=prepared)]
-    else:
-        parts = _chunked(X, scorer, sample_weight, pool)
+    parts = _chunked(X, scorer, sample_weight, pool, designs=designs)
     # The reduce, in chunk order whatever thread scored each chunk.
     moments = np.zeros((k, n_cols))
     total_ll = 0.0
@@ -159,28 +164,32 @@ def moments_pass(
 
 
 def _chunked(X: np.ndarray, scorer: Scorer, sample_weight: np.ndarray | None,
-             pool: ChunkPool | None, bounds: np.ndarray | None = None) -> list:
+             pool: ChunkPool | None, bounds: np.ndarray | None = None,
+             designs: Designs | None = None) -> list:
     """:func:`_score_chunks` over fixed row chunks of ``X``, split into contiguous spans of
     chunks, one per thread of ``pool``; the spans' results in chunk order."""
     n_cols, k = scorer.W.shape
     step = chunk_rows(max(n_cols, k))
+    if designs is not None and designs.step != step:
+        designs = None  # made for another number of components
     starts = range(0, X.shape[0], step)
     threads = 1 if pool is None else min(pool.threads, len(starts))
     if threads < 2:
-        return [_score_chunks(X, scorer, sample_weight, starts, step, bounds)]
+        return [_score_chunks(X, scorer, sample_weight, starts, step, bounds, designs)]
     spans = np.array_split(np.arange(len(starts)), threads)
     return pool.map(lambda span: _score_chunks(
-        X, scorer, sample_weight, starts[span[0] : span[-1] + 1], step, bounds), spans)
+        X, scorer, sample_weight, starts[span[0] : span[-1] + 1], step, bounds, designs),
+        spans)
 
 
 def _score_chunks(X: np.ndarray, scorer: Scorer, sample_weight: np.ndarray | None,
                   starts: range, step: int, bounds: np.ndarray | None = None,
-                  prepared: OneChunk | None = None) -> list:
+                  designs: Designs | None = None) -> list:
     """Moments and summed log-likelihood of each chunk ``X[start : start + step]``.
 
     With ``bounds`` (segment boundaries, as :func:`segment_statistics` gives them), each
     chunk yields a list of ``(segment, moments, log_likelihood)``, one per segment it meets.
-    With ``prepared``, ``X`` is one chunk whose design and buffers are made already.
+    With ``designs`` (of these chunks), the chunks' designs are not built again.
     """
     ctype = scorer.params.covariance_type
     n_cols, k = scorer.W.shape
@@ -191,23 +200,22 @@ def _score_chunks(X: np.ndarray, scorer: Scorer, sample_weight: np.ndarray | Non
     # The (rows,) temporaries too: freed at the top of the heap they make glibc trim and
     # re-grow it at every chunk under a low MALLOC_TRIM_THRESHOLD_.
     rows = min(step, n)
-    if prepared is None:
+    if designs is None:
         F_buf = np.empty(rows * n_cols)
-        LT_buf = np.empty(rows * k)
-        vec = np.empty((3, rows))
-    else:
-        LT_buf, vec = prepared.scores, prepared.vectors
+    LT_buf = np.empty(rows * k)
+    vec = np.empty((3, rows))
     peaked = scorer.peak is not None  # else the per-point maximum (a degenerate model)
     out = []
     for start in starts:
         stop = min(start + step, n)
         m = stop - start
-        if prepared is None:
+        if designs is None:
             FT = _fill_design_columns(F_buf[: m * n_cols].reshape(n_cols, m), X[start:stop],
                                       scorer.shift, ctype)
             z2 = None
         else:
-            FT, z2 = prepared.design, prepared.largest_square
+            FT = designs.designs[start // step]
+            z2 = designs.largest_squares[start // step]
         LT = scorer.weighted_log_prob(X[start:stop], FT, out=LT_buf[: m * k].reshape(k, m),
                                       scratch=vec[0, :m], peaked=peaked, z2=z2)
         if peaked:
@@ -443,20 +451,20 @@ def run_em(
     stops when the lower bound changes by less than ``tol``. ``callback(n_iter, change)`` is
     called after every iteration (used for verbose output). ``robust=True`` repairs
     ill-defined covariances instead of raising (see :func:`robust_m_step`). ``pool`` scores
-    the row chunks on threads, with the same result (:func:`moments_pass`).
+    the row chunks on threads, with the same result (:func:`moments_pass`). The chunks'
+    designs are built once for all the iterations when they fit in
+    :data:`KEPT_DESIGN_ELEMENTS` (:class:`Designs`).
     """
     if sample_weight is None:
         shift = X.mean(axis=0)
     else:
         shift = np.average(X, axis=0, weights=sample_weight)
-    prepared = None
-    k, ctype = params.n_components, params.covariance_type
-    if pool is None and OneChunk.fits(X, 1 + X.shape[1] + n_quadratic_features(ctype, X.shape[1]),
-                                      k):
-        # A sample of a move or a candidate: its design is the same at every iteration.
-        prepared = OneChunk(X, shift, ctype, k)
+    designs = None
+    if Designs.worth_keeping(X, params.covariance_type):
+        # The same at every iteration: built once.
+        designs = Designs(X, shift, params.covariance_type, params.n_components)
     return em_loop(
-        lambda p: batch_statistics(X, p, sample_weight, shift, pool=pool, prepared=prepared),
+        lambda p: batch_statistics(X, p, sample_weight, shift, pool=pool, designs=designs),
         params,
         reg_covar=reg_covar, tol=tol, max_iter=max_iter, lower_bound=lower_bound,
         callback=callback, robust=robust,
