@@ -296,3 +296,36 @@ def test_a_reservoir_state_in_stream_order_is_shuffled_on_load() -> None:
     # A state of this version loads as it was written.
     np.testing.assert_array_equal(RetainedBlocks.from_state(rb.to_state()).blocks[0].rows,
                                   rb.blocks[0].rows)
+
+
+def test_rescore_order_puts_blocks_scored_once_first_then_the_stalest() -> None:
+    retained = RetainedBlocks("window", 10_000, D)
+    rng = np.random.default_rng(0)
+    for i, (times, scored_at) in enumerate([(3, 5), (1, 9), (2, 2), (1, 4), (5, 7)]):
+        b = block(tagged(100 * i, 50), scored_at=scored_at)
+        b.times_scored = times
+        retained.add(b, rng)
+    retained.add_virtual(stats_of(tagged(0, 5)), 1.0, 5.0, 0, 0)  # no rows: never re-scored
+    order = [(b.times_scored, b.scored_at) for b in retained.rescore_order()]
+    # Scored fewer than RESCORE_PRIORITY times first (stalest first), then the stalest.
+    assert order == [(1, 4), (1, 9), (2, 2), (3, 5), (5, 7)]
+
+
+def test_a_reservoir_keeps_the_same_rows_of_a_large_new_block_as_thinning_after_it() -> None:
+    # add() gathers only the prefix of the new block's permutation that _thin keeps: the
+    # rows and their order must be those of permuting every row and thinning afterwards.
+    capacity = 1_000
+    retained = RetainedBlocks("reservoir", capacity, D)
+    rng = np.random.default_rng(3)
+    retained.add(block(tagged(0, 800)), rng)
+    big = tagged(800, 20_000)
+    state = rng.bit_generator.state
+    retained.add(block(big), rng)
+    rng.bit_generator.state = state
+    permuted = big[rng.permutation(len(big))]
+    represented = 800.0 + 20_000.0
+    keep = int(20_000.0 * (capacity / represented))
+    new_rows = [b.rows for b in retained.blocks if b.rows[0, 0] >= 800]
+    assert len(new_rows) == 1
+    np.testing.assert_array_equal(new_rows[0], permuted[:keep])
+    assert len(retained) <= capacity

@@ -206,3 +206,30 @@ def test_conditioning_check_agrees_with_the_eigenvalues(ctype):
             assert _well_conditioned(params, rcond) == expected, exponent
             decisions.add(expected)
     assert decisions == {True, False}  # both sides of the rule were exercised
+
+
+@pytest.mark.parametrize("ctype", COVARIANCE_TYPES)
+def test_run_em_with_kept_designs_is_run_em_without_them_bit_for_bit(ctype, monkeypatch):
+    from streamgmm.core import em as em_module
+    from streamgmm.parallel import ThreadPool
+
+    rng = np.random.default_rng(7)
+    params = random_params(rng, ctype, 3, 3, offset=25.0)
+    X = rng.normal(25.0, 4.0, (20_000, 3))  # several row chunks
+    w = rng.uniform(0.5, 2.0, len(X))
+    pool = ThreadPool(2)
+    try:
+        for weights in (None, w):
+            for threads in (None, pool):
+                kept = run_em(X, params, reg_covar=1e-6, max_iter=4, tol=0.0,
+                              sample_weight=weights, pool=threads)
+                monkeypatch.setattr(em_module, "KEPT_DESIGN_ELEMENTS", 0)
+                built = run_em(X, params, reg_covar=1e-6, max_iter=4, tol=0.0,
+                               sample_weight=weights, pool=threads)
+                monkeypatch.undo()
+                assert kept.lower_bounds == built.lower_bounds
+                for name in ("weights", "means", "covariances", "precisions_cholesky"):
+                    np.testing.assert_array_equal(getattr(kept.params, name),
+                                                  getattr(built.params, name))
+    finally:
+        pool.close()

@@ -159,3 +159,30 @@ def test_exp_normalize_and_logsumexp_rows_match_scipy():
     # Terms below exp(-300) of the largest are clamped there (documented): harmless.
     np.testing.assert_allclose(P, np.exp(L - ref[:, None]), rtol=1e-12, atol=1e-129)
     np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=1e-14)
+
+
+@pytest.mark.parametrize("ctype", COVARIANCE_TYPES)
+def test_coefficients_by_component_are_the_coefficients_transposed(ctype):
+    from streamgmm.core.gaussian import (
+        log_prob_coefficients,
+        log_prob_coefficients_by_component,
+    )
+    from tests.helpers.mixtures import random_params
+
+    rng = np.random.default_rng(4)
+    params = random_params(rng, ctype, 5, 3, offset=40.0)
+    shift = rng.normal(40.0, 1.0, 3)
+    U = params.precisions_cholesky
+    log_det = log_det_cholesky(U, ctype, 3)
+    log_w = np.log(params.weights)
+    W = log_prob_coefficients(params.means, U, ctype, shift, log_w)
+    WT = log_prob_coefficients_by_component(params.means - shift, U, ctype, log_w, log_det)
+    assert WT.flags.c_contiguous
+    np.testing.assert_array_equal(WT, W.T)
+    # The expanded form scores as the direct one.
+    X = rng.normal(40.0, 3.0, (200, 3))
+    FT = np.vstack([np.ones(200), (X - shift).T, *[(X - shift).T[i] * (X - shift).T[j]
+                                                    for i in range(3) for j in range(i, 3)]])
+    if ctype in ("full", "tied"):
+        np.testing.assert_allclose(WT @ FT, (log_gaussian_prob(X, params.means, U, ctype)
+                                             + log_w).T, rtol=1e-9, atol=1e-8)

@@ -265,3 +265,12 @@ def test_to_params_raises_on_empty_covariance():
     with pytest.raises(ValueError, match="reg_covar"):
         stats.to_params(0.0)
     assert stats.to_params(1e-6).covariances.shape == (2, 2, 2)
+
+
+def test_outer_products_are_the_broadcast_products_bit_for_bit():
+    from streamgmm.core.suffstats import outer_products
+
+    delta = np.random.default_rng(0).normal(0, 5, (517, 3))
+    got = outer_products(delta)
+    assert got.flags.c_contiguous
+    np.testing.assert_array_equal(got, delta[:, :, None] * delta[:, None, :])
