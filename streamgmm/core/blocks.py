@@ -279,9 +279,12 @@ class RetainedBlocks:
             rows = rows.copy()  # the window keeps its rows in stream order
         else:
             order = rng.permutation(len(rows))
-            # Only the prefix that _thin keeps is gathered (a whole sweep of 131,072 points
-            # keeps a few thousand): the same rows in the same order.
-            rows = rows[order[: self._kept_of_new(block.points, len(rows))]]
+            # Only the prefix that _thin will keep is gathered (a whole sweep of 131,072
+            # points keeps a few thousand): the same rows in the same order.
+            rate = self._thinning_rate(len(rows), block.points) if len(rows) else None
+            if rate is not None:
+                order = order[: int(block.points * rate)]
+            rows = rows[order]
         self.blocks.append(replace(block, rows=rows))
         self._rows_version += 1  # len(self) below counts the new rows
         if self.kind == "window":
@@ -329,15 +332,14 @@ class RetainedBlocks:
                 b.points *= share
                 excess = 0
 
-    def _kept_of_new(self, points: float, n_rows: int) -> int:
-        """The rows :meth:`_thin` leaves a new block of ``n_rows`` rows standing for
-        ``points`` points, once it is added (the same arithmetic)."""
-        if not n_rows:
-            return 0
-        total = self.represented + points
-        if len(self) + n_rows <= self.capacity or total <= 0:
-            return n_rows
-        return min(n_rows, int(points * (self.capacity / total)))
+    def _thinning_rate(self, new_rows: int = 0, new_points: float = 0.0) -> float | None:
+        """``capacity / n_represented``, the share of its points every block keeps, once a
+        block of ``new_rows`` rows standing for ``new_points`` points is added; ``None``
+        while the rows fit."""
+        total = self.represented + new_points
+        if len(self) + new_rows <= self.capacity or total <= 0:
+            return None
+        return self.capacity / total
 
     def _thin(self) -> None:
         """Reservoir: every block keeps ``capacity / n_represented`` of its points.
@@ -345,10 +347,9 @@ class RetainedBlocks:
         The rows are in a uniformly random order (:meth:`add`), so the first ``keep`` of them
         are a uniform subset, and a subset of the subset kept before.
         """
-        total = self.represented
-        if len(self) <= self.capacity or total <= 0:
+        rate = self._thinning_rate()
+        if rate is None:
             return
-        rate = self.capacity / total
         for b in self.blocks:
             keep = int(b.points * rate)
             if len(b) > keep:
