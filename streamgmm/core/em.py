@@ -18,7 +18,7 @@ from streamgmm.core.gaussian import (
     _fill_design_columns,
     design_columns,
     exp_normalize_columns,
-    n_quadratic_features,
+    n_design_columns,
 )
 from streamgmm.core.parallel import ChunkPool
 from streamgmm.core.params import MixtureParams
@@ -73,8 +73,7 @@ class Designs:
     def __init__(self, X: np.ndarray, shift: np.ndarray, covariance_type: str,
                  n_components: int) -> None:
         n, d = X.shape
-        n_cols = 1 + d + n_quadratic_features(covariance_type, d)
-        self.step = chunk_rows(max(n_cols, n_components))
+        self.step = chunk_rows(max(n_design_columns(covariance_type, d), n_components))
         self.designs = [design_columns(X[start : start + self.step], shift, covariance_type)
                         for start in range(0, n, self.step)]
         self.largest_squares = [largest_square(FT, d) for FT in self.designs]
@@ -83,7 +82,7 @@ class Designs:
     def worth_keeping(X: np.ndarray, covariance_type: str) -> bool:
         """Whether the designs of ``X`` fit in :data:`KEPT_DESIGN_ELEMENTS`."""
         n, d = X.shape
-        return n * (1 + d + n_quadratic_features(covariance_type, d)) <= KEPT_DESIGN_ELEMENTS
+        return n * n_design_columns(covariance_type, d) <= KEPT_DESIGN_ELEMENTS
 
 
 def batch_statistics(

@@ -164,6 +164,11 @@ def n_quadratic_features(covariance_type: str, n_features: int) -> int:
     return 1
 
 
+def n_design_columns(covariance_type: str, n_features: int) -> int:
+    """Features per point of the design ``[1, z, q(z)]``: ``1 + d + n_quadratic_features``."""
+    return 1 + n_features + n_quadratic_features(covariance_type, n_features)
+
+
 @functools.lru_cache(maxsize=64)
 def triu(n_features: int) -> tuple[np.ndarray, np.ndarray]:
     """Cached ``np.triu_indices(n_features)`` (read-only): it is needed on every pass."""
@@ -186,8 +191,7 @@ def design_columns(X: np.ndarray, shift: np.ndarray, covariance_type: str) -> np
     """:func:`design_matrix` transposed, ``(1 + d + n_quadratic_features, n)``: the layout the
     E-step computes with (one contiguous row per feature)."""
     n, d = X.shape
-    n_quad = n_quadratic_features(covariance_type, d)
-    FT = np.empty((1 + d + n_quad, n), dtype=np.float64)
+    FT = np.empty((n_design_columns(covariance_type, d), n), dtype=np.float64)
     return _fill_design_columns(FT, X, shift, covariance_type)
 
 
@@ -265,9 +269,8 @@ def log_prob_coefficients_by_component(
     row per component, the layout of the E-step's product ``W' F'``. ``offsets`` are the
     means less the shift, ``log_det`` is :func:`log_det_cholesky` of ``precisions_chol``."""
     n_components, d = offsets.shape
-    m = offsets
-    n_quad = n_quadratic_features(covariance_type, d)
-    WT = np.empty((n_components, 1 + d + n_quad), dtype=np.float64)
+    m = offsets  # m_k = mu_k - c, as in log_prob_coefficients' formula
+    WT = np.empty((n_components, n_design_columns(covariance_type, d)), dtype=np.float64)
     if covariance_type in ("full", "tied"):
         P = precisions_from_cholesky(precisions_chol, covariance_type)
         if covariance_type == "tied":
